@@ -1,0 +1,166 @@
+//! Data-directory identity and small filesystem helpers shared by the backends.
+//!
+//! Every data directory carries a `RAFTBENCH` marker (JSON) naming the backend and the
+//! on-disk format version. Opening checks it *before* touching anything, so pointing a node
+//! at another backend's directory, at a directory written by a newer raftbench, or at some
+//! unrelated non-empty directory is refused instead of overwritten.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::BackendKind;
+use super::error::{Result, StorageError};
+
+/// Name of the marker file.
+pub const MARKER: &str = "RAFTBENCH";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    format: String,
+    backend: String,
+    version: u32,
+}
+
+/// Make sure `dir` is a data directory of `kind` at a supported `version`, creating the
+/// directory and its marker when it does not exist or is empty.
+///
+/// Returns `true` when the directory was freshly initialised.
+pub fn claim(dir: &Path, kind: BackendKind, version: u32) -> Result<bool> {
+    if dir.as_os_str().is_empty() {
+        return Err(StorageError::Config(
+            "backend config has no data directory".into(),
+        ));
+    }
+    let marker_path = dir.join(MARKER);
+    match fs::read(&marker_path) {
+        Ok(bytes) => {
+            let m: Marker = serde_json::from_slice(&bytes).map_err(|e| {
+                StorageError::corrupt(&marker_path, 0, format!("unreadable marker: {e}"))
+            })?;
+            if m.format != "raftbench" {
+                return Err(StorageError::corrupt(
+                    &marker_path,
+                    0,
+                    format!("marker names format {:?}", m.format),
+                ));
+            }
+            if m.backend != kind.as_str() {
+                return Err(StorageError::WrongBackend {
+                    dir: dir.to_path_buf(),
+                    found: m.backend,
+                    expected: kind.to_string(),
+                });
+            }
+            if m.version > version || m.version == 0 {
+                return Err(StorageError::UnsupportedVersion {
+                    dir: dir.to_path_buf(),
+                    found: m.version,
+                    supported: version,
+                });
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+            let non_empty = fs::read_dir(dir)
+                .map_err(StorageError::io("list directory", dir))?
+                .next()
+                .is_some();
+            if non_empty {
+                return Err(StorageError::NotADataDir {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            let m = Marker {
+                format: "raftbench".into(),
+                backend: kind.to_string(),
+                version,
+            };
+            let body = serde_json::to_vec_pretty(&m).expect("marker serialises");
+            write_file_atomic(&marker_path, &body, true)?;
+            Ok(true)
+        }
+        Err(e) => Err(StorageError::io("read", &marker_path)(e)),
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename, so readers see either the
+/// old content or the new, never a mix. With `sync`, the file and its directory are synced
+/// before returning, making the new content durable.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let tmp = tmp_path(path);
+    let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
+    f.write_all(bytes)
+        .map_err(StorageError::io("write", &tmp))?;
+    if sync {
+        f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
+    if sync {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
+/// `path` with a `.tmp` suffix appended.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// fsync a directory so that file creations, renames and deletions in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = fs::File::open(dir).map_err(StorageError::io("open directory", dir))?;
+    d.sync_all()
+        .map_err(StorageError::io("fsync directory", dir))
+}
+
+/// Total size in bytes of the regular files under `dir` (recursively). Files that vanish
+/// while we walk (compaction runs concurrently in RocksDB) are skipped.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_creates_then_checks() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        assert!(claim(&dir, BackendKind::Memwal, 1).unwrap());
+        assert!(!claim(&dir, BackendKind::Memwal, 1).unwrap());
+        let err = claim(&dir, BackendKind::Rocksdb, 1).unwrap_err();
+        assert!(matches!(err, StorageError::WrongBackend { .. }), "{err}");
+        // An older build (supports only version 0..) refuses a newer directory.
+        let dir2 = t.path().join("d2");
+        claim(&dir2, BackendKind::Memwal, 7).unwrap();
+        let err = claim(&dir2, BackendKind::Memwal, 1).unwrap_err();
+        assert!(err.to_string().contains("format version 7"), "{err}");
+    }
+
+    #[test]
+    fn claim_refuses_foreign_non_empty_dir() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("precious.txt"), b"do not overwrite").unwrap();
+        let err = claim(t.path(), BackendKind::Memwal, 1).unwrap_err();
+        assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
+        assert_eq!(
+            fs::read(t.path().join("precious.txt")).unwrap(),
+            b"do not overwrite"
+        );
+    }
+}

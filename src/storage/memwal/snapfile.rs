@@ -1,0 +1,130 @@
+//! memwal's snapshot files.
+//!
+//! ```text
+//! "RBSNAPF1" | meta_len:u32 | SnapshotMetadata (protobuf) | data_len:u64 | data | crc32c:u32
+//! ```
+//! `data` is the shared [`snapshot_data`](crate::storage::snapshot_data) blob. Files are
+//! written as `*.tmp` and renamed, so a crash never leaves a half-written file under a final
+//! name. Names: `snap-<index>.snap` for a snapshot that is part of the replica's state, and
+//! `snap-<index>.pending` for a snapshot received from the leader whose WAL marker is not yet
+//! known to be durable (it is adopted on replay only if the marker is found).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+use raft::eraftpb::SnapshotMetadata;
+
+use crate::storage::datadir::{sync_dir, tmp_path};
+use crate::storage::error::{Result, StorageError};
+
+const MAGIC: &[u8; 8] = b"RBSNAPF1";
+
+/// Path of the final snapshot file for `index`.
+pub fn final_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snap-{index:020}.snap"))
+}
+
+/// Path of the pending snapshot file for `index`.
+pub fn pending_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snap-{index:020}.pending"))
+}
+
+/// The snapshot directory's contents.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Indexes of final snapshots, ascending.
+    pub finals: Vec<u64>,
+    /// Indexes of pending snapshots, ascending.
+    pub pendings: Vec<u64>,
+}
+
+/// List `dir`, deleting leftover `*.tmp` files of interrupted writes.
+pub fn list(dir: &Path) -> Result<Listing> {
+    let mut out = Listing::default();
+    for ent in fs::read_dir(dir).map_err(StorageError::io("list", dir))? {
+        let ent = ent.map_err(StorageError::io("list", dir))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            fs::remove_file(ent.path()).map_err(StorageError::io("delete", ent.path()))?;
+            continue;
+        }
+        let parsed = name.strip_prefix("snap-").and_then(|rest| {
+            let (num, ext) = rest.split_once('.')?;
+            Some((num.parse::<u64>().ok()?, ext.to_string()))
+        });
+        match parsed {
+            Some((i, ext)) if ext == "snap" => out.finals.push(i),
+            Some((i, ext)) if ext == "pending" => out.pendings.push(i),
+            _ => {
+                return Err(StorageError::corrupt(
+                    ent.path(),
+                    0,
+                    "unexpected file in the snapshot directory",
+                ));
+            }
+        }
+    }
+    out.finals.sort_unstable();
+    out.pendings.sort_unstable();
+    Ok(out)
+}
+
+/// Write a snapshot file at `path` (via a temporary file and a rename). With `sync`, the
+/// file and the directory are synced: the snapshot is durable when this returns.
+pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8], sync: bool) -> Result<u64> {
+    let meta_bytes = meta
+        .write_to_bytes()
+        .map_err(StorageError::codec("snapshot metadata"))?;
+    let mut head = Vec::with_capacity(24 + meta_bytes.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+    head.extend_from_slice(&meta_bytes);
+    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head), data);
+
+    let tmp = tmp_path(path);
+    let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
+    f.write_all(&head)
+        .and_then(|_| f.write_all(data))
+        .and_then(|_| f.write_all(&crc.to_le_bytes()))
+        .map_err(StorageError::io("write", &tmp))?;
+    if sync {
+        f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
+    if let Some(dir) = path.parent().filter(|_| sync) {
+        sync_dir(dir)?;
+    }
+    Ok((head.len() + data.len() + 4) as u64)
+}
+
+/// Read and verify a snapshot file, returning its metadata and data blob.
+pub fn read(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>)> {
+    let buf = fs::read(path).map_err(StorageError::io("read", path))?;
+    let bad = |off: usize, why: &str| StorageError::corrupt(path, off as u64, why);
+    if buf.len() < 8 + 4 + 8 + 4 || &buf[..8] != MAGIC {
+        return Err(bad(
+            0,
+            "not a raftbench snapshot file (bad magic or too short)",
+        ));
+    }
+    let (body, crc) = buf.split_at(buf.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err(bad(body.len(), "snapshot file checksum mismatch"));
+    }
+    let mlen = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
+    if body.len() < 12 + mlen + 8 {
+        return Err(bad(8, "metadata length exceeds the file"));
+    }
+    let meta = SnapshotMetadata::parse_from_bytes(&body[12..12 + mlen])
+        .map_err(|e| bad(12, &format!("snapshot metadata: {e}")))?;
+    let dlen_off = 12 + mlen;
+    let dlen = u64::from_le_bytes(body[dlen_off..dlen_off + 8].try_into().expect("8")) as usize;
+    if body.len() != dlen_off + 8 + dlen {
+        return Err(bad(dlen_off, "data length does not match the file size"));
+    }
+    Ok((meta, body[dlen_off + 8..].to_vec()))
+}
