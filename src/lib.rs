@@ -16,6 +16,10 @@
 //! Still to come (see the issues): the raft node and its HTTP API, the local cluster
 //! launcher, the workload runner, metrics and reports.
 
+// raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
+// they are built with `default()` and field assignments, as raft-rs itself does.
+#![allow(clippy::field_reassign_with_default)]
+
 pub mod cli;
 pub mod kv;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! The storage conformance suite (`raftbench::storage::conformance`), once per backend and
 //! fsync policy, plus model-based random sequences checked against raft's `MemStorage`.
+#![allow(clippy::field_reassign_with_default)]
 
 use proptest::prelude::*;
 use raftbench::storage::conformance::{self, Op};

@@ -232,8 +232,9 @@ pub fn first_last_index_table(cfg: &BackendConfig) {
 /// raft-rs `test_storage_compact`, in truncation-point terms: `compact(i)` makes `i` the
 /// truncation point. Also: compacting past the end or past the applied index is refused.
 pub fn compact_table(cfg: &BackendConfig) {
-    // (up_to, Ok((first_index, term(first_index - 1), entries left)) | Err)
-    let cases: [(u64, Option<(u64, u64, usize)>); 5] = [
+    // (up_to, Some((first_index, term(first_index - 1), entries left)) | None for an error)
+    type Case = (u64, Option<(u64, u64, usize)>);
+    let cases: [Case; 5] = [
         (2, Some((4, 3, 2))),
         (3, Some((4, 3, 2))),
         (4, Some((5, 4, 1))),
@@ -505,7 +506,7 @@ pub fn reopen_after_every_write(cfg: &BackendConfig) {
         None,
         "install replaced the old KV state"
     );
-    assert_eq!(b.open_report().fresh, false);
+    assert!(!b.open_report().fresh);
 }
 
 /// Apply writes the commands and the applied index atomically, validates its index, and is

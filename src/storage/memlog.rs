@@ -189,6 +189,14 @@ impl MemLog {
         }
     }
 
+    /// Drop every entry above `index` (no-op if none).
+    pub fn truncate_after(&mut self, index: u64) {
+        while self.last_index() > index && !self.entries.is_empty() {
+            let e = self.entries.pop_back().expect("non-empty");
+            self.bytes -= entry_bytes(&e);
+        }
+    }
+
     /// Forget everything and restart at `(index, term)` (a snapshot was installed).
     pub fn reset(&mut self, index: u64, term: u64) {
         *self = MemLog::new(index, term);

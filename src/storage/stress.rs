@@ -116,7 +116,7 @@ pub fn run(
         writeln!(out, "durable {last}")?;
         out.flush()?;
         batches += 1;
-        if batches % opts.apply_every.max(1) == 0 {
+        if batches.is_multiple_of(opts.apply_every.max(1)) {
             let from = b.applied_index() + 1;
             let cmds: Vec<KvCommand> = (from..=last)
                 .map(|i| KvCommand::Put {

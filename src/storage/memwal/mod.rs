@@ -86,7 +86,10 @@ struct Replay {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot_index: u64,
-    seen_state: bool,
+    /// The final truncation point `(index, term)`, found by a first pass over the WAL. The
+    /// log is rebuilt above it only: records below it may refer to entries whose segments
+    /// were deleted after compaction.
+    anchor: (u64, u64),
     records: u64,
     /// Pending snapshot files whose marker was found.
     adopted_pending: Vec<u64>,
@@ -114,7 +117,7 @@ impl MemwalBackend {
             hard_state: HardState::default(),
             conf_state: ConfState::default(),
             snapshot_index: 0,
-            seen_state: false,
+            anchor: (0, 0),
             records: 0,
             adopted_pending: Vec::new(),
         };
@@ -130,6 +133,8 @@ impl MemwalBackend {
         }
 
         let seqs = wal::list_segments(&wal_dir)?;
+        st.anchor = scan_truncation_point(&wal_dir, &seqs)?;
+        st.log = MemLog::new(st.anchor.0, st.anchor.1);
         let mut metas: Vec<SegmentMeta> = Vec::with_capacity(seqs.len());
         let mut torn_bytes = 0;
         for (i, &seq) in seqs.iter().enumerate() {
@@ -244,7 +249,7 @@ impl MemwalBackend {
             },
             config,
         };
-        backend.wal.delete_obsolete()?;
+        backend.delete_obsolete_segments()?;
         backend.open_report.open_ms = started.elapsed().as_secs_f64() * 1e3;
         info!(
             dir = %dir.display(),
@@ -289,9 +294,14 @@ impl MemwalBackend {
         if self.wal.needs_rotation() {
             let state = self.state_record();
             self.wal.rotate(&state)?;
-            self.wal.delete_obsolete()?;
+            self.delete_obsolete_segments()?;
         }
         self.wal.append(rtype, encode, sync)
+    }
+
+    fn delete_obsolete_segments(&mut self) -> Result<usize> {
+        self.wal
+            .delete_obsolete(self.log.truncated().0, self.snapshot_index)
     }
 
     fn build_snapshot(&self) -> raft::Result<Snapshot> {
@@ -364,16 +374,7 @@ impl Replay {
         self.records += 1;
         let seg = match (meta.as_mut(), &rec) {
             (Some(m), _) => m,
-            (None, Record::State(s)) => {
-                *meta = Some(SegmentMeta {
-                    seq,
-                    max_entry_index: 0,
-                    max_apply_index: 0,
-                    start_truncated: s.truncated_index,
-                    start_snapshot: s.snapshot_index,
-                });
-                meta.as_mut().expect("just set")
-            }
+            (None, Record::State(_)) => meta.insert(SegmentMeta::new(seq)),
             (None, _) => {
                 return Err(StorageError::Invalid(
                     "segment does not start with a state record".into(),
@@ -386,11 +387,7 @@ impl Replay {
                 if s.applied_index >= self.applied {
                     self.conf_state = s.conf_state;
                 }
-                if !self.seen_state {
-                    // The oldest surviving segment defines where the log starts.
-                    self.log = MemLog::new(s.truncated_index, s.truncated_term);
-                    self.seen_state = true;
-                }
+                // The log's start comes from the anchor, not from this (maybe stale) record.
             }
             Record::Persist {
                 snapshot,
@@ -417,11 +414,21 @@ impl Replay {
                         self.snapshot_index = m.index;
                         self.conf_state = m.get_conf_state().clone();
                     }
-                    self.log.reset(m.index, m.term);
+                    // The install dropped the whole log; the anchor is at or above it.
+                    self.log.reset(self.anchor.0, self.anchor.1);
                     seg.max_apply_index = seg.max_apply_index.max(m.index);
                 }
-                self.log.check_append(&entries)?;
-                self.log.append(&entries);
+                if let Some(f) = entries.first() {
+                    // Entries at or below the anchor are compacted in the final state, but an
+                    // append there still truncated whatever followed it.
+                    let keep_from = entries.partition_point(|e| e.index <= self.anchor.0);
+                    if f.index <= self.anchor.0 {
+                        self.log.truncate_after(self.anchor.0);
+                    }
+                    let keep = &entries[keep_from..];
+                    self.log.check_append(keep)?;
+                    self.log.append(keep);
+                }
                 if let Some(last) = entries.last() {
                     seg.max_entry_index = seg.max_entry_index.max(last.index);
                 }
@@ -444,25 +451,30 @@ impl Replay {
                     }
                 }
             }
-            Record::Compact { index, term } => {
-                if index > self.log.truncated().0 {
-                    self.log.check_compact(index)?;
-                    let have = self
-                        .log
-                        .term(index)
-                        .map_err(|e| StorageError::Invalid(format!("compact to {index}: {e}")))?;
-                    if have != term {
-                        return Err(StorageError::Invalid(format!(
-                            "compact to {index} recorded term {term}, log has {have}"
-                        )));
-                    }
-                    self.log.compact(index);
-                }
-            }
+            // Every truncation point is at or below the anchor the log starts from.
+            Record::Compact { .. } => {}
             Record::ConfState(cs) => self.conf_state = cs,
         }
         Ok(())
     }
+}
+
+/// First replay pass: the final truncation point of the log, i.e. the highest one recorded
+/// by a `State`, `Compact` or snapshot-install record (truncation points only move up).
+fn scan_truncation_point(wal_dir: &Path, seqs: &[u64]) -> Result<(u64, u64)> {
+    let mut best = (0u64, 0u64);
+    for (i, &seq) in seqs.iter().enumerate() {
+        let path = wal::segment_path(wal_dir, seq);
+        wal::read_segment(wal_dir, seq, i + 1 == seqs.len(), &mut |t, payload, off| {
+            let point = record::truncation_point(t, payload)
+                .map_err(|e| StorageError::corrupt(&path, off, format!("{t:?} record: {e}")))?;
+            if let Some(p) = point.filter(|p| p.0 >= best.0) {
+                best = p;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(best)
 }
 
 impl raft::Storage for MemwalBackend {
@@ -667,7 +679,7 @@ impl StorageBackend for MemwalBackend {
         )?;
         self.snapshot_index = applied;
         remove_snapshots_below(&self.snap_dir, applied)?;
-        self.wal.delete_obsolete()?;
+        self.delete_obsolete_segments()?;
         Ok(snap)
     }
 
@@ -684,7 +696,7 @@ impl StorageBackend for MemwalBackend {
             false,
         )?;
         self.log.compact(up_to);
-        self.wal.delete_obsolete()?;
+        self.delete_obsolete_segments()?;
         Ok(())
     }
 

@@ -253,6 +253,27 @@ pub fn encode_conf_state(out: &mut Vec<u8>, cs: &ConfState) {
     Enc(out).msg(cs);
 }
 
+/// The truncation point a record sets, if any, decoding no more than needed: a `State`
+/// record's truncation point, a `Compact` record's, or the index of a snapshot installed by
+/// a `Persist` record.
+pub fn truncation_point(t: RecordType, payload: &[u8]) -> DecResult<Option<(u64, u64)>> {
+    let mut d = Dec::new(payload);
+    Ok(match t {
+        RecordType::State => {
+            d.hard_state()?;
+            d.bytes("conf state")?;
+            d.u64("applied index")?;
+            Some((d.u64("truncated index")?, d.u64("truncated term")?))
+        }
+        RecordType::Compact => Some((d.u64("compact index")?, d.u64("compact term")?)),
+        RecordType::Persist if d.u8("flags")? & FLAG_SNAPSHOT != 0 => {
+            let m: SnapshotMetadata = d.msg("snapshot metadata")?;
+            Some((m.index, m.term))
+        }
+        _ => None,
+    })
+}
+
 /// Decode a payload of type `t`.
 pub fn decode(t: RecordType, payload: &[u8]) -> DecResult<Record> {
     let mut d = Dec::new(payload);

@@ -15,8 +15,9 @@
 //! older segment, or a complete record with a bad checksum — refuses the open with the file
 //! and byte offset, because it would mean losing data the replica acknowledged.
 //!
-//! Every segment starts with a `State` record, so older segments can be deleted once
-//! compaction and a snapshot cover them (see [`WalWriter::delete_obsolete`]).
+//! Every segment starts with a `State` record (hard state, conf state, truncation point,
+//! snapshot index), so older segments can be deleted once compaction and a snapshot cover
+//! them (see [`WalWriter::delete_obsolete`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -87,20 +88,15 @@ pub struct SegmentMeta {
     pub max_entry_index: u64,
     /// Highest applied index written in this segment (0 if none).
     pub max_apply_index: u64,
-    /// Truncation point recorded by the segment's `State` record.
-    pub start_truncated: u64,
-    /// Snapshot index recorded by the segment's `State` record.
-    pub start_snapshot: u64,
 }
 
 impl SegmentMeta {
-    fn new(seq: u64, state: &StateRecord) -> Self {
+    /// A segment with nothing noted yet.
+    pub fn new(seq: u64) -> Self {
         SegmentMeta {
             seq,
             max_entry_index: 0,
             max_apply_index: 0,
-            start_truncated: state.truncated_index,
-            start_snapshot: state.snapshot_index,
         }
     }
 }
@@ -114,13 +110,16 @@ pub struct SegmentRead {
     pub torn_bytes: u64,
 }
 
+/// Receives each valid record of a segment: its type, payload and byte offset.
+pub type RecordVisitor<'a> = dyn FnMut(RecordType, &[u8], u64) -> Result<()> + 'a;
+
 /// Read segment `seq`, calling `f(type, payload, offset)` for every valid record in order.
 /// `is_last` allows a torn tail.
 pub fn read_segment(
     dir: &Path,
     seq: u64,
     is_last: bool,
-    f: &mut dyn FnMut(RecordType, &[u8], u64) -> Result<()>,
+    f: &mut RecordVisitor<'_>,
 ) -> Result<SegmentRead> {
     let path = segment_path(dir, seq);
     let data = fs::read(&path).map_err(StorageError::io("read", &path))?;
@@ -271,7 +270,7 @@ impl WalWriter {
             segment_size: segment_size.max(4096),
             sync_policy,
             sealed,
-            current: SegmentMeta::new(seq, state),
+            current: SegmentMeta::new(seq),
             buf: Vec::with_capacity(64 * 1024),
             failed: false,
         })
@@ -315,7 +314,7 @@ impl WalWriter {
             .inspect_err(|_| self.failed = true)?;
         self.file = file;
         self.len = len;
-        let sealed = std::mem::replace(&mut self.current, SegmentMeta::new(seq, state));
+        let sealed = std::mem::replace(&mut self.current, SegmentMeta::new(seq));
         self.sealed.push(sealed);
         Ok(())
     }
@@ -364,30 +363,33 @@ impl WalWriter {
         self.current.max_apply_index = self.current.max_apply_index.max(index);
     }
 
-    /// Delete the oldest sealed segments that replay no longer needs: a segment may go once
-    /// the *next* segment's `State` record already covers it — every entry it holds is at
-    /// or below that record's truncation point and everything it applied is inside that
-    /// record's snapshot. Replay starting at the next segment then rebuilds the same state.
-    /// Returns how many segments were deleted.
-    pub fn delete_obsolete(&mut self) -> Result<usize> {
-        let mut deleted = 0;
-        while let Some(oldest) = self.sealed.first() {
-            let next = self.sealed.get(1).unwrap_or(&self.current);
-            if oldest.max_entry_index > next.start_truncated
-                || oldest.max_apply_index > next.start_snapshot
-            {
-                break;
-            }
-            let path = segment_path(&self.dir, oldest.seq);
-            fs::remove_file(&path).map_err(StorageError::io("delete segment", &path))?;
-            info!(seq = oldest.seq, "deleted obsolete WAL segment");
-            self.sealed.remove(0);
-            deleted += 1;
+    /// Delete the oldest sealed segments that replay no longer needs: every entry they hold
+    /// is at or below the truncation point `truncated` and everything they applied is inside
+    /// the durable snapshot at `snapshot`. Hard and conf states they hold are superseded by
+    /// the `State` record that opens every later segment. The WAL is synced first (under
+    /// `fsync = "always"`), so the compaction that justifies the deletion is durable before
+    /// any file disappears. Returns how many segments were deleted.
+    pub fn delete_obsolete(&mut self, truncated: u64, snapshot: u64) -> Result<usize> {
+        let n = self
+            .sealed
+            .iter()
+            .take_while(|m| m.max_entry_index <= truncated && m.max_apply_index <= snapshot)
+            .count();
+        if n == 0 {
+            return Ok(0);
         }
-        if deleted > 0 && self.sync_policy {
+        if self.sync_policy {
+            self.sync()?;
+        }
+        for m in self.sealed.drain(..n) {
+            let path = segment_path(&self.dir, m.seq);
+            fs::remove_file(&path).map_err(StorageError::io("delete segment", &path))?;
+            info!(seq = m.seq, "deleted obsolete WAL segment");
+        }
+        if self.sync_policy {
             sync_dir(&self.dir)?;
         }
-        Ok(deleted)
+        Ok(n)
     }
 
     /// Number of segment files (sealed + current).
