@@ -18,9 +18,9 @@ cargo clippy --release --all-targets -- -D warnings
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --release --no-fail-fast
-  # nextest does not run doctests.
+  # nextest does not run doctests; run them first so nextest's summary closes the output.
   cargo test --release --doc
+  cargo nextest run --release --no-fail-fast
 else
   cargo test --release --no-fail-fast
 fi

@@ -177,8 +177,11 @@ pub struct OpenReport {
     pub open_ms: f64,
     /// Part of `open_ms` spent loading a snapshot and replaying the log.
     pub replay_ms: f64,
-    /// Log records replayed (memwal); RocksDB replays its own WAL internally and reports 0.
+    /// WAL records replayed (memwal); RocksDB replays its own WAL inside `DB::open` and
+    /// reports 0 (its replay time is `replay_ms`).
     pub replayed_records: u64,
+    /// Raft log entries read back from the WAL during replay (memwal; 0 for RocksDB).
+    pub replayed_entries: u64,
     /// Bytes cut off a torn tail of the log, if any.
     pub torn_bytes_truncated: u64,
 }

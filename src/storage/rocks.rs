@@ -229,6 +229,7 @@ impl RocksBackend {
                 open_ms: 0.0,
                 replay_ms,
                 replayed_records: 0,
+                replayed_entries: 0,
                 torn_bytes_truncated: 0,
             },
             config,

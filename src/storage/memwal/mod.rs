@@ -91,6 +91,7 @@ struct Replay {
     /// were deleted after compaction.
     anchor: (u64, u64),
     records: u64,
+    entries: u64,
     /// Pending snapshot files whose marker was found.
     adopted_pending: Vec<u64>,
 }
@@ -119,6 +120,7 @@ impl MemwalBackend {
             snapshot_index: 0,
             anchor: (0, 0),
             records: 0,
+            entries: 0,
             adopted_pending: Vec::new(),
         };
         if let Some(&newest) = listing.finals.last() {
@@ -245,6 +247,7 @@ impl MemwalBackend {
                 open_ms: 0.0,
                 replay_ms,
                 replayed_records: st.records,
+                replayed_entries: st.entries,
                 torn_bytes_truncated: torn_bytes,
             },
             config,
@@ -254,7 +257,7 @@ impl MemwalBackend {
         info!(
             dir = %dir.display(),
             open_ms = backend.open_report.open_ms,
-            replayed_records = st.records,
+            replayed_entries = st.entries,
             first_index = backend.log.first_index(),
             last_index = backend.log.last_index(),
             applied = backend.applied_index(),
@@ -418,6 +421,7 @@ impl Replay {
                     self.log.reset(self.anchor.0, self.anchor.1);
                     seg.max_apply_index = seg.max_apply_index.max(m.index);
                 }
+                self.entries += entries.len() as u64;
                 if let Some(f) = entries.first() {
                     // Entries at or below the anchor are compacted in the final state, but an
                     // append there still truncated whatever followed it.
