@@ -17,6 +17,13 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one raft key-value node (an OS process; SIGTERM stops it gracefully).
+    Node(Box<NodeArgs>),
+    /// Start and control local clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Closed-loop load against a running cluster: throughput and latency percentiles.
+    Loadtest(LoadtestArgs),
     /// Work directly with a storage backend's data directory.
     #[command(subcommand)]
     Storage(StorageCommand),
@@ -68,4 +75,114 @@ pub struct StressArgs {
     /// Stop after this index.
     #[arg(long)]
     pub max_index: Option<u64>,
+}
+
+/// `raftbench node`
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Raft id of this node (1 or more).
+    #[arg(long)]
+    pub id: u64,
+    /// Take addresses, peers and settings from this cluster file (flags override it).
+    #[arg(long)]
+    pub cluster_file: Option<PathBuf>,
+    /// Listen address of the raft transport.
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// Listen address of the HTTP API.
+    #[arg(long)]
+    pub client_addr: Option<String>,
+    /// Peer address other nodes should use (default: --peer-addr).
+    #[arg(long)]
+    pub advertise_peer_addr: Option<String>,
+    /// Client address clients should be redirected to (default: --client-addr).
+    #[arg(long)]
+    pub advertise_client_addr: Option<String>,
+    /// Initial members: ID=PEER_ADDR/CLIENT_ADDR,... (this node included).
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Start empty and wait to be added with POST /members/{id} on the leader.
+    #[arg(long)]
+    pub join: bool,
+    /// Node directory (the backend's data goes to <data-dir>/storage).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine.
+    #[arg(long, value_parser = clap::value_parser!(BackendKind))]
+    pub backend: Option<BackendKind>,
+    /// When writes are forced to disk: always | never.
+    #[arg(long, value_parser = clap::value_parser!(FsyncPolicy))]
+    pub fsync: Option<FsyncPolicy>,
+    /// Snapshot + compact every this many applied entries (0 = never).
+    #[arg(long)]
+    pub snapshot_interval: Option<u64>,
+    /// Entries kept below a snapshot when compacting.
+    #[arg(long)]
+    pub compact_lag: Option<u64>,
+    /// Milliseconds per raft tick.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Ticks before a follower without a leader campaigns.
+    #[arg(long)]
+    pub election_ticks: Option<usize>,
+}
+
+/// `raftbench cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start a local cluster of `raftbench node` processes on free ports and keep it running
+    /// in the foreground; Ctrl-C stops every node.
+    Up(ClusterUpArgs),
+}
+
+/// `raftbench cluster up`
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Storage engine.
+    #[arg(long, default_value = "memwal", value_parser = clap::value_parser!(BackendKind))]
+    pub backend: BackendKind,
+    /// When writes are forced to disk: always | never.
+    #[arg(long, default_value = "always", value_parser = clap::value_parser!(FsyncPolicy))]
+    pub fsync: FsyncPolicy,
+    /// Directory for the nodes' data and logs (created; must not hold another cluster).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Snapshot + compact every this many applied entries (0 = never).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_interval: u64,
+    /// Write the cluster file here (default: <dir>/cluster.toml).
+    #[arg(long)]
+    pub cluster_file: Option<PathBuf>,
+}
+
+/// `raftbench loadtest`
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Cluster file of the target cluster (written by `raftbench cluster up`).
+    #[arg(long, conflicts_with = "endpoints")]
+    pub cluster_file: Option<PathBuf>,
+    /// Client addresses (host:port,...) instead of a cluster file.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients; several values run one after another (e.g. 1,16,64).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub clients: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+    /// Operation: put | get.
+    #[arg(long, default_value = "put")]
+    pub op: String,
+    /// Also measure the disk's fdatasync p50 (value-size appends) in this directory.
+    #[arg(long)]
+    pub disk_baseline: Option<PathBuf>,
 }

@@ -11,15 +11,28 @@
 //!   - [`storage::conformance`]: the test suite every backend must pass;
 //!   - [`storage::stress`]: the crash-test workload and its checker.
 //! - [`kv`] — the state-machine commands carried in raft entries.
+//! - [`node`] — a raft key-value node process: the raft loop (owns `RawNode` and the
+//!   backend), configuration and cluster files, status.
+//! - [`transport`] — peer TCP with per-peer queues, reconnects and fault injection.
+//! - [`api`] — a node's HTTP API (client and admin endpoints).
+//! - [`cluster`] — the local cluster launcher (spawn, kill, restart, pause nodes; find the
+//!   leader; per-process resources) used by `raftbench cluster up`, tests and the runner.
+//! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries.
+//! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
 //! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
 //!
-//! Still to come (see the issues): the raft node and its HTTP API, the local cluster
-//! launcher, the workload runner, metrics and reports.
+//! Still to come (see the issues): the workload runner, metrics and reports.
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
 // they are built with `default()` and field assignments, as raft-rs itself does.
 #![allow(clippy::field_reassign_with_default)]
 
+pub mod api;
 pub mod cli;
+pub mod client;
+pub mod cluster;
 pub mod kv;
+pub mod loadtest;
+pub mod node;
 pub mod storage;
+pub mod transport;

@@ -4,8 +4,14 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use raftbench::cli::{BackendArgs, Cli, Command, StorageCommand};
-use raftbench::storage::{self, BackendConfig, StorageBackend, stress};
+use raftbench::cli::{
+    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, LoadtestArgs, NodeArgs,
+    StorageCommand,
+};
+use raftbench::cluster::{ClusterSpec, LocalCluster};
+use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
+use raftbench::node::{self, ClusterFile, MemberAddrs, NodeConfig, RaftSettings};
+use raftbench::storage::{self, BackendConfig, BackendKind, StorageBackend, stress};
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -16,6 +22,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Node(args) => {
+            let cfg = node_config(*args)?;
+            node::run(cfg)?;
+        }
+        Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
+        Command::Loadtest(args) => run_loadtest(args)?,
         Command::Storage(StorageCommand::Open(args)) => {
             let cfg = backend_config(&args);
             let b = storage::open_backend(&cfg)
@@ -53,4 +65,180 @@ fn main() -> anyhow::Result<()> {
 
 fn backend_config(args: &BackendArgs) -> BackendConfig {
     BackendConfig::new(args.backend, &args.dir).with_fsync(args.fsync)
+}
+
+/// Build a node's configuration from its flags and, if given, its cluster file (flags win).
+fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let file = args
+        .cluster_file
+        .as_deref()
+        .map(ClusterFile::load)
+        .transpose()?;
+    let me = file
+        .as_ref()
+        .and_then(|f| f.nodes.iter().find(|n| n.id == args.id).cloned());
+    let pick = |flag: Option<String>, from_file: Option<String>, what: &str| {
+        flag.or(from_file).ok_or_else(|| {
+            anyhow::anyhow!(
+                "node {}: no {what}: pass --{what} or list the node in --cluster-file",
+                args.id
+            )
+        })
+    };
+    let peer_addr = pick(
+        args.peer_addr,
+        me.as_ref().map(|n| n.peer_addr.clone()),
+        "peer-addr",
+    )?;
+    let client_addr = pick(
+        args.client_addr,
+        me.as_ref().map(|n| n.client_addr.clone()),
+        "client-addr",
+    )?;
+    let data_dir = args
+        .data_dir
+        .or_else(|| me.as_ref().and_then(|n| n.data_dir.clone()))
+        .ok_or_else(|| anyhow::anyhow!("node {}: no --data-dir given", args.id))?;
+    let peers = match (&args.peers, &file) {
+        (Some(p), _) => node::config::parse_peers(p)?,
+        (None, Some(f)) if !args.join => f.members(),
+        _ => Vec::new(),
+    };
+    let mut backend = file
+        .as_ref()
+        .map(|f| f.backend.clone())
+        .unwrap_or_else(|| BackendConfig::new(BackendKind::Memwal, ""));
+    if let Some(kind) = args.backend {
+        backend.kind = kind;
+    }
+    if let Some(fsync) = args.fsync {
+        backend.fsync = fsync;
+    }
+    let mut raft = file.as_ref().map(|f| f.raft.clone()).unwrap_or_default();
+    raft.snapshot_interval = args.snapshot_interval.unwrap_or(raft.snapshot_interval);
+    raft.compact_lag = args.compact_lag.unwrap_or(raft.compact_lag);
+    raft.tick_ms = args.tick_ms.unwrap_or(raft.tick_ms);
+    raft.election_ticks = args.election_ticks.unwrap_or(raft.election_ticks);
+    let cfg = NodeConfig {
+        id: args.id,
+        peer_listen: node::resolve(&peer_addr)?,
+        client_listen: node::resolve(&client_addr)?,
+        advertise: MemberAddrs {
+            peer_addr: args.advertise_peer_addr.unwrap_or(peer_addr),
+            client_addr: args.advertise_client_addr.unwrap_or(client_addr),
+        },
+        peers,
+        join: args.join,
+        data_dir,
+        backend,
+        raft,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// `raftbench cluster up`: start nodes, wait for a leader, print how to reach them, and
+/// keep running until Ctrl-C.
+fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let spec = ClusterSpec {
+        nodes: args.nodes,
+        backend: BackendConfig::new(args.backend, "").with_fsync(args.fsync),
+        raft: RaftSettings {
+            snapshot_interval: args.snapshot_interval,
+            ..RaftSettings::default()
+        },
+        dir: args.dir.clone(),
+        binary: std::env::current_exe().context("locating the raftbench executable")?,
+    };
+    let mut cluster = LocalCluster::start(spec)?;
+    let leader = match rt.block_on(cluster.wait_for_leader(std::time::Duration::from_secs(30))) {
+        Ok(l) => l,
+        Err(e) => {
+            cluster.shutdown();
+            anyhow::bail!(
+                "{e}; see the node logs in {}",
+                args.dir.join("logs").display()
+            );
+        }
+    };
+    if let Some(path) = &args.cluster_file {
+        std::fs::copy(cluster.cluster_file_path(), path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "raftbench cluster: {} nodes, backend {} (fsync {}), data in {}",
+        args.nodes,
+        args.backend,
+        args.fsync,
+        args.dir.display()
+    );
+    for n in cluster.nodes().values() {
+        let role = if n.id == leader { "  (leader)" } else { "" };
+        println!(
+            "  node {}: http://{}  peer {}  pid {}{role}",
+            n.id,
+            n.client_addr,
+            n.peer_addr,
+            n.pid().unwrap_or(0)
+        );
+    }
+    let url = cluster.url(leader)?;
+    println!("cluster file: {}", cluster.cluster_file_path().display());
+    println!("try:");
+    println!("  curl -X PUT --data-binary hello {url}/kv/greeting");
+    println!("  curl {url}/kv/greeting");
+    println!("  curl {url}/status");
+    println!("Ctrl-C stops every node.");
+    rt.block_on(tokio::signal::ctrl_c())?;
+    println!("stopping...");
+    cluster.shutdown();
+    Ok(())
+}
+
+/// `raftbench loadtest`: closed-loop runs for each client count, as a table.
+fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
+    let endpoints = match &args.cluster_file {
+        Some(f) => ClusterFile::load(f)?
+            .nodes
+            .iter()
+            .map(|n| n.client_addr.clone())
+            .collect(),
+        None if !args.endpoints.is_empty() => args.endpoints.clone(),
+        None => anyhow::bail!("give --cluster-file or --endpoints"),
+    };
+    let op = match args.op.as_str() {
+        "put" => LoadOp::Put,
+        "get" => LoadOp::Get,
+        other => anyhow::bail!("unknown --op {other:?}; expected put or get"),
+    };
+    if !(args.seconds > 0.0) {
+        anyhow::bail!("--seconds must be positive");
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    if let Some(dir) = &args.disk_baseline {
+        let p50 = loadtest::fdatasync_p50_us(dir, args.value_size, 2000)
+            .with_context(|| format!("measuring fdatasync in {}", dir.display()))?;
+        println!(
+            "disk: fdatasync of {} B appends, p50 {p50} us",
+            args.value_size
+        );
+    }
+    println!("clients      ops/s     p50_us   p90_us   p99_us   max_us  errors");
+    for clients in &args.clients {
+        let opts = LoadtestOptions {
+            endpoints: endpoints.clone(),
+            clients: (*clients).max(1),
+            duration: std::time::Duration::from_secs_f64(args.seconds),
+            value_size: args.value_size,
+            keys: args.keys,
+            op,
+        };
+        let r = rt.block_on(loadtest::run(&opts));
+        println!(
+            "{:>7} {:>10.0} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            r.clients, r.ops_per_sec, r.p50_us, r.p90_us, r.p99_us, r.max_us, r.errors
+        );
+    }
+    Ok(())
 }

@@ -65,6 +65,9 @@ pub fn claim(dir: &Path, kind: BackendKind, version: u32) -> Result<bool> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+            // A leftover temporary marker is from a claim that crashed before its rename.
+            let tmp_marker = tmp_path(&marker_path);
+            let _ = fs::remove_file(&tmp_marker);
             let non_empty = fs::read_dir(dir)
                 .map_err(StorageError::io("list directory", dir))?
                 .next()

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use config::{
     BackendConfig, BackendKind, Compression, FsyncPolicy, MemwalOptions, RocksdbOptions,
@@ -150,7 +150,7 @@ impl KvReader {
 }
 
 /// Sizes and positions of a backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackendStats {
     /// Bytes of every file in the data directory.
     pub disk_bytes: u64,
@@ -169,7 +169,7 @@ pub struct BackendStats {
 }
 
 /// What opening a backend cost: the restart cost that recovery benchmarks report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenReport {
     /// Whether the directory was created by this open.
     pub fresh: bool,

@@ -536,7 +536,17 @@ impl StorageBackend for RocksBackend {
         }
         if let Some(f) = entries.first() {
             if f.index <= self.tail.truncated().0 {
-                self.reset_tail_at(f.index - 1)?;
+                // The batch is written: a failure here would leave the cache behind the
+                // disk, so fall back to an empty cache floored at the last new entry.
+                if self.reset_tail_at(f.index - 1).is_err() {
+                    let last = entries.last().expect("non-empty");
+                    self.tail = MemLog::new(last.index, last.term);
+                    self.last_index = last.index;
+                    if let Some(hs) = hard_state {
+                        self.hard_state = hs.clone();
+                    }
+                    return Ok(());
+                }
             }
             self.tail.append(entries);
             self.tail.trim_front_to(TAIL_CACHE_ENTRIES);

@@ -86,6 +86,7 @@ struct Replay {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot_index: u64,
+    snapshot_term: u64,
     /// The final truncation point `(index, term)`, found by a first pass over the WAL. The
     /// log is rebuilt above it only: records below it may refer to entries whose segments
     /// were deleted after compaction.
@@ -118,6 +119,7 @@ impl MemwalBackend {
             hard_state: HardState::default(),
             conf_state: ConfState::default(),
             snapshot_index: 0,
+            snapshot_term: 0,
             anchor: (0, 0),
             records: 0,
             entries: 0,
@@ -130,6 +132,7 @@ impl MemwalBackend {
                 .map_err(|e| StorageError::corrupt(&path, 0, e.to_string()))?;
             st.applied = meta.index;
             st.snapshot_index = meta.index;
+            st.snapshot_term = meta.term;
             st.conf_state = meta.get_conf_state().clone();
             st.log = MemLog::new(meta.index, meta.term);
         }
@@ -190,6 +193,11 @@ impl MemwalBackend {
             }
         }
         remove_snapshots_below(&snap_dir, st.snapshot_index)?;
+        if sync {
+            // The adopted snapshot must be durable under its final name before any WAL
+            // segment that names it can be deleted.
+            datadir::sync_dir(&snap_dir)?;
+        }
 
         if st.applied > st.log.last_index() {
             // Only possible after an OS crash with fsync = "never": the log lost entries the
@@ -199,8 +207,18 @@ impl MemwalBackend {
                 last_index = st.log.last_index(),
                 "log ends below the applied index; restarting the log at the snapshot"
             );
-            let term = st.log.term(st.applied).unwrap_or(0);
-            st.log.reset(st.applied, term);
+            if st.applied != st.snapshot_index {
+                return Err(StorageError::corrupt(
+                    &wal_dir,
+                    0,
+                    format!(
+                        "applied index {} is past the last log entry {} and is not a snapshot",
+                        st.applied,
+                        st.log.last_index()
+                    ),
+                ));
+            }
+            st.log.reset(st.applied, st.snapshot_term);
         }
         // Applied entries are committed by definition; a lost commit-only hard-state update
         // must not leave commit < applied (raft refuses to start then).
@@ -415,6 +433,7 @@ impl Replay {
                         load_snapshot_data(&mut self.map, &data, &fmeta)?;
                         self.applied = m.index;
                         self.snapshot_index = m.index;
+                        self.snapshot_term = m.term;
                         self.conf_state = m.get_conf_state().clone();
                     }
                     // The install dropped the whole log; the anchor is at or above it.
@@ -457,7 +476,14 @@ impl Replay {
             }
             // Every truncation point is at or below the anchor the log starts from.
             Record::Compact { .. } => {}
-            Record::ConfState(cs) => self.conf_state = cs,
+            Record::ConfState {
+                applied_index,
+                conf_state,
+            } => {
+                if applied_index >= self.applied {
+                    self.conf_state = conf_state;
+                }
+            }
         }
         Ok(())
     }
@@ -584,9 +610,17 @@ impl StorageBackend for MemwalBackend {
             let m = s.get_metadata();
             let pending = snapfile::pending_path(&self.snap_dir, m.index);
             let fin = snapfile::final_path(&self.snap_dir, m.index);
-            std::fs::rename(&pending, &fin).map_err(StorageError::io("rename", &pending))?;
-            if self.config.fsync.sync() {
-                datadir::sync_dir(&self.snap_dir)?;
+            // The WAL already says the snapshot is installed: if finishing fails, memory no
+            // longer matches the disk, so refuse further writes until a reopen.
+            let finish = std::fs::rename(&pending, &fin)
+                .map_err(StorageError::io("rename", &pending))
+                .and_then(|()| match self.config.fsync.sync() {
+                    true => datadir::sync_dir(&self.snap_dir),
+                    false => Ok(()),
+                });
+            if let Err(e) = finish {
+                self.wal.poison();
+                return Err(e);
             }
             let mut map = KvMap::new();
             let mut kv_bytes = 0;
@@ -594,14 +628,19 @@ impl StorageBackend for MemwalBackend {
                 kv_bytes += (k.len() + v.len()) as u64 + MAP_ENTRY_OVERHEAD;
                 map.insert(k.to_vec(), v.to_vec());
             }
-            *self.shared.map.write().expect("kv lock") = map;
-            self.shared.applied.store(m.index, Ordering::Release);
+            {
+                let mut guard = self.shared.map.write().expect("kv lock");
+                *guard = map;
+                self.shared.applied.store(m.index, Ordering::Release);
+            }
             self.kv_bytes = kv_bytes;
             self.conf_state = m.get_conf_state().clone();
             self.log.reset(m.index, m.term);
             self.snapshot_index = m.index;
             self.wal.note_apply(m.index);
-            remove_snapshots_below(&self.snap_dir, m.index)?;
+            if let Err(e) = remove_snapshots_below(&self.snap_dir, m.index) {
+                warn!("could not delete old snapshots: {e}");
+            }
         }
         self.log.append(entries);
         if let Some(last) = entries.last() {
@@ -615,9 +654,10 @@ impl StorageBackend for MemwalBackend {
 
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<()> {
         let sync = self.config.fsync.sync();
+        let applied = self.applied_index();
         self.append_record(
             RecordType::ConfState,
-            |buf| record::encode_conf_state(buf, cs),
+            |buf| record::encode_conf_state(buf, applied, cs),
             sync,
         )?;
         self.conf_state = cs.clone();

@@ -69,7 +69,12 @@ pub enum Record {
         index: u64,
         term: u64,
     },
-    ConfState(ConfState),
+    /// A conf state set directly, stamped with the applied index it was set at (replay
+    /// must not let it override a newer snapshot's conf state).
+    ConfState {
+        applied_index: u64,
+        conf_state: ConfState,
+    },
 }
 
 /// Appends fields to a buffer.
@@ -249,8 +254,10 @@ pub fn encode_compact(out: &mut Vec<u8>, index: u64, term: u64) {
 }
 
 /// Encode a `conf state` payload.
-pub fn encode_conf_state(out: &mut Vec<u8>, cs: &ConfState) {
-    Enc(out).msg(cs);
+pub fn encode_conf_state(out: &mut Vec<u8>, applied_index: u64, cs: &ConfState) {
+    let mut e = Enc(out);
+    e.u64(applied_index);
+    e.msg(cs);
 }
 
 /// The truncation point a record sets, if any, decoding no more than needed: a `State`
@@ -335,7 +342,10 @@ pub fn decode(t: RecordType, payload: &[u8]) -> DecResult<Record> {
             index: d.u64("compact index")?,
             term: d.u64("compact term")?,
         },
-        RecordType::ConfState => Record::ConfState(d.msg("conf state")?),
+        RecordType::ConfState => Record::ConfState {
+            applied_index: d.u64("applied index")?,
+            conf_state: d.msg("conf state")?,
+        },
     };
     d.finish()?;
     Ok(rec)

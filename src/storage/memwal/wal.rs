@@ -381,10 +381,12 @@ impl WalWriter {
         if self.sync_policy {
             self.sync()?;
         }
-        for m in self.sealed.drain(..n) {
-            let path = segment_path(&self.dir, m.seq);
+        for _ in 0..n {
+            let seq = self.sealed[0].seq;
+            let path = segment_path(&self.dir, seq);
             fs::remove_file(&path).map_err(StorageError::io("delete segment", &path))?;
-            info!(seq = m.seq, "deleted obsolete WAL segment");
+            self.sealed.remove(0);
+            info!(seq, "deleted obsolete WAL segment");
         }
         if self.sync_policy {
             sync_dir(&self.dir)?;
@@ -395,6 +397,11 @@ impl WalWriter {
     /// Number of segment files (sealed + current).
     pub fn segment_count(&self) -> usize {
         self.sealed.len() + 1
+    }
+
+    /// Refuse every further write: the caller's state no longer matches the log.
+    pub fn poison(&mut self) {
+        self.failed = true;
     }
 
     fn check_usable(&self) -> Result<()> {

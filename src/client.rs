@@ -1,0 +1,260 @@
+//! HTTP client for a raftbench cluster: leader tracking, 421 redirects, retries.
+//!
+//! Writes go to the node believed to be the leader. A `421` names the real leader and the
+//! client follows it; `503 no_leader` (an election) and connection failures are retried on
+//! the other endpoints with a short backoff until the request's deadline. Outcomes are
+//! classified the way a benchmark must count them: a write that timed out or whose
+//! connection broke after sending is **indeterminate**, never "failed".
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use thiserror::Error;
+use tokio::time::Instant;
+
+/// Characters left as-is in a key's path segment (RFC 3986 unreserved).
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How a request ended, when it did not succeed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ClientError {
+    /// No answer before the deadline: a write may or may not have been applied.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The node answered with an error that retrying will not fix.
+    #[error("HTTP {status} {code}: {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The node said the outcome is unknown (e.g. its log was replaced by a snapshot).
+    #[error("indeterminate: {0}")]
+    Indeterminate(String),
+}
+
+impl ClientError {
+    /// Whether a write that ended this way may still have been applied.
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout(_) | ClientError::Indeterminate(_)
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    leader_addr: Option<String>,
+}
+
+/// Read consistency of a GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Local,
+}
+
+/// A cluster client. Cheap to share behind an `Arc`; safe to use from many tasks.
+pub struct Client {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    leader: RwLock<String>,
+    timeout: Duration,
+}
+
+enum Attempt<T> {
+    Done(T),
+    /// Retry at this base URL (a redirect) or at the next endpoint (`None`).
+    Retry(Option<String>),
+}
+
+impl Client {
+    /// A client for the nodes at `endpoints` (`host:port` or `http://host:port`), giving each
+    /// request up to `timeout` including retries.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Client {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                if e.starts_with("http://") {
+                    e.trim_end_matches('/').to_string()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        assert!(
+            !endpoints.is_empty(),
+            "a client needs at least one endpoint"
+        );
+        Client {
+            http: crate::cluster::http_client(),
+            leader: RwLock::new(endpoints[0].clone()),
+            endpoints,
+            timeout,
+        }
+    }
+
+    /// The node currently believed to lead.
+    pub fn leader(&self) -> String {
+        self.leader.read().expect("leader lock").clone()
+    }
+
+    fn url(base: &str, key: &str) -> String {
+        format!("{base}/kv/{}", utf8_percent_encode(key, KEY_SET))
+    }
+
+    /// Store `value` under `key`; returns once the cluster applied it.
+    pub async fn put(&self, key: &str, value: Bytes) -> Result<(), ClientError> {
+        self.write(key, Some(value)).await
+    }
+
+    /// Delete `key`; returns once the cluster applied it.
+    pub async fn delete(&self, key: &str) -> Result<(), ClientError> {
+        self.write(key, None).await
+    }
+
+    async fn write(&self, key: &str, value: Option<Bytes>) -> Result<(), ClientError> {
+        self.retrying(true, |base| {
+            let req = match &value {
+                Some(v) => self.http.put(Self::url(base, key)).body(v.clone()),
+                None => self.http.delete(Self::url(base, key)),
+            };
+            async move {
+                let resp = req.send().await;
+                Self::classify(resp, |_| async { Ok(()) }).await
+            }
+        })
+        .await
+    }
+
+    /// Read `key`; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let q = match consistency {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Local => "local",
+        };
+        self.retrying(consistency == Consistency::Linearizable, |base| {
+            let req = self
+                .http
+                .get(format!("{}?consistency={q}", Self::url(base, key)));
+            async move {
+                match req.send().await {
+                    Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                        let body: Option<ErrorBody> = r.json().await.ok();
+                        if body.is_some_and(|b| b.code == "key_not_found") {
+                            Ok(Attempt::Done(None))
+                        } else {
+                            Ok(Attempt::Retry(None))
+                        }
+                    }
+                    resp => {
+                        Self::classify(resp, |r| async move {
+                            Ok(Some(r.bytes().await.unwrap_or_default()))
+                        })
+                        .await
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Turn a response into done / retry / error.
+    async fn classify<T, F, Fut>(
+        resp: reqwest::Result<reqwest::Response>,
+        ok: F,
+    ) -> Result<Attempt<T>, ClientError>
+    where
+        F: FnOnce(reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let resp = match resp {
+            Ok(r) => r,
+            // Refused / reset: try elsewhere. (A reset after sending is still just a retry
+            // of an idempotent put of the same value.)
+            Err(_) => return Ok(Attempt::Retry(None)),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return ok(resp).await.map(Attempt::Done);
+        }
+        let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
+            code: "unknown".into(),
+            message: String::new(),
+            leader_addr: None,
+        });
+        match (status, body.code.as_str()) {
+            (StatusCode::MISDIRECTED_REQUEST, _) => Ok(Attempt::Retry(
+                body.leader_addr.map(|a| format!("http://{a}")),
+            )),
+            (StatusCode::SERVICE_UNAVAILABLE, _) => Ok(Attempt::Retry(None)),
+            (_, "indeterminate") | (_, "timeout") => Err(ClientError::Indeterminate(body.message)),
+            _ => Err(ClientError::Rejected {
+                status: status.as_u16(),
+                code: body.code,
+                message: body.message,
+            }),
+        }
+    }
+
+    /// Run `attempt` against the leader, following redirects and failing over until the
+    /// deadline. `to_leader` keeps requests on the believed leader.
+    async fn retrying<T, F, Fut>(&self, to_leader: bool, attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(&str) -> Fut,
+        Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut base = if to_leader {
+            self.leader()
+        } else {
+            self.endpoints[0].clone()
+        };
+        let mut next = 0usize;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(self.timeout));
+            }
+            let r = tokio::time::timeout(left, attempt(&base)).await;
+            match r {
+                Err(_) => return Err(ClientError::Timeout(self.timeout)),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Attempt::Done(v))) => {
+                    if to_leader {
+                        *self.leader.write().expect("leader lock") = base;
+                    }
+                    return Ok(v);
+                }
+                Ok(Ok(Attempt::Retry(Some(redirect)))) => {
+                    *self.leader.write().expect("leader lock") = redirect.clone();
+                    base = redirect;
+                }
+                Ok(Ok(Attempt::Retry(None))) => {
+                    next = (next + 1) % self.endpoints.len();
+                    base = self.endpoints[next].clone();
+                    tokio::time::sleep(backoff.min(left)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! A small closed-loop write/read load against a running cluster (`raftbench loadtest`).
+//!
+//! Each of `clients` tasks sends its next request when the previous one completed; latency
+//! goes into a per-task HdrHistogram (µs, 3 significant digits), merged at the end — never
+//! averaged. It measures service time under closed-loop load; the workload runner (open loop,
+//! coordinated-omission-corrected) builds on the same client.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::{Client, Consistency};
+
+/// What to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOp {
+    Put,
+    Get,
+}
+
+/// Load shape.
+#[derive(Debug, Clone)]
+pub struct LoadtestOptions {
+    pub endpoints: Vec<String>,
+    pub clients: usize,
+    pub duration: Duration,
+    pub value_size: usize,
+    pub keys: u64,
+    pub op: LoadOp,
+}
+
+/// Results of a load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadtestReport {
+    pub clients: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed_s: f64,
+    pub ops_per_sec: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Run the load and merge the per-client histograms.
+pub async fn run(opts: &LoadtestOptions) -> LoadtestReport {
+    let client = Arc::new(Client::new(&opts.endpoints, Duration::from_secs(10)));
+    let started = Instant::now();
+    let deadline = started + opts.duration;
+    let value = Bytes::from(vec![b'v'; opts.value_size]);
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let client = client.clone();
+        let value = value.clone();
+        let (keys, op) = (opts.keys.max(1), opts.op);
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut errors = 0u64;
+            let mut i = c as u64;
+            while Instant::now() < deadline {
+                let key = format!("key{:08}", i % keys);
+                i = i.wrapping_add(7919);
+                let t = Instant::now();
+                let r = match op {
+                    LoadOp::Put => client.put(&key, value.clone()).await,
+                    LoadOp::Get => client
+                        .get(&key, Consistency::Linearizable)
+                        .await
+                        .map(|_| ()),
+                };
+                let us = t.elapsed().as_micros() as u64;
+                match r {
+                    Ok(()) => h.saturating_record(us.max(1)),
+                    Err(_) => errors += 1,
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let mut all = histogram();
+    let mut errors = 0;
+    for t in tasks {
+        let (h, e) = t.await.expect("load task");
+        all.add(&h).expect("same bounds");
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    LoadtestReport {
+        clients: opts.clients,
+        ops: all.len(),
+        errors,
+        elapsed_s: elapsed,
+        ops_per_sec: all.len() as f64 / elapsed,
+        p50_us: all.value_at_quantile(0.5),
+        p90_us: all.value_at_quantile(0.9),
+        p99_us: all.value_at_quantile(0.99),
+        max_us: all.max(),
+    }
+}
+
+/// The disk's own price: append `bytes` to a file in `dir` and `fdatasync`, `n` times;
+/// returns the p50 in µs.
+pub fn fdatasync_p50_us(dir: &Path, bytes: usize, n: usize) -> std::io::Result<u64> {
+    let path = dir.join(format!("raftbench-fdatasync-{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
+    let buf = vec![0x5au8; bytes];
+    let mut h = histogram();
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        h.saturating_record((t.elapsed().as_micros() as u64).max(1));
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(h.value_at_quantile(0.5))
+}

@@ -1,0 +1,597 @@
+//! The raft loop: one OS thread owning `RawNode` and the storage backend.
+//!
+//! Each turn: wait for input (or the next tick), **drain every pending input** (proposals,
+//! peer messages, reads), tick if due, then handle one `Ready` — so one persist (one fsync)
+//! covers every proposal that arrived meanwhile. That is group commit, and where throughput
+//! comes from.
+//!
+//! Ready handling follows raft-rs ("Processing the Ready State"), with the snapshot, the
+//! entries and the hard state persisted as one atomic write:
+//! 1. send the leader's messages at once (they may go out before the local fsync);
+//! 2. persist snapshot + entries + hard state (one `StorageBackend::persist`);
+//! 3. apply committed entries (one atomic `apply` for the batch), answer their proposals;
+//! 4. send the persisted messages (votes, append responses) — only now is it safe;
+//! 5. `advance`; persist the light ready's commit index; send its messages; apply its
+//!    committed entries; `advance_apply`.
+//!
+//! Proposals are tracked by the (index, term) raft gives them: by log matching, the entry
+//! applied at that index with that term is ours; any other entry there means ours was
+//! dropped. A snapshot replacing the log past a pending index leaves its fate unknown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType};
+use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
+use slog::Drain;
+use tracing::{debug, error, info, warn};
+
+use super::status::{RaftStatus, StatusCell};
+use super::{
+    Input, MemberAddrs, Members, NodeConfig, NodeError, NodeStartError, Reply, SnapshotReport,
+    member_key,
+};
+use crate::kv::KvCommand;
+use crate::storage::snapshot_data::SnapshotDataWriter;
+use crate::storage::{AnyBackend, StorageBackend, StorageError};
+use crate::transport::Transport;
+
+/// Inputs handled per turn at most, so a flood cannot starve ticks and readies.
+const MAX_DRAIN: usize = 8192;
+
+/// Bootstrap a brand-new member of a new cluster: every initial member installs the same
+/// snapshot at (1, 1) holding the initial voters and their addresses (so the address book
+/// is replicated state from the start). Nodes started with `--join` stay empty until the
+/// leader sends them a snapshot.
+pub fn bootstrap_if_new(
+    cfg: &NodeConfig,
+    backend: &mut AnyBackend,
+    members: &Members,
+) -> Result<(), NodeStartError> {
+    let state = backend.initial_state()?;
+    let fresh = state.conf_state == ConfState::default() && backend.last_index()? == 0;
+    for (id, addrs) in &cfg.peers {
+        if members.get(*id).is_none() {
+            members.learn(*id, addrs.clone());
+        }
+    }
+    if !fresh || cfg.join {
+        return Ok(());
+    }
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (member_key(*id), serde_json::to_vec(a).expect("serialises")))
+        .collect();
+    pairs.sort();
+    let mut w = SnapshotDataWriter::new(1);
+    for (k, v) in &pairs {
+        w.push(k, v);
+    }
+    let mut cs = ConfState::default();
+    cs.voters = cfg.peers.iter().map(|p| p.0).collect();
+    let snap = crate::storage::make_snapshot(1, 1, &cs, w.finish());
+    let mut hs = raft::eraftpb::HardState::default();
+    hs.term = 1;
+    hs.commit = 1;
+    backend.persist(Some(&snap), &[], Some(&hs))?;
+    info!(voters = ?cs.voters, "bootstrapped a new cluster member");
+    Ok(())
+}
+
+/// raft-rs logs through slog; forward it to `log`, which tracing-subscriber picks up.
+fn raft_logger(id: u64) -> slog::Logger {
+    slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!("raft_id" => id))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProposalKind {
+    Command,
+    ConfChange,
+}
+
+struct Pending {
+    term: u64,
+    kind: ProposalKind,
+    reply: Reply<()>,
+}
+
+/// The raft thread's state. See the module docs.
+pub struct RaftLoop {
+    id: u64,
+    raw: RawNode<AnyBackend>,
+    rx: Receiver<Input>,
+    transport: Arc<Transport>,
+    members: Members,
+    status: StatusCell,
+    tick: Duration,
+    snapshot_interval: u64,
+    compact_lag: u64,
+    pending: BTreeMap<u64, Pending>,
+    read_seq: u64,
+    reads_requested: HashMap<Vec<u8>, Reply<u64>>,
+    reads_waiting: Vec<(u64, Reply<u64>)>,
+    snapshot_index: u64,
+    last_stats: Instant,
+}
+
+impl RaftLoop {
+    /// Build the loop around an opened (and, if new, bootstrapped) backend.
+    pub fn new(
+        cfg: &NodeConfig,
+        backend: AnyBackend,
+        rx: Receiver<Input>,
+        transport: Arc<Transport>,
+        members: Members,
+    ) -> Result<Self, NodeStartError> {
+        let stats = backend.stats();
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.raft.election_ticks,
+            heartbeat_tick: 1,
+            applied: backend.applied_index(),
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let voters = backend.initial_state()?.conf_state.voters;
+        let raw = RawNode::new(&raft_cfg, backend, &raft_logger(cfg.id))?;
+        for id in voters {
+            if id != cfg.id
+                && let Some(a) = members.get(id)
+            {
+                transport.set_peer(id, &a.peer_addr);
+            }
+        }
+        let mut me = RaftLoop {
+            id: cfg.id,
+            raw,
+            rx,
+            transport,
+            members,
+            status: StatusCell::new(placeholder_status(), stats.clone()),
+            tick: Duration::from_millis(cfg.raft.tick_ms),
+            snapshot_interval: cfg.raft.snapshot_interval,
+            compact_lag: cfg.raft.compact_lag,
+            pending: BTreeMap::new(),
+            read_seq: 0,
+            reads_requested: HashMap::new(),
+            reads_waiting: Vec::new(),
+            snapshot_index: stats.snapshot_index,
+            last_stats: Instant::now(),
+        };
+        me.publish_status();
+        Ok(me)
+    }
+
+    /// The status cell this loop publishes to.
+    pub fn status_cell(&self) -> StatusCell {
+        self.status.clone()
+    }
+
+    /// Run until [`Input::Shutdown`] or a fatal error.
+    pub fn run(mut self) -> Result<(), NodeStartError> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(input) => {
+                    if !self.handle(input) {
+                        break;
+                    }
+                    for _ in 0..MAX_DRAIN {
+                        match self.rx.try_recv() {
+                            Ok(input) => {
+                                if !self.handle(input) {
+                                    return self.stop();
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = (next_tick + self.tick).max(now);
+                self.reads_requested.retain(|_, r| !r.is_closed());
+            }
+            if let Err(e) = self.on_ready() {
+                error!("fatal storage error, stopping the node: {e}");
+                self.fail_all();
+                return Err(e.into());
+            }
+            self.publish_status();
+        }
+        self.stop()
+    }
+
+    fn stop(mut self) -> Result<(), NodeStartError> {
+        self.fail_all();
+        info!(id = self.id, "raft loop stopped");
+        Ok(())
+    }
+
+    fn fail_all(&mut self) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            let _ = p.reply.send(Err(NodeError::ShuttingDown));
+        }
+        for (_, r) in self.reads_requested.drain() {
+            let _ = r.send(Err(NodeError::ShuttingDown));
+        }
+        for (_, r) in self.reads_waiting.drain(..) {
+            let _ = r.send(Err(NodeError::ShuttingDown));
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader {
+            leader: self.raw.raft.leader_id,
+        }
+    }
+
+    /// Handle one input; `false` means stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Raft(msg) => {
+                if let Err(e) = self.raw.step(msg) {
+                    debug!("step: {e}");
+                }
+            }
+            Input::Propose { cmd, reply } => {
+                if !self.is_leader() {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else {
+                    let data = cmd.encode();
+                    let r = self.raw.propose(Vec::new(), data);
+                    self.track(r, ProposalKind::Command, reply);
+                }
+            }
+            Input::ReadIndex { reply } => {
+                self.read_seq += 1;
+                let ctx = self.read_seq.to_be_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                self.reads_requested.insert(ctx, reply);
+            }
+            Input::ConfChange { cc, addrs, reply } => {
+                if !self.is_leader() {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else if let Err(e) = self.check_conf_change(&cc) {
+                    let _ = reply.send(Err(e));
+                } else {
+                    let ctx = addrs
+                        .map(|a| serde_json::to_vec(&a).expect("serialises"))
+                        .unwrap_or_default();
+                    let r = self.raw.propose_conf_change(ctx, cc);
+                    self.track(r, ProposalKind::ConfChange, reply);
+                }
+            }
+            Input::Snapshot { reply } => {
+                let r = self
+                    .snapshot_now()
+                    .map_err(|e| NodeError::Rejected(format!("snapshot failed: {e}")));
+                let _ = reply.send(r);
+            }
+            Input::TransferLeader { to, reply } => {
+                if !self.is_leader() {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else if !self.voters().contains(&to) {
+                    let _ = reply.send(Err(NodeError::Rejected(format!(
+                        "node {to} is not a voter"
+                    ))));
+                } else {
+                    self.raw.transfer_leader(to);
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Input::Unreachable { id, snapshot } => {
+                self.raw.report_unreachable(id);
+                if snapshot {
+                    self.raw.report_snapshot(id, SnapshotStatus::Failure);
+                }
+            }
+            Input::Shutdown => return false,
+        }
+        true
+    }
+
+    fn voters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn check_conf_change(&self, cc: &ConfChange) -> Result<(), NodeError> {
+        let voters = self.voters();
+        match cc.get_change_type() {
+            ConfChangeType::AddNode if voters.contains(&cc.node_id) => Err(NodeError::Rejected(
+                format!("node {} is already a member", cc.node_id),
+            )),
+            ConfChangeType::RemoveNode if !voters.contains(&cc.node_id) => Err(
+                NodeError::Rejected(format!("node {} is not a member", cc.node_id)),
+            ),
+            ConfChangeType::RemoveNode if voters.len() == 1 => {
+                Err(NodeError::Rejected("cannot remove the last member".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remember a proposal raft accepted, under the index and term it got.
+    fn track(&mut self, r: raft::Result<()>, kind: ProposalKind, reply: Reply<()>) {
+        match r {
+            Ok(()) => {
+                let index = self.raw.raft.raft_log.last_index();
+                let term = self.raw.raft.term;
+                if let Some(old) = self.pending.insert(index, Pending { term, kind, reply }) {
+                    let _ = old.reply.send(Err(NodeError::Dropped(
+                        "log rewritten by a new leader".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Dropped(e.to_string())));
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), StorageError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        self.transport.send(rd.take_messages());
+        let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+        self.raw
+            .mut_store()
+            .persist(snapshot.as_ref(), rd.entries(), rd.hs())?;
+        if let Some(s) = &snapshot {
+            self.on_snapshot_installed(s.get_metadata().index);
+        }
+        self.apply(rd.take_committed_entries())?;
+        self.transport.send(rd.take_persisted_messages());
+        for rs in rd.take_read_states() {
+            if let Some(reply) = self.reads_requested.remove(&rs.request_ctx) {
+                self.reads_waiting.push((rs.index, reply));
+            }
+        }
+        let mut light = self.raw.advance(rd);
+        if light.commit_index().is_some() {
+            let hs = self.raw.raft.hard_state();
+            self.raw.mut_store().persist(None, &[], Some(&hs))?;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.serve_reads();
+        self.maybe_snapshot()?;
+        Ok(())
+    }
+
+    fn on_snapshot_installed(&mut self, index: u64) {
+        info!(id = self.id, index, "installed a snapshot from the leader");
+        self.snapshot_index = index;
+        let rest = self.pending.split_off(&(index + 1));
+        for (_, p) in std::mem::replace(&mut self.pending, rest) {
+            let _ = p.reply.send(Err(NodeError::Indeterminate(
+                "a snapshot replaced the log past this proposal".into(),
+            )));
+        }
+        // The snapshot brought a new address book and conf state.
+        let voters = self.voters();
+        for id in voters {
+            if id != self.id
+                && let Some(a) = self.members.get(id)
+            {
+                self.transport.set_peer(id, &a.peer_addr);
+            }
+        }
+    }
+
+    /// Apply committed entries as one atomic batch, then answer their proposals.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let applied = self.raw.store().applied_index();
+        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        let mut cmds = Vec::with_capacity(entries.len());
+        let mut conf_state = None;
+        let mut answers = Vec::new();
+        for e in &entries {
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => {
+                    let cmd = KvCommand::decode(&e.data).map_err(|err| {
+                        StorageError::Invalid(format!("entry {} is not a command: {err}", e.index))
+                    })?;
+                    cmds.push(cmd);
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    if let Some(cs) = self.apply_conf_change(e, &mut cmds)? {
+                        conf_state = Some(cs);
+                    }
+                }
+            }
+            if let Some(p) = self.pending.remove(&e.index) {
+                let kind = match e.get_entry_type() {
+                    EntryType::EntryNormal if e.data.is_empty() => None,
+                    EntryType::EntryNormal => Some(ProposalKind::Command),
+                    _ => Some(ProposalKind::ConfChange),
+                };
+                answers.push((p, e.term, kind));
+            }
+        }
+        self.raw
+            .mut_store()
+            .apply(last, &cmds, conf_state.as_ref())?;
+        for (p, term, kind) in answers {
+            let r = if p.term == term && kind == Some(p.kind) {
+                Ok(())
+            } else if p.term == term {
+                Err(NodeError::Dropped(
+                    "raft replaced the membership change (another one was in progress)".into(),
+                ))
+            } else {
+                Err(NodeError::Dropped("log rewritten by a new leader".into()))
+            };
+            let _ = p.reply.send(r);
+        }
+        Ok(())
+    }
+
+    /// Apply one conf-change entry to raft; record address-book changes as KV commands
+    /// (applied atomically with the new conf state).
+    fn apply_conf_change(
+        &mut self,
+        e: &Entry,
+        cmds: &mut Vec<KvCommand>,
+    ) -> Result<Option<ConfState>, StorageError> {
+        let bad = |err: protobuf::ProtobufError| {
+            StorageError::Invalid(format!("entry {} is not a conf change: {err}", e.index))
+        };
+        let (result, changes) = if e.get_entry_type() == EntryType::EntryConfChange {
+            let cc = ConfChange::parse_from_bytes(&e.data).map_err(bad)?;
+            let changes = vec![(cc.get_change_type(), cc.node_id)];
+            (self.raw.apply_conf_change(&cc), changes)
+        } else {
+            let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(bad)?;
+            let changes = cc
+                .get_changes()
+                .iter()
+                .map(|c| (c.get_change_type(), c.node_id))
+                .collect();
+            (self.raw.apply_conf_change(&cc), changes)
+        };
+        let cs = match result {
+            Ok(cs) => cs,
+            Err(err) => {
+                warn!(index = e.index, "conf change rejected by raft: {err}");
+                return Ok(None);
+            }
+        };
+        for (kind, id) in changes {
+            match kind {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if let Ok(addrs) = serde_json::from_slice::<MemberAddrs>(&e.context) {
+                        cmds.push(KvCommand::Put {
+                            key: member_key(id),
+                            value: e.context.to_vec(),
+                        });
+                        if id != self.id {
+                            self.transport.set_peer(id, &addrs.peer_addr);
+                        }
+                        self.members.learn(id, addrs);
+                    }
+                    info!(id = self.id, node = id, "member added");
+                }
+                ConfChangeType::RemoveNode => {
+                    cmds.push(KvCommand::Delete {
+                        key: member_key(id),
+                    });
+                    if id != self.id {
+                        self.transport.remove_peer(id);
+                    }
+                    info!(id = self.id, node = id, "member removed");
+                }
+            }
+        }
+        Ok(Some(cs))
+    }
+
+    fn serve_reads(&mut self) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let applied = self.raw.store().applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_waiting = waiting;
+        for (index, reply) in ready {
+            let _ = reply.send(Ok(index));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let applied = self.raw.store().applied_index();
+        if self.snapshot_interval > 0 && applied >= self.snapshot_index + self.snapshot_interval {
+            let r = self.snapshot_now()?;
+            debug!(
+                index = r.index,
+                bytes = r.bytes,
+                ms = r.duration_ms,
+                "snapshot taken"
+            );
+        }
+        Ok(())
+    }
+
+    /// Snapshot at the applied index, then compact the log keeping `compact_lag` entries.
+    fn snapshot_now(&mut self) -> Result<SnapshotReport, StorageError> {
+        let started = Instant::now();
+        let store = self.raw.mut_store();
+        let snap = store.create_snapshot()?;
+        let index = snap.get_metadata().index;
+        let compacted_to = index.saturating_sub(self.compact_lag);
+        store.compact(compacted_to)?;
+        self.snapshot_index = index;
+        Ok(SnapshotReport {
+            index,
+            term: snap.get_metadata().term,
+            bytes: snap.data.len() as u64,
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            compacted_to: store.first_index().map_or(compacted_to, |f| f - 1),
+        })
+    }
+
+    fn publish_status(&mut self) {
+        let store = self.raw.store();
+        let voters = self.voters();
+        self.status.set_raft(RaftStatus {
+            role: self.raw.raft.state.into(),
+            leader_id: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: store.applied_index(),
+            first_index: store.first_index().unwrap_or(0),
+            last_index: store.last_index().unwrap_or(0),
+            snapshot_index: self.snapshot_index,
+            member: voters.contains(&self.id),
+            voters,
+        });
+        if self.last_stats.elapsed() >= Duration::from_secs(1) {
+            self.status.set_storage(store.stats());
+            self.last_stats = Instant::now();
+        }
+    }
+}
+
+fn placeholder_status() -> RaftStatus {
+    RaftStatus {
+        role: super::status::Role::Follower,
+        leader_id: 0,
+        term: 0,
+        commit_index: 0,
+        applied_index: 0,
+        first_index: 0,
+        last_index: 0,
+        snapshot_index: 0,
+        voters: Vec::new(),
+        member: false,
+    }
+}
