@@ -212,7 +212,7 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
         "get" => LoadOp::Get,
         other => anyhow::bail!("unknown --op {other:?}; expected put or get"),
     };
-    if !(args.seconds > 0.0) {
+    if args.seconds.is_nan() || args.seconds <= 0.0 {
         anyhow::bail!("--seconds must be positive");
     }
     let rt = tokio::runtime::Runtime::new()?;
