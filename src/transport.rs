@@ -106,7 +106,7 @@ impl Transport {
         }
     }
 
-    async fn inbound(&self, stream: TcpStream) -> std::io::Result<()> {
+    async fn inbound(self: &Arc<Self>, stream: TcpStream) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
         let mut frames = FramedRead::new(stream, codec());
         let Some(first) = frames.next().await else {
@@ -115,6 +115,10 @@ impl Transport {
         let hello: Hello = serde_json::from_slice(&first?)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         self.inbox.hello(&hello);
+        // A node that joined empty learns its peers from their hellos: answer them.
+        if !self.has_peer(hello.id) {
+            self.set_peer(hello.id, &hello.peer_addr);
+        }
         while let Some(frame) = frames.next().await {
             let frame = frame?;
             let msg = Message::parse_from_bytes(&frame)

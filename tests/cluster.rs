@@ -1,0 +1,586 @@
+//! Cluster behaviour with real `raftbench node` processes on 127.0.0.1, for both backends:
+//! reads and writes with redirects, leader kill and restart, snapshot catch-up, membership
+//! changes, partitions, bad input, and refused data directories.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftbench::client::{Client, Consistency};
+use raftbench::cluster::{ClusterSpec, LocalCluster};
+use raftbench::node::RaftSettings;
+use raftbench::node::status::Role;
+use raftbench::storage::{BackendConfig, BackendKind, FsyncPolicy};
+use serde_json::Value;
+
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+fn start(kind: BackendKind, nodes: u64, raft: RaftSettings) -> (tempfile::TempDir, LocalCluster) {
+    let t = tempfile::tempdir().unwrap();
+    let mut backend = BackendConfig::new(kind, "").with_fsync(FsyncPolicy::Always);
+    backend.rocksdb.block_cache_size = bytesize::ByteSize::mib(16);
+    backend.rocksdb.write_buffer_size = bytesize::ByteSize::mib(8);
+    let spec = ClusterSpec {
+        nodes,
+        backend,
+        raft,
+        dir: t.path().join("cluster"),
+        binary: env!("CARGO_BIN_EXE_raftbench").into(),
+    };
+    let c = LocalCluster::start(spec).expect("cluster starts");
+    (t, c)
+}
+
+fn client_for(c: &LocalCluster, ids: &[u64]) -> Client {
+    let eps: Vec<String> = ids
+        .iter()
+        .map(|id| c.node(*id).unwrap().client_addr.clone())
+        .collect();
+    Client::new(&eps, Duration::from_secs(20))
+}
+
+fn all_client(c: &LocalCluster) -> Client {
+    let ids: Vec<u64> = c.nodes().keys().copied().collect();
+    client_for(c, &ids)
+}
+
+fn http() -> reqwest::Client {
+    raftbench::cluster::http_client()
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait until node `id` has applied at least `index`.
+async fn wait_applied(c: &LocalCluster, id: u64, index: u64) {
+    wait_until(
+        &format!("node {id} to apply {index}"),
+        LEADER_WAIT,
+        || async {
+            c.status(id)
+                .await
+                .is_ok_and(|s| s.raft.applied_index >= index)
+        },
+    )
+    .await;
+}
+
+async fn put_get_and_redirects(kind: BackendKind) {
+    let (_t, c) = start(kind, 3, RaftSettings::default());
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let follower = *c.nodes().keys().find(|id| **id != leader).unwrap();
+
+    // A write to a follower is refused with the leader's address.
+    let resp = http()
+        .put(format!("{}/kv/direct", c.url(follower).unwrap()))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 421);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "not_leader");
+    assert_eq!(body["leader_id"], leader);
+    assert_eq!(
+        body["leader_addr"],
+        c.node(leader).unwrap().client_addr.as_str()
+    );
+
+    // A client that only knows the follower follows the redirect.
+    let via_follower = client_for(&c, &[follower]);
+    via_follower.put("k1", Bytes::from("v1")).await.unwrap();
+    let via_leader = client_for(&c, &[leader]);
+    via_leader.put("k 2/ü", Bytes::from("v2")).await.unwrap();
+    assert_eq!(
+        via_leader
+            .get("k1", Consistency::Linearizable)
+            .await
+            .unwrap(),
+        Some(Bytes::from("v1"))
+    );
+    // Linearizable reads on every node see the latest acknowledged write at once.
+    for id in c.nodes().keys() {
+        let r = client_for(&c, &[*id]);
+        via_leader
+            .put("latest", Bytes::from(format!("from-{id}")))
+            .await
+            .unwrap();
+        for other in c.nodes().keys() {
+            let resp = http()
+                .get(format!("{}/kv/latest", c.url(*other).unwrap()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "linearizable read on node {other}");
+            assert_eq!(resp.text().await.unwrap(), format!("from-{id}"));
+        }
+        assert_eq!(
+            r.get("k 2/ü", Consistency::Linearizable).await.unwrap(),
+            Some(Bytes::from("v2"))
+        );
+    }
+    via_leader.delete("k1").await.unwrap();
+    assert_eq!(
+        via_follower
+            .get("k1", Consistency::Linearizable)
+            .await
+            .unwrap(),
+        None
+    );
+    let s = c.status(follower).await.unwrap();
+    assert_eq!(s.raft.leader_id, leader);
+    assert_eq!(s.backend.kind, kind);
+}
+
+/// Writers record every acknowledged put; returns the shared record.
+fn spawn_writers(
+    client: Arc<Client>,
+    n: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    Arc<Mutex<BTreeMap<String, String>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut tasks = Vec::new();
+    for w in 0..n {
+        let (client, stop, acked) = (client.clone(), stop.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("w{w}-{i}");
+                let value = format!("value-{w}-{i}");
+                if client.put(&key, Bytes::from(value.clone())).await.is_ok() {
+                    acked.lock().unwrap().insert(key, value);
+                }
+                i += 1;
+            }
+        }));
+    }
+    (acked, tasks)
+}
+
+async fn kill_leader_under_writes(kind: BackendKind) {
+    let (_t, mut c) = start(kind, 3, RaftSettings::default());
+    let old = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let client = Arc::new(all_client(&c));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (acked, tasks) = spawn_writers(client.clone(), 4, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 0, "no writes acknowledged before the kill");
+    c.kill(old).unwrap();
+    let new = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    assert_ne!(new, old);
+    // Writes resume under the new leader.
+    let resumed = acked.lock().unwrap().len();
+    wait_until("writes to resume", LEADER_WAIT, || async {
+        acked.lock().unwrap().len() > resumed + 20
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    for (k, v) in &acked {
+        assert_eq!(
+            client.get(k, Consistency::Linearizable).await.unwrap(),
+            Some(Bytes::from(v.clone())),
+            "acknowledged write {k} lost after killing the leader"
+        );
+    }
+    // The killed node restarts, replays, and catches up.
+    let commit = c.status(new).await.unwrap().raft.commit_index;
+    c.spawn(old).unwrap();
+    wait_applied(&c, old, commit).await;
+    let s = c.status(old).await.unwrap();
+    assert_eq!(s.raft.role, Role::Follower);
+    assert!(!s.startup.fresh, "restart reopened the existing data");
+    let local = client_for(&c, &[old]);
+    let (k, v) = acked.iter().next_back().unwrap();
+    assert_eq!(
+        local.get(k, Consistency::Local).await.unwrap(),
+        Some(Bytes::from(v.clone()))
+    );
+}
+
+async fn snapshot_catch_up(kind: BackendKind) {
+    let raft = RaftSettings {
+        snapshot_interval: 100,
+        compact_lag: 10,
+        ..RaftSettings::default()
+    };
+    let (_t, mut c) = start(kind, 3, raft);
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let lagging = *c.nodes().keys().find(|id| **id != leader).unwrap();
+    let client = all_client(&c);
+    client.put("before", Bytes::from("1")).await.unwrap();
+    c.stop(lagging).unwrap();
+    for i in 0..400 {
+        client
+            .put(&format!("k{i}"), Bytes::from(vec![b'x'; 200]))
+            .await
+            .unwrap();
+    }
+    let ls = c.status(leader).await.unwrap();
+    let stopped_at = ls.raft.commit_index;
+    assert!(
+        ls.raft.first_index > 50,
+        "leader compacted its log (first index {})",
+        ls.raft.first_index
+    );
+    c.spawn(lagging).unwrap();
+    wait_applied(&c, lagging, stopped_at).await;
+    let s = c.status(lagging).await.unwrap();
+    assert!(
+        s.raft.snapshot_index > 1,
+        "the lagging follower caught up through a snapshot (snapshot index {})",
+        s.raft.snapshot_index
+    );
+    let local = client_for(&c, &[lagging]);
+    assert_eq!(
+        local.get("k399", Consistency::Local).await.unwrap(),
+        Some(Bytes::from(vec![b'x'; 200]))
+    );
+    assert_eq!(
+        local.get("before", Consistency::Local).await.unwrap(),
+        Some(Bytes::from("1"))
+    );
+    // A forced snapshot reports what it did.
+    let resp = http()
+        .post(format!("{}/admin/snapshot", c.url(leader).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert!(r["bytes"].as_u64().unwrap() > 400 * 200, "{r}");
+    assert!(r["duration_ms"].as_f64().unwrap() >= 0.0);
+}
+
+async fn membership_changes(kind: BackendKind) {
+    let (_t, mut c) = start(kind, 3, RaftSettings::default());
+    c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let client = all_client(&c);
+    for i in 0..20 {
+        client
+            .put(&format!("m{i}"), Bytes::from("x"))
+            .await
+            .unwrap();
+    }
+    let new = c.spawn_joining_node().unwrap();
+    c.add_member(new).await.unwrap();
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    client.put("after-add", Bytes::from("y")).await.unwrap();
+    let commit = c.status(leader).await.unwrap().raft.commit_index;
+    wait_applied(&c, new, commit).await;
+    let s = c.status(new).await.unwrap();
+    assert_eq!(s.raft.voters, vec![1, 2, 3, 4]);
+    let local = client_for(&c, &[new]);
+    assert_eq!(
+        local.get("m0", Consistency::Local).await.unwrap(),
+        Some(Bytes::from("x"))
+    );
+
+    // Remove a follower that is not the new node.
+    let removed = *c
+        .nodes()
+        .keys()
+        .find(|id| **id != leader && **id != new)
+        .unwrap();
+    c.remove_member(removed).await.unwrap();
+    let client = all_client(&c);
+    for i in 0..20 {
+        client
+            .put(&format!("r{i}"), Bytes::from("z"))
+            .await
+            .unwrap();
+    }
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let voters = c.status(leader).await.unwrap().raft.voters;
+    assert!(!voters.contains(&removed), "{voters:?}");
+    // The removed node stops receiving traffic: its log stops growing.
+    let before = c.status(removed).await.unwrap().raft.last_index;
+    for i in 0..20 {
+        client
+            .put(&format!("s{i}"), Bytes::from("z"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = c.status(removed).await.unwrap();
+    assert_eq!(
+        after.raft.last_index, before,
+        "removed node still receives entries"
+    );
+    // (Whether the removed node itself ever learns of its removal is up to timing: the
+    // leader may stop replicating before it sends the commit.)
+}
+
+async fn partitioned_leader(kind: BackendKind) {
+    let (_t, c) = start(kind, 3, RaftSettings::default());
+    let old = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let others: Vec<u64> = c.nodes().keys().copied().filter(|id| *id != old).collect();
+    let client = all_client(&c);
+    client.put("pre", Bytes::from("1")).await.unwrap();
+    let resp = http()
+        .post(format!("{}/admin/partition", c.url(old).unwrap()))
+        .json(&serde_json::json!({ "isolate_from": others }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The majority elects a new leader.
+    wait_until("a new leader in the majority", LEADER_WAIT, || async {
+        let mut ok = false;
+        for id in &others {
+            if let Ok(s) = c.status(*id).await {
+                ok |= s.raft.role == Role::Leader;
+            }
+        }
+        ok
+    })
+    .await;
+    let majority = client_for(&c, &others);
+    majority.put("during", Bytes::from("2")).await.unwrap();
+    // The old leader never acknowledges a write it cannot replicate.
+    let resp = http()
+        .put(format!("{}/kv/lost", c.url(old).unwrap()))
+        .body("3")
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    let acknowledged = resp.as_ref().is_ok_and(|r| r.status().is_success());
+    assert!(
+        !acknowledged,
+        "the isolated old leader acknowledged a write"
+    );
+    // Heal: everyone converges on the majority's history.
+    http()
+        .post(format!("{}/admin/heal", c.url(old).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let commit = c.status(leader).await.unwrap().raft.commit_index;
+    for id in c.nodes().keys() {
+        wait_applied(&c, *id, commit).await;
+        let local = client_for(&c, &[*id]);
+        assert_eq!(
+            local.get("during", Consistency::Local).await.unwrap(),
+            Some(Bytes::from("2")),
+            "node {id} did not converge"
+        );
+        assert_eq!(local.get("lost", Consistency::Local).await.unwrap(), None);
+    }
+}
+
+async fn bad_input_is_a_json_4xx(kind: BackendKind) {
+    let (_t, c) = start(kind, 1, RaftSettings::default());
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let url = c.url(leader).unwrap();
+    let h = http();
+    let long_key = "k".repeat(raftbench::api::MAX_KEY_BYTES + 1);
+    let big = vec![0u8; raftbench::api::MAX_VALUE_BYTES + 1];
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "long key",
+            h.put(format!("{url}/kv/{long_key}")).body("v"),
+            413,
+            "key_too_large",
+        ),
+        (
+            "big body",
+            h.put(format!("{url}/kv/k")).body(big),
+            413,
+            "bad_body",
+        ),
+        (
+            "bad member json",
+            h.post(format!("{url}/members/5"))
+                .body("{nope")
+                .header("content-type", "application/json"),
+            400,
+            "bad_request",
+        ),
+        (
+            "member json missing fields",
+            h.post(format!("{url}/members/5"))
+                .json(&serde_json::json!({"peer_addr": "127.0.0.1:1"})),
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown member",
+            h.delete(format!("{url}/members/42")),
+            404,
+            "unknown_member",
+        ),
+        (
+            "member id 0",
+            h.post(format!("{url}/members/0")).json(
+                &serde_json::json!({"peer_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2"}),
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            "member id not a number",
+            h.delete(format!("{url}/members/abc")),
+            400,
+            "bad_request",
+        ),
+        (
+            "reserved key",
+            h.put(format!("{url}/kv/%00raftbench%2Fmember%2F1"))
+                .body("x"),
+            400,
+            "bad_request",
+        ),
+        (
+            "bad consistency",
+            h.get(format!("{url}/kv/k?consistency=eventual")),
+            400,
+            "bad_request",
+        ),
+        (
+            "bad partition body",
+            h.post(format!("{url}/admin/partition"))
+                .json(&serde_json::json!({"isolate": [2]})),
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown endpoint",
+            h.get(format!("{url}/nope")),
+            404,
+            "not_found",
+        ),
+        (
+            "adding an existing member",
+            h.post(format!("{url}/members/1")).json(
+                &serde_json::json!({"peer_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2"}),
+            ),
+            409,
+            "rejected",
+        ),
+    ];
+    for (what, req, status, code) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{what}");
+        let body: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
+        assert_eq!(body["code"], code, "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // The node is still healthy.
+    let client = client_for(&c, &[leader]);
+    client.put("k", Bytes::from("fine")).await.unwrap();
+}
+
+async fn refuses_foreign_data_dirs(kind: BackendKind) {
+    let (_t, mut c) = start(kind, 1, RaftSettings::default());
+    c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    c.stop(1).unwrap();
+    let node1 = c.node(1).unwrap().data_dir.clone();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_raftbench"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let peers = "2=127.0.0.1:1/127.0.0.1:2";
+    let dir = node1.to_str().unwrap();
+    let out = run(&[
+        "node",
+        "--id",
+        "2",
+        "--peers",
+        peers,
+        "--peer-addr",
+        "127.0.0.1:0",
+        "--client-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to node 1"), "{err}");
+    let other = match kind {
+        BackendKind::Memwal => "rocksdb",
+        BackendKind::Rocksdb => "memwal",
+    };
+    let peers1 = "1=127.0.0.1:1/127.0.0.1:2";
+    let out = run(&[
+        "node",
+        "--id",
+        "1",
+        "--peers",
+        peers1,
+        "--peer-addr",
+        "127.0.0.1:0",
+        "--client-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--backend",
+        other,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("created by the {kind} backend")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+macro_rules! cluster_tests {
+    ($($name:ident),*) => {
+        mod memwal {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(BackendKind::Memwal).await;
+                }
+            )*
+        }
+        mod rocksdb {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(BackendKind::Rocksdb).await;
+                }
+            )*
+        }
+    };
+}
+
+cluster_tests!(
+    put_get_and_redirects,
+    kill_leader_under_writes,
+    snapshot_catch_up,
+    membership_changes,
+    partitioned_leader,
+    bad_input_is_a_json_4xx,
+    refuses_foreign_data_dirs
+);
