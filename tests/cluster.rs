@@ -142,15 +142,15 @@ async fn put_get_and_redirects(kind: BackendKind) {
     assert_eq!(s.backend.kind, kind);
 }
 
+/// Acknowledged writes: key -> value.
+type Acked = Arc<Mutex<BTreeMap<String, String>>>;
+
 /// Writers record every acknowledged put; returns the shared record.
 fn spawn_writers(
     client: Arc<Client>,
     n: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (
-    Arc<Mutex<BTreeMap<String, String>>>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let mut tasks = Vec::new();
     for w in 0..n {
