@@ -86,3 +86,60 @@ fn bad_flags_are_rejected_with_the_allowed_values() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("always"));
 }
+
+#[test]
+fn cluster_up_serves_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("c");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        .args(["cluster", "up", "--nodes", "1", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("curl http://") {
+            url.get_or_insert_with(|| format!("http://{}", rest.split('/').next().unwrap()));
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    assert!(out.contains("(leader)"), "{out}");
+    let url = url.expect("a curl example");
+    // The printed endpoint works.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = raftbench::cluster::http_client();
+        let r = h
+            .put(format!("{url}/kv/hello"))
+            .body("world")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = h.get(format!("{url}/kv/hello")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "world");
+    });
+    assert!(dir.join("cluster.toml").exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "cluster up exited with {status}");
+    // Every node was stopped with it.
+    let pids = std::process::Command::new("pgrep")
+        .args(["-f", &format!("data-dir {}", dir.display())])
+        .output()
+        .unwrap();
+    assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
+}

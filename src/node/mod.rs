@@ -205,7 +205,12 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeStartError> {
     raft_loop::bootstrap_if_new(&cfg, &mut backend, &members)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(
+            std::env::var("RAFTBENCH_IO_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .thread_name("raftbench-io")
         .build()

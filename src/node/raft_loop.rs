@@ -116,6 +116,9 @@ pub struct RaftLoop {
     reads_waiting: Vec<(u64, Reply<u64>)>,
     snapshot_index: u64,
     last_stats: Instant,
+    readies: u64,
+    synced_persists: u64,
+    entries_appended: u64,
 }
 
 impl RaftLoop {
@@ -166,6 +169,9 @@ impl RaftLoop {
             reads_waiting: Vec::new(),
             snapshot_index: stats.snapshot_index,
             last_stats: Instant::now(),
+            readies: 0,
+            synced_persists: 0,
+            entries_appended: 0,
         };
         me.publish_status();
         Ok(me)
@@ -356,6 +362,9 @@ impl RaftLoop {
         let mut rd = self.raw.ready();
         self.transport.send(rd.take_messages());
         let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+        self.readies += 1;
+        self.synced_persists += u64::from(rd.must_sync());
+        self.entries_appended += rd.entries().len() as u64;
         self.raw
             .mut_store()
             .persist(snapshot.as_ref(), rd.entries(), rd.hs())?;
@@ -573,6 +582,9 @@ impl RaftLoop {
             snapshot_index: self.snapshot_index,
             member: voters.contains(&self.id),
             voters,
+            readies: self.readies,
+            synced_persists: self.synced_persists,
+            entries_appended: self.entries_appended,
         });
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.status.set_storage(store.stats());
@@ -593,5 +605,8 @@ fn placeholder_status() -> RaftStatus {
         snapshot_index: 0,
         voters: Vec::new(),
         member: false,
+        readies: 0,
+        synced_persists: 0,
+        entries_appended: 0,
     }
 }

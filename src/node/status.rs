@@ -47,6 +47,13 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Whether this node is still a member (false once removed).
     pub member: bool,
+    /// Readies handled since start.
+    pub readies: u64,
+    /// Readies whose persist had to be synced (entries, snapshot or a new term/vote).
+    pub synced_persists: u64,
+    /// Entries appended to the local log since start. `entries_appended / synced_persists`
+    /// is the group-commit factor: proposals covered by one fsync.
+    pub entries_appended: u64,
 }
 
 /// The full `/status` document.
