@@ -22,6 +22,12 @@ pub enum Command {
     /// Start and control local clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Check workload files without running them.
+    Validate {
+        /// Workload files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Closed-loop load against a running cluster: throughput and latency percentiles.
     Loadtest(LoadtestArgs),
     /// Work directly with a storage backend's data directory.

@@ -21,6 +21,8 @@
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
 //! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
 //!
+//! - [`workload`] — workload files (format + validation) and key/value generators.
+//!
 //! Still to come (see the issues): the workload runner, metrics and reports.
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
@@ -36,3 +38,4 @@ pub mod loadtest;
 pub mod node;
 pub mod storage;
 pub mod transport;
+pub mod workload;

@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
         Command::Loadtest(args) => run_loadtest(args)?,
+        Command::Validate { files } => validate(&files)?,
         Command::Storage(StorageCommand::Open(args)) => {
             let cfg = backend_config(&args);
             let b = storage::open_backend(&cfg)
@@ -239,6 +240,29 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
             "{:>7} {:>10.0} {:>10} {:>8} {:>8} {:>8} {:>7}",
             r.clients, r.ops_per_sec, r.p50_us, r.p90_us, r.p99_us, r.max_us, r.errors
         );
+    }
+    Ok(())
+}
+
+/// `raftbench validate`: check every file, report each problem, fail if any.
+fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let mut bad = 0;
+    for f in files {
+        match raftbench::workload::Workload::load(f) {
+            Ok(w) => println!(
+                "{}: ok ({} phases, {} keys)",
+                f.display(),
+                w.file.phases.len(),
+                w.file.data.keys
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} of {} workload files are invalid", files.len());
     }
     Ok(())
 }

@@ -1,0 +1,635 @@
+//! Workload files: their serde model and their validation.
+//!
+//! Parsing rejects unknown fields and bad values with the file, line and column (from the
+//! TOML parser). [`Workload::load`] then checks the rules a parser cannot — a mix that does
+//! not sum to 1, a non-positive rate, an event after its phase ends, a restart with nothing
+//! killed, a verify phase with no writes before it — and names the file, the line of the
+//! offending phase or event, and the field. The format is documented in `workloads/README.md`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::storage::{BackendKind, FsyncPolicy, MemwalOptions, RocksdbOptions};
+
+/// A workload file that cannot be used.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `file:line:column: field: message`.
+    #[error("{}:{line}:{column}: {field}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+}
+
+/// A duration written like `"30s"`, `"500ms"` or `"2m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "bad duration {s:?} ({e}); write it like \"30s\", \"500ms\" or \"2m\""
+                ))
+            })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// Cluster the runner starts when it starts one itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    pub nodes: u64,
+    pub backend: BackendKind,
+    pub fsync: FsyncPolicy,
+    pub snapshot_interval: u64,
+    pub compact_lag: u64,
+    pub tick_ms: u64,
+    pub election_ticks: usize,
+    pub memwal: MemwalOptions,
+    pub rocksdb: RocksdbOptions,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        let raft = crate::node::RaftSettings::default();
+        ClusterSection {
+            nodes: 3,
+            backend: BackendKind::Memwal,
+            fsync: FsyncPolicy::Always,
+            snapshot_interval: raft.snapshot_interval,
+            compact_lag: raft.compact_lag,
+            tick_ms: raft.tick_ms,
+            election_ticks: raft.election_ticks,
+            memwal: MemwalOptions::default(),
+            rocksdb: RocksdbOptions::default(),
+        }
+    }
+}
+
+/// How keys are chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
+pub enum KeyDistribution {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipfian over key ranks with exponent `theta` (YCSB uses 0.99), scrambled so that hot
+    /// keys spread over the key space.
+    Zipfian {
+        #[serde(default = "default_theta")]
+        theta: f64,
+    },
+    /// Zipfian over recency: the most recently written keys are the hottest.
+    Latest {
+        #[serde(default = "default_theta")]
+        theta: f64,
+    },
+    /// `hot_op_share` of the operations go to the first `hot_key_fraction` of the keys.
+    Hotspot {
+        hot_key_fraction: f64,
+        hot_op_share: f64,
+    },
+    /// Keys in order 0, 1, 2, ... (shared by all workers), wrapping around.
+    Sequential,
+}
+
+fn default_theta() -> f64 {
+    0.99
+}
+
+/// How large values are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSize {
+    /// Always this many bytes.
+    Fixed(usize),
+    /// A distribution.
+    Dist(ValueSizeDist),
+}
+
+/// A value-size distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ValueSizeDist {
+    Uniform {
+        min: usize,
+        max: usize,
+    },
+    /// `[[size, weight], ...]`.
+    Weighted {
+        sizes: Vec<(usize, f64)>,
+    },
+}
+
+/// The data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Distinct keys.
+    pub keys: u64,
+    /// Bytes per key (zero-padded decimal index, at least as long as the largest index).
+    pub key_size: usize,
+    pub value_size: ValueSize,
+    /// Share of each value's bytes that is random (the rest is a repeated byte), so engines
+    /// that compress are compared on data of known compressibility. 1.0 = incompressible.
+    pub value_random_share: f64,
+    pub key_distribution: KeyDistribution,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            keys: 10_000,
+            key_size: 16,
+            value_size: ValueSize::Fixed(256),
+            value_random_share: 1.0,
+            key_distribution: KeyDistribution::Uniform,
+        }
+    }
+}
+
+/// The operation mix of a phase: shares that sum to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    pub put: f64,
+    pub get: f64,
+    pub delete: f64,
+}
+
+impl Mix {
+    pub fn total(&self) -> f64 {
+        self.put + self.get + self.delete
+    }
+    pub fn writes(&self) -> bool {
+        self.put > 0.0 || self.delete > 0.0
+    }
+}
+
+/// Read consistency of gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    #[default]
+    Linearizable,
+    Local,
+}
+
+/// What an event does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Kill,
+    Stop,
+    Restart,
+    Pause,
+    Resume,
+    Partition,
+    Heal,
+    Snapshot,
+    Compact,
+    AddNode,
+    RemoveNode,
+    TransferLeader,
+}
+
+/// Which node an event acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Leader,
+    Follower,
+    Node(u64),
+    /// The nodes killed or stopped earlier and not yet restarted.
+    Killed,
+    All,
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "leader" => Target::Leader,
+            "follower" => Target::Follower,
+            "killed" => Target::Killed,
+            "all" => Target::All,
+            _ => match s.strip_prefix("node:").map(str::parse::<u64>) {
+                Some(Ok(n)) if n > 0 => Target::Node(n),
+                _ => {
+                    return Err(format!(
+                        "unknown target {s:?}; expected leader, follower, node:N (N >= 1), killed or all"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Leader => f.write_str("leader"),
+            Target::Follower => f.write_str("follower"),
+            Target::Node(n) => write!(f, "node:{n}"),
+            Target::Killed => f.write_str("killed"),
+            Target::All => f.write_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An event at an offset within its phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub at: HumanDuration,
+    pub action: Action,
+    #[serde(default = "default_target")]
+    pub target: Target,
+}
+
+fn default_target() -> Target {
+    Target::Leader
+}
+
+/// One phase of a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: String,
+    /// Stop after this many operations…
+    pub ops: Option<u64>,
+    /// …or after this long.
+    pub duration: Option<HumanDuration>,
+    /// Measured separately and excluded from the phase's figures.
+    pub warmup: Option<HumanDuration>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Total operations per second, open loop (latency measured from each operation's
+    /// intended start); absent = closed loop.
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub mix: Mix,
+    #[serde(default)]
+    pub read_consistency: ReadConsistency,
+    /// Overrides `[data].key_distribution` for this phase.
+    pub key_distribution: Option<KeyDistribution>,
+    /// Per-operation timeout; a write that times out is indeterminate.
+    pub timeout: Option<HumanDuration>,
+    /// Read back every key written so far and classify it (ok / lost / stale / in doubt).
+    #[serde(default)]
+    pub verify: bool,
+    #[serde(default, rename = "event")]
+    pub events: Vec<Spanned<Event>>,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+/// A parsed (not yet validated) workload file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub data: DataSection,
+    #[serde(rename = "phase")]
+    pub phases: Vec<Spanned<Phase>>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// A validated workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workload {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub file: WorkloadFile,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+impl Workload {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Workload, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate `text` (named `path` in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Workload, SpecError> {
+        let file: WorkloadFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            SpecError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: "syntax".into(),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        validate(&file).map_err(|(offset, field, message)| {
+            let (line, column) = line_col(text, offset);
+            SpecError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field,
+                message,
+            }
+        })?;
+        Ok(Workload {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+}
+
+/// (byte offset, field, message)
+type Problem = (usize, String, String);
+
+fn check_keys(d: &KeyDistribution, at: usize, field: &str) -> Result<(), Problem> {
+    let bad = |m: String| Err((at, field.to_string(), m));
+    match d {
+        KeyDistribution::Zipfian { theta } | KeyDistribution::Latest { theta }
+            if !(*theta > 0.0 && theta.is_finite()) =>
+        {
+            bad(format!("theta must be positive, got {theta}"))
+        }
+        KeyDistribution::Hotspot {
+            hot_key_fraction,
+            hot_op_share,
+        } if !(*hot_key_fraction > 0.0
+            && *hot_key_fraction < 1.0
+            && (0.0..=1.0).contains(hot_op_share)) =>
+        {
+            bad("hot_key_fraction must be in (0, 1) and hot_op_share in [0, 1]".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn validate(f: &WorkloadFile) -> Result<(), Problem> {
+    let top = |field: &str, m: String| Err((0, field.to_string(), m));
+    if f.phases.is_empty() {
+        return top("phase", "a workload needs at least one [[phase]]".into());
+    }
+    if f.cluster.nodes == 0 {
+        return top("cluster.nodes", "a cluster needs at least one node".into());
+    }
+    if f.data.keys == 0 {
+        return top("data.keys", "needs at least one key".into());
+    }
+    if !(0.0..=1.0).contains(&f.data.value_random_share) {
+        return top(
+            "data.value_random_share",
+            format!("must be in [0, 1], got {}", f.data.value_random_share),
+        );
+    }
+    let digits = f.data.keys.saturating_sub(1).to_string().len();
+    if f.data.key_size < digits {
+        return top(
+            "data.key_size",
+            format!(
+                "{} bytes cannot hold {} distinct keys (need {digits})",
+                f.data.key_size, f.data.keys
+            ),
+        );
+    }
+    if f.data.key_size > crate::api::MAX_KEY_BYTES {
+        return top(
+            "data.key_size",
+            format!("at most {} bytes", crate::api::MAX_KEY_BYTES),
+        );
+    }
+    match &f.data.value_size {
+        ValueSize::Fixed(n) if *n > crate::api::MAX_VALUE_BYTES => {
+            return top(
+                "data.value_size",
+                format!("at most {} bytes", crate::api::MAX_VALUE_BYTES),
+            );
+        }
+        ValueSize::Dist(ValueSizeDist::Uniform { min, max })
+            if min > max || *max > crate::api::MAX_VALUE_BYTES =>
+        {
+            return top(
+                "data.value_size",
+                format!("need min <= max <= {}", crate::api::MAX_VALUE_BYTES),
+            );
+        }
+        ValueSize::Dist(ValueSizeDist::Weighted { sizes })
+            if sizes.is_empty()
+                || sizes
+                    .iter()
+                    .any(|(s, w)| *w < 0.0 || *s > crate::api::MAX_VALUE_BYTES)
+                || sizes.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 =>
+        {
+            return top(
+                "data.value_size",
+                "weighted sizes need at least one [size, weight] with positive weights".into(),
+            );
+        }
+        _ => {}
+    }
+    check_keys(&f.data.key_distribution, 0, "data.key_distribution")?;
+
+    let mut names = BTreeSet::new();
+    let mut wrote = false;
+    let mut killed: BTreeSet<String> = BTreeSet::new();
+    let mut paused = 0usize;
+    for p in &f.phases {
+        let at = p.span().start;
+        let ph = p.get_ref();
+        let field = |name: &str| format!("phase {:?}: {name}", ph.name);
+        let bad = |name: &str, m: String| Err((at, field(name), m));
+        if !names.insert(ph.name.clone()) {
+            return bad("name", "phase names must be unique".into());
+        }
+        if ph.verify {
+            if ph.ops.is_some()
+                || ph.duration.is_some()
+                || ph.rate.is_some()
+                || !ph.events.is_empty()
+            {
+                return bad("verify", "a verify phase reads every key once: it takes no ops, duration, rate or events".into());
+            }
+            if !wrote {
+                return bad(
+                    "verify",
+                    "nothing to verify: no earlier phase writes (mix.put or mix.delete)".into(),
+                );
+            }
+            continue;
+        }
+        if ph.ops.is_some() == ph.duration.is_some() {
+            return bad(
+                "ops",
+                "bound the phase by exactly one of `ops` or `duration`".into(),
+            );
+        }
+        if ph.ops == Some(0) {
+            return bad("ops", "must be at least 1".into());
+        }
+        if ph.duration.is_some_and(|d| d.0.is_zero()) {
+            return bad("duration", "must be positive".into());
+        }
+        if ph.concurrency == 0 {
+            return bad("concurrency", "must be at least 1".into());
+        }
+        if let Some(r) = ph.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return bad(
+                "rate",
+                format!("must be a positive number of ops per second, got {r}"),
+            );
+        }
+        let m = &ph.mix;
+        if m.put < 0.0 || m.get < 0.0 || m.delete < 0.0 {
+            return bad("mix", "shares cannot be negative".into());
+        }
+        if (m.total() - 1.0).abs() > 1e-6 {
+            return bad(
+                "mix",
+                format!("put + get + delete must sum to 1, got {}", m.total()),
+            );
+        }
+        if let (Some(w), Some(d)) = (ph.warmup, ph.duration)
+            && w >= d
+        {
+            return bad("warmup", "must be shorter than the duration".into());
+        }
+        if let Some(kd) = &ph.key_distribution {
+            check_keys(kd, at, &field("key_distribution"))?;
+        }
+        if ph.timeout.is_some_and(|t| t.0.is_zero()) {
+            return bad("timeout", "must be positive".into());
+        }
+        wrote |= m.writes();
+        for e in &ph.events {
+            let eat = e.span().start;
+            let ev = e.get_ref();
+            let ebad = |name: &str, m: String| Err((eat, field(&format!("event.{name}")), m));
+            let Some(d) = ph.duration else {
+                return ebad("at", "events need a phase bounded by `duration`".into());
+            };
+            if ev.at >= d {
+                return ebad(
+                    "at",
+                    format!(
+                        "{} is not within the phase ({})",
+                        humantime::format_duration(ev.at.0),
+                        humantime::format_duration(d.0)
+                    ),
+                );
+            }
+            if let Target::Node(n) = ev.target
+                && n > f.cluster.nodes
+                && !matches!(ev.action, Action::AddNode)
+            {
+                return ebad(
+                    "target",
+                    format!(
+                        "node:{n} does not exist (cluster.nodes = {})",
+                        f.cluster.nodes
+                    ),
+                );
+            }
+            match ev.action {
+                Action::Kill | Action::Stop => {
+                    if ev.target == Target::Killed {
+                        return ebad(
+                            "target",
+                            "cannot kill the nodes that are already down".into(),
+                        );
+                    }
+                    killed.insert(ev.target.to_string());
+                }
+                Action::Restart => {
+                    let ok = match ev.target {
+                        Target::Killed => !killed.is_empty(),
+                        Target::Node(_) => {
+                            killed.contains(&ev.target.to_string()) || !killed.is_empty()
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        return ebad(
+                            "action",
+                            "restart with nothing killed: kill or stop a node earlier, and target `killed` or node:N".into(),
+                        );
+                    }
+                    if ev.target == Target::Killed {
+                        killed.clear();
+                    } else {
+                        killed.remove(&ev.target.to_string());
+                    }
+                }
+                Action::Pause => paused += 1,
+                Action::Resume => {
+                    if paused == 0 {
+                        return ebad("action", "resume with nothing paused".into());
+                    }
+                    paused -= 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Workload files: every shipped file validates; bad files get errors naming the file,
+//! line, column and field — never a panic.
+
+use std::path::Path;
+
+use raftbench::workload::{SpecError, Workload};
+
+#[test]
+fn every_shipped_workload_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Workload::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 12, "expected the shipped workloads, found {n}");
+}
+
+const BASE: &str = r#"
+name = "t"
+[data]
+keys = 100
+[[phase]]
+name = "p"
+duration = "10s"
+mix = { put = 0.5, get = 0.5 }
+"#;
+
+fn err(text: &str) -> (String, usize, String) {
+    match Workload::parse(Path::new("bad.toml"), text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(SpecError::Invalid {
+            line,
+            field,
+            message,
+            ..
+        }) => {
+            let shown = Workload::parse(Path::new("bad.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(shown.starts_with(&format!("bad.toml:{line}:")), "{shown}");
+            (field, line, message)
+        }
+        Err(e) => panic!("unexpected error kind: {e}"),
+    }
+}
+
+#[test]
+fn base_is_valid() {
+    Workload::parse(Path::new("ok.toml"), BASE).unwrap();
+}
+
+#[test]
+fn rejected_cases_name_the_field_and_line() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (what, text, field contains, message contains)
+        (
+            "mix sum",
+            &BASE.replace("put = 0.5, get = 0.5", "put = 0.5, get = 0.4"),
+            "mix",
+            "sum to 1",
+        ),
+        (
+            "zero rate",
+            &format!("{BASE}rate = 0\n"),
+            "rate",
+            "positive",
+        ),
+        (
+            "negative rate",
+            &format!("{BASE}rate = -5.0\n"),
+            "rate",
+            "positive",
+        ),
+        (
+            "event after phase end",
+            &format!("{BASE}[[phase.event]]\nat = \"12s\"\naction = \"kill\"\n"),
+            "event.at",
+            "not within the phase",
+        ),
+        (
+            "unknown action",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"explode\"\n"),
+            "syntax",
+            "kill",
+        ),
+        (
+            "unknown target",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"kill\"\ntarget = \"boss\"\n"),
+            "syntax",
+            "node:N",
+        ),
+        (
+            "restart with nothing killed",
+            &format!(
+                "{BASE}[[phase.event]]\nat = \"1s\"\naction = \"restart\"\ntarget = \"killed\"\n"
+            ),
+            "event.action",
+            "nothing killed",
+        ),
+        (
+            "verify with no writes",
+            &format!(
+                "{}[[phase]]\nname = \"v\"\nverify = true\n",
+                BASE.replace("put = 0.5, get = 0.5", "get = 1.0")
+            ),
+            "verify",
+            "no earlier phase writes",
+        ),
+        (
+            "unknown field",
+            &format!("{BASE}concurency = 3\n"),
+            "syntax",
+            "concurency",
+        ),
+        (
+            "no bound",
+            &BASE.replace("duration = \"10s\"\n", ""),
+            "ops",
+            "exactly one",
+        ),
+        (
+            "bad duration",
+            &BASE.replace("\"10s\"", "\"ten seconds\""),
+            "syntax",
+            "30s",
+        ),
+        (
+            "bad distribution",
+            &format!("{BASE}key_distribution = {{ dist = \"gaussian\" }}\n"),
+            "syntax",
+            "zipfian",
+        ),
+        (
+            "warmup too long",
+            &format!("{BASE}warmup = \"10s\"\n"),
+            "warmup",
+            "shorter",
+        ),
+        (
+            "duplicate phase",
+            &format!("{BASE}[[phase]]\nname = \"p\"\nops = 5\nmix = {{ put = 1.0 }}\n"),
+            "name",
+            "unique",
+        ),
+    ];
+    for (what, text, field, msg) in cases {
+        let (f, line, m) = err(text);
+        assert!(
+            f.contains(field),
+            "{what}: field {f:?} should name {field:?} ({m})"
+        );
+        assert!(
+            m.contains(msg),
+            "{what}: message {m:?} should mention {msg:?}"
+        );
+        assert!(line > 0, "{what}: no line number");
+    }
+}
+
+#[test]
+fn validate_cli_reports_every_bad_file() {
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good.toml");
+    let bad = t.path().join("bad.toml");
+    std::fs::write(&good, BASE).unwrap();
+    std::fs::write(&bad, BASE.replace("put = 0.5", "put = 0.7")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        .arg("validate")
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:5:1: phase \"p\": mix"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("good.toml: ok"));
+}
