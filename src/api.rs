@@ -155,7 +155,10 @@ impl ApiState {
             .map_err(|_| self.node_error(NodeError::ShuttingDown))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r.map_err(|e| self.node_error(e)),
-            Ok(Err(_)) => Err(self.node_error(NodeError::ShuttingDown)),
+            // The loop accepted the request and then went away: a write may still commit.
+            Ok(Err(_)) => Err(self.node_error(NodeError::Indeterminate(
+                "the node stopped before answering".into(),
+            ))),
             Err(_) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",

@@ -134,7 +134,7 @@ impl Client {
             };
             async move {
                 let resp = req.send().await;
-                Self::classify(resp, |_| async { Ok(()) }).await
+                Self::classify(resp, true, |_| async { Ok(()) }).await
             }
         })
         .await
@@ -165,8 +165,9 @@ impl Client {
                         }
                     }
                     resp => {
-                        Self::classify(resp, |r| async move {
-                            Ok(Some(r.bytes().await.unwrap_or_default()))
+                        Self::classify(resp, false, |r| async move {
+                            // A body cut short is not an empty value: ask again.
+                            r.bytes().await.map(Some).map_err(|_| ())
                         })
                         .await
                     }
@@ -177,23 +178,37 @@ impl Client {
     }
 
     /// Turn a response into done / retry / error.
+    /// A `write` is only retried when it certainly was not applied: the connection was
+    /// refused, or the node answered 503 (no leader, proposal dropped, shutting down).
+    /// Anything else after the request may have reached the leader is indeterminate —
+    /// retrying it could apply the write twice.
     async fn classify<T, F, Fut>(
         resp: reqwest::Result<reqwest::Response>,
+        write: bool,
         ok: F,
     ) -> Result<Attempt<T>, ClientError>
     where
         F: FnOnce(reqwest::Response) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
+        Fut: std::future::Future<Output = Result<T, ()>>,
     {
         let resp = match resp {
             Ok(r) => r,
-            // Refused / reset: try elsewhere. (A reset after sending is still just a retry
-            // of an idempotent put of the same value.)
+            Err(e) if write && !e.is_connect() => {
+                return Err(ClientError::Indeterminate(format!(
+                    "connection failed after the write was sent: {e}"
+                )));
+            }
             Err(_) => return Ok(Attempt::Retry(None)),
         };
         let status = resp.status();
         if status.is_success() {
-            return ok(resp).await.map(Attempt::Done);
+            return match ok(resp).await {
+                Ok(v) => Ok(Attempt::Done(v)),
+                Err(()) if write => Err(ClientError::Indeterminate(
+                    "the answer was cut short".into(),
+                )),
+                Err(()) => Ok(Attempt::Retry(None)),
+            };
         }
         let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
             code: "unknown".into(),
@@ -229,6 +244,7 @@ impl Client {
         };
         let mut next = 0usize;
         let mut backoff = Duration::from_millis(5);
+        let mut redirects = 0u32;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -247,6 +263,13 @@ impl Client {
                 Ok(Ok(Attempt::Retry(Some(redirect)))) => {
                     *self.leader.write().expect("leader lock") = redirect.clone();
                     base = redirect;
+                    // Stale leader hints during an election can bounce a request between
+                    // nodes: back off after the first hop.
+                    redirects += 1;
+                    if redirects > 1 {
+                        tokio::time::sleep(backoff.min(left)).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(200));
+                    }
                 }
                 Ok(Ok(Attempt::Retry(None))) => {
                     next = (next + 1) % self.endpoints.len();

@@ -53,6 +53,8 @@ pub trait Inbox: Send + Sync + 'static {
     /// A message to `id` could not be sent (raft should back off that peer); `snapshot`
     /// tells whether it carried a snapshot (raft must then be told the snapshot failed).
     fn unreachable(&self, id: u64, snapshot: bool);
+    /// A snapshot message to `id` was written to its connection.
+    fn snapshot_sent(&self, id: u64);
     /// A peer introduced itself.
     fn hello(&self, hello: &Hello);
 }
@@ -282,19 +284,25 @@ async fn outbound(
                     Err(_) => break,
                 }
             }
-            let mut snapshot = false;
+            let snapshot = batch
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            let mut sent = true;
             for m in &batch {
-                snapshot |= m.get_msg_type() == MessageType::MsgSnapshot;
                 let bytes = m.write_to_bytes().expect("raft messages encode");
                 if frames.feed(Bytes::from(bytes)).await.is_err() {
-                    break 'conn;
+                    sent = false;
+                    break;
                 }
             }
-            if SinkExt::<Bytes>::flush(&mut frames).await.is_err() {
-                if let Some(t) = me.upgrade() {
-                    t.inbox.unreachable(id, snapshot);
-                }
+            sent = sent && SinkExt::<Bytes>::flush(&mut frames).await.is_ok();
+            let Some(t) = me.upgrade() else { return };
+            if !sent {
+                t.inbox.unreachable(id, snapshot);
                 break 'conn;
+            }
+            if snapshot {
+                t.inbox.snapshot_sent(id);
             }
         }
     }

@@ -90,6 +90,8 @@ pub enum Input {
     TransferLeader { to: u64, reply: Reply<()> },
     /// The transport could not reach `id`.
     Unreachable { id: u64, snapshot: bool },
+    /// A snapshot message was handed to peer `id`'s connection.
+    SnapshotSent { id: u64 },
     /// Stop the loop (graceful shutdown).
     Shutdown,
 }
@@ -175,6 +177,9 @@ impl Inbox for LoopInbox {
     }
     fn unreachable(&self, id: u64, snapshot: bool) {
         let _ = self.tx.send(Input::Unreachable { id, snapshot });
+    }
+    fn snapshot_sent(&self, id: u64) {
+        let _ = self.tx.send(Input::SnapshotSent { id });
     }
     fn hello(&self, hello: &Hello) {
         self.members.learn(

@@ -112,6 +112,7 @@ pub struct RaftLoop {
     compact_lag: u64,
     pending: BTreeMap<u64, Pending>,
     read_seq: u64,
+    read_nonce: u64,
     reads_requested: HashMap<Vec<u8>, Reply<u64>>,
     reads_waiting: Vec<(u64, Reply<u64>)>,
     snapshot_index: u64,
@@ -165,6 +166,7 @@ impl RaftLoop {
             compact_lag: cfg.raft.compact_lag,
             pending: BTreeMap::new(),
             read_seq: 0,
+            read_nonce: rand::random(),
             reads_requested: HashMap::new(),
             reads_waiting: Vec::new(),
             snapshot_index: stats.snapshot_index,
@@ -229,8 +231,11 @@ impl RaftLoop {
     }
 
     fn fail_all(&mut self) {
+        // Accepted proposals may still commit under the next leader: their fate is unknown.
         for (_, p) in std::mem::take(&mut self.pending) {
-            let _ = p.reply.send(Err(NodeError::ShuttingDown));
+            let _ = p.reply.send(Err(NodeError::Indeterminate(
+                "the node stopped before the write's outcome was known".into(),
+            )));
         }
         for (_, r) in self.reads_requested.drain() {
             let _ = r.send(Err(NodeError::ShuttingDown));
@@ -268,8 +273,13 @@ impl RaftLoop {
                 }
             }
             Input::ReadIndex { reply } => {
+                // Unique across nodes and restarts: the leader ignores a second pending read
+                // with the same context, and must never answer one node's read with another's.
                 self.read_seq += 1;
-                let ctx = self.read_seq.to_be_bytes().to_vec();
+                let mut ctx = Vec::with_capacity(24);
+                ctx.extend_from_slice(&self.id.to_be_bytes());
+                ctx.extend_from_slice(&self.read_nonce.to_be_bytes());
+                ctx.extend_from_slice(&self.read_seq.to_be_bytes());
                 self.raw.read_index(ctx.clone());
                 self.reads_requested.insert(ctx, reply);
             }
@@ -310,6 +320,10 @@ impl RaftLoop {
                     self.raw.report_snapshot(id, SnapshotStatus::Failure);
                 }
             }
+            Input::SnapshotSent { id } => {
+                // Back to probing: if the follower lost the snapshot, raft sends another.
+                self.raw.report_snapshot(id, SnapshotStatus::Finish);
+            }
             Input::Shutdown => return false,
         }
         true
@@ -333,6 +347,10 @@ impl RaftLoop {
             ConfChangeType::RemoveNode if voters.len() == 1 => {
                 Err(NodeError::Rejected("cannot remove the last member".into()))
             }
+            // raft-rs 0.7 leaves a removed leader in charge; move leadership first.
+            ConfChangeType::RemoveNode if cc.node_id == self.id => Err(NodeError::Rejected(
+                "cannot remove the leader; POST /admin/transfer-leader/{id} first".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -344,8 +362,9 @@ impl RaftLoop {
                 let index = self.raw.raft.raft_log.last_index();
                 let term = self.raw.raft.term;
                 if let Some(old) = self.pending.insert(index, Pending { term, kind, reply }) {
-                    let _ = old.reply.send(Err(NodeError::Dropped(
-                        "log rewritten by a new leader".into(),
+                    // Only possible after a snapshot reset the log: the old entry's fate is unknown.
+                    let _ = old.reply.send(Err(NodeError::Indeterminate(
+                        "the log was reset past this proposal".into(),
                     )));
                 }
             }
@@ -421,6 +440,7 @@ impl RaftLoop {
         let mut cmds = Vec::with_capacity(entries.len());
         let mut conf_state = None;
         let mut answers = Vec::new();
+        let mut rejected = Vec::new();
         for e in &entries {
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => {}
@@ -431,8 +451,9 @@ impl RaftLoop {
                     cmds.push(cmd);
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    if let Some(cs) = self.apply_conf_change(e, &mut cmds)? {
-                        conf_state = Some(cs);
+                    match self.apply_conf_change(e, &mut cmds)? {
+                        Some(cs) => conf_state = Some(cs),
+                        None => rejected.push(e.index),
                     }
                 }
             }
@@ -442,14 +463,18 @@ impl RaftLoop {
                     EntryType::EntryNormal => Some(ProposalKind::Command),
                     _ => Some(ProposalKind::ConfChange),
                 };
-                answers.push((p, e.term, kind));
+                answers.push((p, e.index, e.term, kind));
             }
         }
         self.raw
             .mut_store()
             .apply(last, &cmds, conf_state.as_ref())?;
-        for (p, term, kind) in answers {
-            let r = if p.term == term && kind == Some(p.kind) {
+        for (p, index, term, kind) in answers {
+            let r = if p.term == term && rejected.contains(&index) {
+                Err(NodeError::Rejected(
+                    "raft refused the membership change".into(),
+                ))
+            } else if p.term == term && kind == Some(p.kind) {
                 Ok(())
             } else if p.term == term {
                 Err(NodeError::Dropped(
@@ -514,6 +539,7 @@ impl RaftLoop {
                     });
                     if id != self.id {
                         self.transport.remove_peer(id);
+                        self.members.forget(id);
                     }
                     info!(id = self.id, node = id, "member removed");
                 }
