@@ -22,6 +22,8 @@ pub enum Command {
     /// Start and control local clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Replay a workload against a local cluster and write results/<run-id>/.
+    Run(RunArgs),
     /// Check workload files without running them.
     Validate {
         /// Workload files (TOML).
@@ -191,4 +193,29 @@ pub struct LoadtestArgs {
     /// Also measure the disk's fdatasync p50 (value-size appends) in this directory.
     #[arg(long)]
     pub disk_baseline: Option<PathBuf>,
+}
+
+/// `raftbench run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Workload file (TOML).
+    pub workload: PathBuf,
+    /// Storage engine (overrides the workload's [cluster].backend).
+    #[arg(long, value_parser = clap::value_parser!(BackendKind))]
+    pub backend: Option<BackendKind>,
+    /// Number of nodes (overrides [cluster].nodes).
+    #[arg(long)]
+    pub nodes: Option<u64>,
+    /// Results directory (default results/<utc>-<workload>-<backend>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed (overrides the workload's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Multiply op counts, durations, warm-ups and event times (e.g. 0.1 for a quick try).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// No per-phase progress lines.
+    #[arg(long)]
+    pub quiet: bool,
 }

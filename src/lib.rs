@@ -21,9 +21,11 @@
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
 //! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
 //!
-//! - [`workload`] — workload files (format + validation) and key/value generators.
+//! - [`workload`] — workload files (format + validation), key/value generators and the
+//!   runner (`raftbench run`) with events, recovery timing, verification and results files.
+//! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second).
 //!
-//! Still to come (see the issues): the workload runner, metrics and reports.
+//! Still to come (see the issues): charts, reports, comparison and capacity planning.
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
 // they are built with `default()` and field assignments, as raft-rs itself does.
@@ -35,6 +37,7 @@ pub mod client;
 pub mod cluster;
 pub mod kv;
 pub mod loadtest;
+pub mod metrics;
 pub mod node;
 pub mod storage;
 pub mod transport;

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
-    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, LoadtestArgs, NodeArgs,
+    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, LoadtestArgs, NodeArgs, RunArgs,
     StorageCommand,
 };
 use raftbench::cluster::{ClusterSpec, LocalCluster};
@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
         Command::Loadtest(args) => run_loadtest(args)?,
         Command::Validate { files } => validate(&files)?,
+        Command::Run(args) => run_workload(args)?,
         Command::Storage(StorageCommand::Open(args)) => {
             let cfg = backend_config(&args);
             let b = storage::open_backend(&cfg)
@@ -263,6 +264,60 @@ fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     }
     if bad > 0 {
         anyhow::bail!("{bad} of {} workload files are invalid", files.len());
+    }
+    Ok(())
+}
+
+/// `raftbench run`: replay a workload; exit non-zero if any acknowledged write was lost.
+fn run_workload(args: RunArgs) -> anyhow::Result<()> {
+    let opts = raftbench::workload::runner::RunOptions {
+        workload: args.workload.clone(),
+        backend: args.backend,
+        nodes: args.nodes,
+        out: args.out.clone(),
+        seed: args.seed,
+        scale: args.scale,
+        quiet: args.quiet,
+        binary: std::env::current_exe().context("locating the raftbench executable")?,
+        cli: std::env::args().collect(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(raftbench::workload::runner::run(opts))?;
+    println!("results: {}", result.dir.display());
+    println!(
+        "{:<16} {:<7} {:<13} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "phase", "op", "outcome", "count", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us"
+    );
+    for r in result
+        .summary
+        .iter()
+        .filter(|r| r.latency_kind == "corrected")
+    {
+        println!(
+            "{:<16} {:<7} {:<13} {:>8} {:>9.0} {:>8} {:>8} {:>9} {:>9}",
+            r.phase,
+            r.op,
+            r.outcome,
+            r.count,
+            r.ops_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us
+        );
+    }
+    if let Some(v) = &result.verify {
+        println!(
+            "verify: {} keys, {} acknowledged writes: {} ok, {} lost, {} stale, {} in doubt resolved",
+            v.keys, v.acknowledged, v.ok, v.lost, v.stale, v.indeterminate_resolved
+        );
+        if v.lost + v.stale > 0 {
+            anyhow::bail!(
+                "{} acknowledged writes were lost (keys {:?})",
+                v.lost + v.stale,
+                v.bad_keys
+            );
+        }
     }
     Ok(())
 }

@@ -2,9 +2,16 @@
 //!
 //! - [`spec`]: the TOML format (phases, mixes, distributions, events) and its validation;
 //! - [`keys`]: key choosers (uniform, scrambled zipfian, latest, hotspot, sequential) and
-//!   value makers (sizes, compressibility).
+//!   value makers (sizes, compressibility);
+//! - [`runner`]: `raftbench run` — phases, open/closed loop, events; [`events`]: fault
+//!   injection and recovery timing; [`verify`]: the lost-write model; [`output`]: the
+//!   results directory.
 
+pub mod events;
 pub mod keys;
+pub mod output;
+pub mod runner;
 pub mod spec;
+pub mod verify;
 
 pub use spec::{SpecError, Workload};

@@ -1,0 +1,205 @@
+//! Latency recording: HdrHistograms per (operation, outcome), per worker, merged — never
+//! averaged percentiles.
+//!
+//! Each worker owns a [`Recorder`] (no locks on the hot path). Every operation is recorded
+//! twice: **corrected** latency, measured from the operation's *intended* start (open loop:
+//! its slot in the schedule; closed loop: when it was sent), and **service** time, measured
+//! from when it was actually sent. Under open loop a stalled target shows up in the corrected
+//! histogram even though each request, once sent, was quick (coordinated omission). A
+//! per-second timeline keeps one histogram per (second, op) for the timeline and for
+//! percentiles over recovery windows.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Operation kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Put,
+    Get,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// Failed for sure (a write that was certainly not applied, or a read that failed).
+    Error,
+    /// A write whose fate is unknown (timed out, or the node said so): neither lost nor
+    /// acknowledged.
+    Indeterminate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Indeterminate => "indeterminate",
+        }
+    }
+}
+
+/// A histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// Latencies of one (op, outcome).
+#[derive(Clone)]
+pub struct Pair {
+    pub corrected: Histogram<u64>,
+    pub service: Histogram<u64>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Pair {
+            corrected: histogram(),
+            service: histogram(),
+        }
+    }
+}
+
+/// One second of the timeline for one op.
+#[derive(Clone)]
+pub struct Second {
+    pub ok: Histogram<u64>,
+    pub errors: u64,
+}
+
+/// Everything one worker (or, merged, one phase) measured.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    /// Measured window.
+    pub ops: BTreeMap<(Op, Outcome), Pair>,
+    /// Warm-up, kept apart.
+    pub warmup: BTreeMap<(Op, Outcome), Pair>,
+    /// Per second since the phase started, per op (corrected latency of successes).
+    pub timeline: BTreeMap<(u64, Op), Second>,
+    /// Acknowledgement times of writes, µs since the phase started (for recovery windows).
+    pub write_acks_us: Vec<u64>,
+}
+
+impl Recorder {
+    /// Record one operation. `corrected_us` counts from the intended start, `service_us` from
+    /// the send; `at_us` is when it completed, since the phase started.
+    pub fn record(
+        &mut self,
+        op: Op,
+        outcome: Outcome,
+        corrected_us: u64,
+        service_us: u64,
+        at_us: u64,
+        warmup: bool,
+    ) {
+        let map = if warmup {
+            &mut self.warmup
+        } else {
+            &mut self.ops
+        };
+        let p = map.entry((op, outcome)).or_insert_with(Pair::new);
+        p.corrected.saturating_record(corrected_us.max(1));
+        p.service.saturating_record(service_us.max(1));
+        let s = self
+            .timeline
+            .entry((at_us / 1_000_000, op))
+            .or_insert_with(|| Second {
+                ok: histogram(),
+                errors: 0,
+            });
+        if outcome == Outcome::Ok {
+            s.ok.saturating_record(corrected_us.max(1));
+            if op != Op::Get {
+                self.write_acks_us.push(at_us);
+            }
+        } else {
+            s.errors += 1;
+        }
+    }
+
+    /// Add `other` into `self`.
+    pub fn merge(&mut self, other: &Recorder) {
+        for (dst, src) in [
+            (&mut self.ops, &other.ops),
+            (&mut self.warmup, &other.warmup),
+        ] {
+            for (k, p) in src {
+                let d = dst.entry(*k).or_insert_with(Pair::new);
+                d.corrected.add(&p.corrected).expect("same bounds");
+                d.service.add(&p.service).expect("same bounds");
+            }
+        }
+        for (k, s) in &other.timeline {
+            let d = self.timeline.entry(*k).or_insert_with(|| Second {
+                ok: histogram(),
+                errors: 0,
+            });
+            d.ok.add(&s.ok).expect("same bounds");
+            d.errors += s.errors;
+        }
+        self.write_acks_us.extend_from_slice(&other.write_acks_us);
+    }
+
+    /// Successful operations of all kinds in the measured window.
+    pub fn ok_count(&self) -> u64 {
+        self.ops
+            .iter()
+            .filter(|((_, o), _)| *o == Outcome::Ok)
+            .map(|(_, p)| p.corrected.len())
+            .sum()
+    }
+
+    /// p99 (µs) of successful operations completed in `[from_s, to_s]`.
+    pub fn p99_between(&self, from_s: u64, to_s: u64) -> Option<u64> {
+        let mut h = histogram();
+        for ((s, _), sec) in self.timeline.range((from_s, Op::Put)..=(to_s, Op::Delete)) {
+            let _ = s;
+            h.add(&sec.ok).expect("same bounds");
+        }
+        (h.len() > 0).then(|| h.value_at_quantile(0.99))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_histograms_not_percentiles() {
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        for i in 1..=100 {
+            a.record(Op::Put, Outcome::Ok, i, i, 10, false);
+        }
+        for _ in 0..100 {
+            b.record(Op::Put, Outcome::Ok, 10_000, 5, 1_500_000, false);
+        }
+        a.merge(&b);
+        let p = &a.ops[&(Op::Put, Outcome::Ok)];
+        assert_eq!(p.corrected.len(), 200);
+        // The merged p75 is in b's range: averaging the two p75s would give ~5 ms.
+        assert!(p.corrected.value_at_quantile(0.75) >= 9_990);
+        assert!(p.service.value_at_quantile(0.75) <= 100);
+        assert_eq!(a.write_acks_us.len(), 200);
+        assert_eq!(
+            a.p99_between(1, 1),
+            Some(p.corrected.value_at_quantile(1.0))
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! Executing workload events against a local cluster, and timing the recovery they cause.
+//!
+//! Recovery is measured from the outside, as a client would see it: by polling nodes'
+//! `/status` every 10 ms. Leader loss: `leader_elected_ms` (until a surviving majority agrees
+//! on a new leader). Restart: `process_up_ms` (until the node answers), `replay_ms` (as the
+//! node reports it) and `caught_up_ms` (until its applied index reaches the leader's commit
+//! at restart). Snapshot: its duration and size as the node reports them. Write resumption
+//! and latency over the window are computed afterwards from the recorded operations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::spec::{Action, Event, Target};
+use crate::cluster::LocalCluster;
+
+/// A line of `events.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// Milliseconds since the run started.
+    pub t_ms: u64,
+    pub phase: String,
+    pub action: String,
+    pub node: String,
+    pub detail: String,
+}
+
+/// A line of `recovery.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryRow {
+    /// Index of the event in `events.csv`.
+    pub event: usize,
+    pub action: String,
+    pub node: u64,
+    pub metric: String,
+    pub ms: f64,
+}
+
+/// Nodes taken down (killed / stopped) or partitioned and not yet brought back.
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub down: BTreeSet<u64>,
+    pub partitioned: BTreeSet<u64>,
+    pub paused: BTreeSet<u64>,
+}
+
+const POLL: Duration = Duration::from_millis(10);
+const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+/// What an executed event needs measured afterwards.
+pub enum Followup {
+    None,
+    /// A leader went away at `at`: time the election.
+    LeaderLost {
+        old: u64,
+        at: Instant,
+    },
+    /// Nodes restarted at `at`.
+    Restarted {
+        ids: Vec<u64>,
+        at: Instant,
+        commit: u64,
+    },
+    /// A node was added at `at`: time its catch-up.
+    Added {
+        id: u64,
+        at: Instant,
+        commit: u64,
+    },
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn leader(c: &LocalCluster) -> Option<u64> {
+    c.leader().await
+}
+
+async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Vec<u64>, String> {
+    let live: Vec<u64> = c
+        .nodes()
+        .values()
+        .filter(|n| n.is_running() && !n.is_paused())
+        .map(|n| n.id)
+        .collect();
+    let leader = c
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .map_err(|e| e.to_string());
+    Ok(match target {
+        Target::Leader => vec![leader?],
+        Target::Follower => {
+            let l = leader?;
+            vec![*live.iter().find(|id| **id != l).ok_or("no live follower")?]
+        }
+        Target::Node(n) => vec![n],
+        Target::Killed => faults.down.iter().copied().collect(),
+        Target::All => c.nodes().keys().copied().collect(),
+    })
+}
+
+/// Run one event. Returns the `events.csv` detail and what to measure next.
+pub async fn execute(
+    cluster: &Arc<Mutex<LocalCluster>>,
+    faults: &mut Faults,
+    ev: &Event,
+) -> (String, String, Followup) {
+    let mut c = cluster.lock().await;
+    let ids = match resolve(&c, faults, ev.target).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            return (
+                "-".into(),
+                format!("target not resolved: {e}"),
+                Followup::None,
+            );
+        }
+    };
+    let node_list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+    let old_leader = leader(&c).await;
+    let now = Instant::now();
+    let http = crate::cluster::http_client();
+    let mut details = Vec::new();
+    let mut follow = Followup::None;
+    match ev.action {
+        Action::Kill | Action::Stop => {
+            for id in &ids {
+                let r = if ev.action == Action::Kill {
+                    c.kill(*id)
+                } else {
+                    c.stop(*id)
+                };
+                match r {
+                    Ok(()) => {
+                        faults.down.insert(*id);
+                    }
+                    Err(e) => details.push(e.to_string()),
+                }
+            }
+            if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
+                follow = Followup::LeaderLost { old: l, at: now };
+            }
+        }
+        Action::Pause => {
+            for id in &ids {
+                match c.pause(*id) {
+                    Ok(()) => {
+                        faults.paused.insert(*id);
+                    }
+                    Err(e) => details.push(e.to_string()),
+                }
+            }
+            if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
+                follow = Followup::LeaderLost { old: l, at: now };
+            }
+        }
+        Action::Resume => {
+            let targets: Vec<u64> = if ev.target == Target::Killed {
+                faults.paused.iter().copied().collect()
+            } else {
+                ids.clone()
+            };
+            for id in targets {
+                if let Err(e) = c.resume(id) {
+                    details.push(e.to_string());
+                }
+                faults.paused.remove(&id);
+            }
+        }
+        Action::Restart => {
+            let commit = match old_leader {
+                Some(l) => c.status(l).await.map(|s| s.raft.commit_index).unwrap_or(0),
+                None => 0,
+            };
+            let mut started = Vec::new();
+            for id in &ids {
+                match c.spawn(*id) {
+                    Ok(()) => {
+                        faults.down.remove(id);
+                        started.push(*id);
+                    }
+                    Err(e) => details.push(e.to_string()),
+                }
+            }
+            follow = Followup::Restarted {
+                ids: started,
+                at: now,
+                commit,
+            };
+        }
+        Action::Partition => {
+            for id in &ids {
+                let others: Vec<u64> = c.nodes().keys().copied().filter(|o| o != id).collect();
+                let r = http
+                    .post(format!(
+                        "{}/admin/partition",
+                        c.url(*id).unwrap_or_default()
+                    ))
+                    .json(&serde_json::json!({ "isolate_from": others }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        faults.partitioned.insert(*id);
+                    }
+                    Ok(resp) => details.push(format!("partition: HTTP {}", resp.status())),
+                    Err(e) => details.push(format!("partition: {e}")),
+                }
+            }
+            if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
+                follow = Followup::LeaderLost { old: l, at: now };
+            }
+        }
+        Action::Heal => {
+            for id in c.nodes().keys() {
+                let _ = http
+                    .post(format!("{}/admin/heal", c.url(*id).unwrap_or_default()))
+                    .send()
+                    .await;
+            }
+            faults.partitioned.clear();
+        }
+        Action::Snapshot | Action::Compact => {
+            for id in &ids {
+                let r = http
+                    .post(format!("{}/admin/snapshot", c.url(*id).unwrap_or_default()))
+                    .timeout(Duration::from_secs(600))
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                        details.push(format!(
+                            "node {id}: snapshot at {} of {} bytes in {:.1} ms",
+                            v["index"],
+                            v["bytes"],
+                            v["duration_ms"].as_f64().unwrap_or(0.0)
+                        ));
+                    }
+                    Ok(resp) => details.push(format!("node {id}: HTTP {}", resp.status())),
+                    Err(e) => details.push(format!("node {id}: {e}")),
+                }
+            }
+        }
+        Action::AddNode => {
+            let commit = match old_leader {
+                Some(l) => c.status(l).await.map(|s| s.raft.commit_index).unwrap_or(0),
+                None => 0,
+            };
+            match c.spawn_joining_node() {
+                Ok(id) => match c.add_member(id).await {
+                    Ok(()) => {
+                        follow = Followup::Added {
+                            id,
+                            at: now,
+                            commit,
+                        }
+                    }
+                    Err(e) => details.push(e.to_string()),
+                },
+                Err(e) => details.push(e.to_string()),
+            }
+        }
+        Action::RemoveNode => {
+            for id in &ids {
+                if let Err(e) = c.remove_member(*id).await {
+                    details.push(e.to_string());
+                }
+            }
+        }
+        Action::TransferLeader => {
+            if let (Some(l), Some(to)) = (old_leader, ids.first()) {
+                let r = http
+                    .post(format!(
+                        "{}/admin/transfer-leader/{to}",
+                        c.url(l).unwrap_or_default()
+                    ))
+                    .send()
+                    .await;
+                if let Err(e) = r {
+                    details.push(e.to_string());
+                }
+                follow = Followup::LeaderLost { old: l, at: now };
+            }
+        }
+    }
+    (node_list, details.join("; "), follow)
+}
+
+/// Measure what `follow` calls for; returns (node, metric, ms) rows.
+pub async fn measure(
+    cluster: &Arc<Mutex<LocalCluster>>,
+    follow: Followup,
+) -> Vec<(u64, &'static str, f64)> {
+    let mut rows = Vec::new();
+    match follow {
+        Followup::None => {}
+        Followup::LeaderLost { old, at } => {
+            while at.elapsed() < RECOVERY_LIMIT {
+                let l = cluster.lock().await.leader().await;
+                if l.is_some_and(|l| l != old) {
+                    rows.push((l.unwrap_or(0), "leader_elected_ms", ms(at.elapsed())));
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Followup::Restarted { ids, at, commit } => {
+            for id in ids {
+                let mut up = false;
+                while at.elapsed() < RECOVERY_LIMIT {
+                    let s = cluster.lock().await.status(id).await;
+                    if let Ok(s) = s {
+                        if !up {
+                            up = true;
+                            rows.push((id, "process_up_ms", ms(at.elapsed())));
+                            rows.push((id, "replay_ms", s.startup.replay_ms));
+                            rows.push((id, "open_ms", s.startup.open_ms));
+                        }
+                        if s.raft.applied_index >= commit {
+                            rows.push((id, "caught_up_ms", ms(at.elapsed())));
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+        Followup::Added { id, at, commit } => {
+            while at.elapsed() < RECOVERY_LIMIT {
+                if let Ok(s) = cluster.lock().await.status(id).await
+                    && s.raft.applied_index >= commit.max(1)
+                {
+                    rows.push((id, "caught_up_ms", ms(at.elapsed())));
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+    rows
+}

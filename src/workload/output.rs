@@ -1,0 +1,329 @@
+//! The files of a results directory (columns documented in `results/README.md`).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use serde::Serialize;
+
+use super::Workload;
+use super::events::{EventRow, RecoveryRow};
+use super::spec::Phase;
+use super::verify::VerifyReport;
+use crate::metrics::{Outcome, Recorder};
+use crate::storage::BackendConfig;
+
+/// What one load phase measured.
+pub struct PhaseOutput {
+    pub name: String,
+    /// Seconds from the run's start to the phase's start.
+    pub offset_s: f64,
+    pub elapsed: Duration,
+    pub warmup: Option<Duration>,
+    pub target_rate: Option<f64>,
+    pub recorder: Recorder,
+}
+
+/// A line of `summary.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryRow {
+    pub phase: String,
+    pub op: String,
+    pub outcome: String,
+    pub count: u64,
+    pub ops_per_sec: f64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub p9999_us: u64,
+    pub max_us: u64,
+    /// `corrected` (from the intended start) or `service` (from the send).
+    pub latency_kind: String,
+}
+
+/// A line of `resources.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceRow {
+    pub t_s: u64,
+    pub node: u64,
+    pub rss_bytes: u64,
+    pub disk_bytes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cpu_pct: f64,
+}
+
+#[derive(Serialize)]
+struct TimelineRow {
+    t_s: u64,
+    phase: String,
+    op: String,
+    ops: u64,
+    errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+/// Context recorded in `run.json`.
+pub struct RunInfo<'a> {
+    pub workload: &'a Workload,
+    pub cli: &'a [String],
+    pub backend: &'a BackendConfig,
+    pub started_at: SystemTime,
+    pub duration_s: f64,
+}
+
+/// One line per phase for the terminal.
+pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
+    let secs = measured_secs(out);
+    let ok = out.recorder.ok_count();
+    let errors: u64 = out
+        .recorder
+        .ops
+        .iter()
+        .filter(|((_, o), _)| *o != Outcome::Ok)
+        .map(|(_, p)| p.corrected.len())
+        .sum();
+    let achieved = ok as f64 / secs;
+    let behind = match out.target_rate {
+        Some(r) if achieved < 0.95 * r => format!(" (BEHIND target {r:.0}/s)"),
+        Some(r) => format!(" (target {r:.0}/s)"),
+        None => String::new(),
+    };
+    format!(
+        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s",
+        p.name,
+        achieved,
+        out.elapsed.as_secs_f64()
+    )
+}
+
+fn measured_secs(out: &PhaseOutput) -> f64 {
+    (out.elapsed.saturating_sub(out.warmup.unwrap_or_default()))
+        .as_secs_f64()
+        .max(1e-3)
+}
+
+fn row(
+    phase: &str,
+    op: &str,
+    outcome: &str,
+    h: &Histogram<u64>,
+    secs: f64,
+    kind: &str,
+) -> SummaryRow {
+    SummaryRow {
+        phase: phase.to_string(),
+        op: op.to_string(),
+        outcome: outcome.to_string(),
+        count: h.len(),
+        ops_per_sec: h.len() as f64 / secs,
+        mean_us: h.mean(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        p9999_us: h.value_at_quantile(0.9999),
+        max_us: h.max(),
+        latency_kind: kind.to_string(),
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let l = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        })
+        .unwrap_or(0);
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "memory_bytes": mem,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+fn csv_file<T: Serialize>(dir: &Path, name: &str, rows: &[T], header: &[&str]) -> io::Result<()> {
+    let mut w = csv::Writer::from_path(dir.join(name)).map_err(io::Error::other)?;
+    if rows.is_empty() {
+        w.write_record(header).map_err(io::Error::other)?;
+    }
+    for r in rows {
+        w.serialize(r).map_err(io::Error::other)?;
+    }
+    w.flush()
+}
+
+/// Write every results file; returns the summary rows (also printed by the caller).
+pub fn write_all(
+    dir: &Path,
+    info: &RunInfo<'_>,
+    phases: &[PhaseOutput],
+    events: &[EventRow],
+    recovery: &[RecoveryRow],
+    resources: &[ResourceRow],
+    verify: Option<&VerifyReport>,
+) -> io::Result<Vec<SummaryRow>> {
+    let mut summary = Vec::new();
+    let mut timeline = Vec::new();
+    for p in phases {
+        let secs = measured_secs(p);
+        for ((op, outcome), pair) in &p.recorder.ops {
+            for (kind, h) in [("corrected", &pair.corrected), ("service", &pair.service)] {
+                summary.push(row(&p.name, op.as_str(), outcome.as_str(), h, secs, kind));
+            }
+        }
+        let wsecs = p.warmup.map_or(1.0, |w| w.as_secs_f64().max(1e-3));
+        for ((op, outcome), pair) in &p.recorder.warmup {
+            let phase = format!("{}:warmup", p.name);
+            summary.push(row(
+                &phase,
+                op.as_str(),
+                outcome.as_str(),
+                &pair.corrected,
+                wsecs,
+                "corrected",
+            ));
+        }
+        for ((s, op), sec) in &p.recorder.timeline {
+            timeline.push(TimelineRow {
+                t_s: s + p.offset_s as u64,
+                phase: p.name.clone(),
+                op: op.as_str().into(),
+                ops: sec.ok.len(),
+                errors: sec.errors,
+                p50_us: sec.ok.value_at_quantile(0.5),
+                p99_us: sec.ok.value_at_quantile(0.99),
+                max_us: sec.ok.max(),
+            });
+        }
+    }
+    csv_file(dir, "summary.csv", &summary, &[])?;
+    csv_file(
+        dir,
+        "timeline.csv",
+        &timeline,
+        &[
+            "t_s", "phase", "op", "ops", "errors", "p50_us", "p99_us", "max_us",
+        ],
+    )?;
+    csv_file(
+        dir,
+        "events.csv",
+        events,
+        &["t_ms", "phase", "action", "node", "detail"],
+    )?;
+    csv_file(
+        dir,
+        "recovery.csv",
+        recovery,
+        &["event", "action", "node", "metric", "ms"],
+    )?;
+    csv_file(
+        dir,
+        "resources.csv",
+        resources,
+        &[
+            "t_s",
+            "node",
+            "rss_bytes",
+            "disk_bytes",
+            "read_bytes",
+            "write_bytes",
+            "cpu_pct",
+        ],
+    )?;
+    if let Some(v) = verify {
+        let mut w = csv::Writer::from_path(dir.join("verify.csv")).map_err(io::Error::other)?;
+        w.write_record([
+            "keys",
+            "acknowledged",
+            "ok",
+            "lost",
+            "stale",
+            "indeterminate",
+            "indeterminate_resolved",
+        ])
+        .map_err(io::Error::other)?;
+        w.write_record(
+            [
+                v.keys,
+                v.acknowledged,
+                v.ok,
+                v.lost,
+                v.stale,
+                v.indeterminate,
+                v.indeterminate_resolved,
+            ]
+            .map(|n| n.to_string()),
+        )
+        .map_err(io::Error::other)?;
+        w.flush()?;
+    }
+    write_hlog(dir, info.started_at, phases)?;
+
+    let f = &info.workload.file;
+    let run = serde_json::json!({
+        "raftbench_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("RAFTBENCH_GIT_REV").unwrap_or("unknown"),
+        "cli": info.cli,
+        "workload_file": info.workload.path,
+        "workload": info.workload,
+        "seed": f.seed,
+        "backend": info.backend,
+        "fsync": info.backend.fsync,
+        "machine": machine(),
+        "started_at": humantime::format_rfc3339_seconds(info.started_at).to_string(),
+        "duration_s": info.duration_s,
+        "phases": phases.iter().map(|p| serde_json::json!({
+            "name": p.name,
+            "elapsed_s": p.elapsed.as_secs_f64(),
+            "warmup_s": p.warmup.map(|w| w.as_secs_f64()),
+            "target_rate": p.target_rate,
+            "achieved_rate": p.recorder.ok_count() as f64 / measured_secs(p),
+        })).collect::<Vec<_>>(),
+        "verify": verify,
+    });
+    let mut out = BufWriter::new(File::create(dir.join("run.json"))?);
+    serde_json::to_writer_pretty(&mut out, &run)?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// `latency.hlog`: one interval per (phase, op) of successful operations' corrected
+/// latency, tagged `phase.op`, in the standard HdrHistogram interval-log format.
+fn write_hlog(dir: &Path, started_at: SystemTime, phases: &[PhaseOutput]) -> io::Result<()> {
+    let mut file = BufWriter::new(File::create(dir.join("latency.hlog"))?);
+    let mut ser = V2DeflateSerializer::new();
+    let mut builder = IntervalLogWriterBuilder::new();
+    builder
+        .add_comment("raftbench corrected latency (us) of successful operations, per phase.op")
+        .with_start_time(started_at)
+        .with_max_value_divisor(1.0);
+    let mut log = builder.begin_log_with(&mut file, &mut ser)?;
+    for p in phases {
+        for ((op, outcome), pair) in &p.recorder.ops {
+            if *outcome != Outcome::Ok {
+                continue;
+            }
+            let tag = format!("{}.{}", p.name, op.as_str()).replace([',', ' '], "_");
+            log.write_histogram(
+                &pair.corrected,
+                Duration::from_secs_f64(p.offset_s),
+                p.elapsed,
+                Tag::new(&tag),
+            )
+            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+        }
+    }
+    drop(log);
+    file.flush()
+}

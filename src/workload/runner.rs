@@ -1,0 +1,585 @@
+//! `raftbench run`: replay a workload against a local cluster and write `results/<run-id>/`.
+//!
+//! Each phase runs `concurrency` workers. Closed loop: a worker sends its next operation when
+//! the previous one completes. Open loop (`rate`): operation `k` of worker `w` is *intended*
+//! to start at `(k * concurrency + w) / rate` seconds into the phase — a global schedule —
+//! and its corrected latency counts from that instant, so a stalled cluster shows up in the
+//! numbers instead of silently slowing the load (coordinated omission). Service time (from
+//! the actual send) is recorded beside it. Writes carry a unique id in their first 8 bytes
+//! and every acknowledged or in-doubt write goes into the verification [`Model`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use super::events::{self, EventRow, Faults, RecoveryRow};
+use super::keys::{KeyChooser, SharedKeys, ValueMaker, key_name};
+use super::output::{self, PhaseOutput, ResourceRow};
+use super::spec::{HumanDuration, Phase, ReadConsistency};
+use super::verify::{Model, Seen, VerifyReport, write_id};
+use super::{SpecError, Workload};
+use crate::client::{Client, ClientError, Consistency};
+use crate::cluster::{ClusterError, ClusterSpec, LocalCluster};
+use crate::metrics::{Op, Outcome, Recorder};
+use crate::node::RaftSettings;
+use crate::storage::{BackendConfig, BackendKind};
+
+/// Why a run could not be carried out.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("writing results to {}: {source}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `raftbench run` options.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub workload: PathBuf,
+    pub backend: Option<BackendKind>,
+    pub nodes: Option<u64>,
+    /// Results directory (default `results/<utc>-<workload>-<backend>`).
+    pub out: Option<PathBuf>,
+    pub seed: Option<u64>,
+    /// Multiplies op counts, durations, warm-ups and event times.
+    pub scale: f64,
+    pub quiet: bool,
+    /// The `raftbench` executable that runs nodes.
+    pub binary: PathBuf,
+    /// The command line, for `run.json`.
+    pub cli: Vec<String>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub verify: Option<VerifyReport>,
+    pub summary: Vec<output::SummaryRow>,
+}
+
+/// Apply CLI overrides and `--scale` to a workload.
+fn resolve(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
+    if !(o.scale > 0.0 && o.scale.is_finite()) {
+        return Err(RunError::Invalid(format!(
+            "--scale must be positive, got {}",
+            o.scale
+        )));
+    }
+    let f = &mut w.file;
+    if let Some(b) = o.backend {
+        f.cluster.backend = b;
+    }
+    if let Some(n) = o.nodes {
+        if n == 0 {
+            return Err(RunError::Invalid("--nodes must be at least 1".into()));
+        }
+        f.cluster.nodes = n;
+    }
+    if let Some(s) = o.seed {
+        f.seed = s;
+    }
+    let scale_d = |d: &mut HumanDuration| d.0 = d.0.mul_f64(o.scale);
+    for p in &mut f.phases {
+        let p = p.get_mut();
+        if let Some(ops) = &mut p.ops {
+            *ops = ((*ops as f64 * o.scale).round() as u64).max(1);
+        }
+        for d in [&mut p.duration, &mut p.warmup].into_iter().flatten() {
+            scale_d(d);
+        }
+        for e in &mut p.events {
+            scale_d(&mut e.get_mut().at);
+        }
+    }
+    Ok(w)
+}
+
+struct Shared {
+    client: Client,
+    model: Model,
+    keys_shared: Arc<SharedKeys>,
+    values: ValueMaker,
+    next_write_id: AtomicU64,
+    run_start: Instant,
+    key_size: usize,
+    keys: u64,
+}
+
+/// Run a workload end to end.
+pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
+    let w = resolve(Workload::load(&o.workload)?, &o)?;
+    let f = &w.file;
+    let started_at = SystemTime::now();
+    let dir = o.out.clone().unwrap_or_else(|| {
+        let ts = humantime::format_rfc3339_seconds(started_at)
+            .to_string()
+            .replace(':', "");
+        PathBuf::from("results").join(format!("{ts}-{}-{}", f.name, f.cluster.backend))
+    });
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        return Err(RunError::Invalid(format!(
+            "results directory {} is not empty",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    let c = &f.cluster;
+    let mut backend = BackendConfig::new(c.backend, "").with_fsync(c.fsync);
+    backend.memwal = c.memwal.clone();
+    backend.rocksdb = c.rocksdb.clone();
+    let spec = ClusterSpec {
+        nodes: c.nodes,
+        backend: backend.clone(),
+        raft: RaftSettings {
+            tick_ms: c.tick_ms,
+            election_ticks: c.election_ticks,
+            snapshot_interval: c.snapshot_interval,
+            compact_lag: c.compact_lag,
+        },
+        dir: dir.join("cluster"),
+        binary: o.binary.clone(),
+    };
+    let cluster = LocalCluster::start(spec)?;
+    cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let endpoints: Vec<String> = cluster
+        .nodes()
+        .values()
+        .map(|n| n.client_addr.clone())
+        .collect();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let shared = Arc::new(Shared {
+        client: Client::new(&endpoints, Duration::from_secs(10)),
+        model: Model::default(),
+        keys_shared: Arc::new(SharedKeys::default()),
+        values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, f.seed),
+        next_write_id: AtomicU64::new(1),
+        run_start: Instant::now(),
+        key_size: f.data.key_size,
+        keys: f.data.keys,
+    });
+    let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_resources(
+        cluster.clone(),
+        shared.run_start,
+        stop_sampling.clone(),
+    ));
+
+    let mut phases = Vec::new();
+    let mut event_rows: Vec<EventRow> = Vec::new();
+    let mut recovery: Vec<RecoveryRow> = Vec::new();
+    let mut verify = None;
+    let mut faults = Faults::default();
+    for (i, p) in f.phases.iter().enumerate() {
+        let p = p.get_ref();
+        if p.verify {
+            let r = run_verify(&shared).await;
+            if !o.quiet {
+                eprintln!(
+                    "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt",
+                    i, p.name, r.keys, r.ok, r.lost, r.stale, r.indeterminate_resolved
+                );
+            }
+            verify = Some(r);
+            continue;
+        }
+        let out = run_phase(
+            &shared,
+            &cluster,
+            &mut faults,
+            f.seed,
+            i,
+            p,
+            &f.data.key_distribution,
+            &mut event_rows,
+            &mut recovery,
+        )
+        .await;
+        if !o.quiet {
+            eprintln!("{}", output::phase_line(i, p, &out));
+        }
+        phases.push(out);
+    }
+    stop_sampling.store(true, Ordering::Relaxed);
+    let resources = sampler.await.unwrap_or_default();
+    cluster.lock().await.shutdown();
+
+    let summary = output::write_all(
+        &dir,
+        &output::RunInfo {
+            workload: &w,
+            cli: &o.cli,
+            backend: &backend,
+            started_at,
+            duration_s: shared.run_start.elapsed().as_secs_f64(),
+        },
+        &phases,
+        &event_rows,
+        &recovery,
+        &resources,
+        verify.as_ref(),
+    )
+    .map_err(|source| RunError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(RunResult {
+        dir,
+        verify,
+        summary,
+    })
+}
+
+fn choose_op(mix: &super::spec::Mix, rng: &mut StdRng) -> Op {
+    let x: f64 = rng.random::<f64>() * mix.total();
+    if x < mix.put {
+        Op::Put
+    } else if x < mix.put + mix.get {
+        Op::Get
+    } else {
+        Op::Delete
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    shared: &Arc<Shared>,
+    cluster: &Arc<Mutex<LocalCluster>>,
+    faults: &mut Faults,
+    seed: u64,
+    index: usize,
+    p: &Phase,
+    default_keys: &super::spec::KeyDistribution,
+    event_rows: &mut Vec<EventRow>,
+    recovery: &mut Vec<RecoveryRow>,
+) -> PhaseOutput {
+    let start = Instant::now();
+    let offset_s = start.duration_since(shared.run_start).as_secs_f64();
+    let end = p.duration.map(|d| start + d.0);
+    let warmup_end = start + p.warmup.map_or(Duration::ZERO, |w| w.0);
+    let budget = Arc::new(AtomicU64::new(p.ops.unwrap_or(u64::MAX)));
+    let chooser = Arc::new(KeyChooser::new(
+        p.key_distribution.as_ref().unwrap_or(default_keys),
+        shared.keys,
+        shared.keys_shared.clone(),
+    ));
+    let consistency = match p.read_consistency {
+        ReadConsistency::Linearizable => Consistency::Linearizable,
+        ReadConsistency::Local => Consistency::Local,
+    };
+    let timeout = p.timeout.map(|t| t.0);
+    // Open loop: a pacer thread releases each operation at its intended time (OS sleeps are
+    // accurate to ~0.1 ms; tokio's timer wheel only to 1 ms, which would show up as
+    // latency), round-robin over the workers. A busy worker's tickets queue up — that
+    // waiting is exactly what corrected latency must include.
+    let mut tickets: Vec<Option<tokio::sync::mpsc::UnboundedReceiver<Instant>>> =
+        (0..p.concurrency).map(|_| None).collect();
+    if let Some(rate) = p.rate {
+        let mut senders = Vec::with_capacity(p.concurrency);
+        for t in tickets.iter_mut() {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            senders.push(tx);
+            *t = Some(rx);
+        }
+        let budget = budget.clone();
+        std::thread::spawn(move || {
+            for k in 0u64.. {
+                let intended = start + Duration::from_secs_f64(k as f64 / rate);
+                if end.is_some_and(|e| intended >= e)
+                    || budget
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                        .is_err()
+                {
+                    break;
+                }
+                let now = Instant::now();
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                if senders[(k % senders.len() as u64) as usize]
+                    .send(intended)
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    let mut workers = Vec::with_capacity(p.concurrency);
+    for (w, mut ticket) in tickets.into_iter().enumerate() {
+        let (shared, budget, chooser, mix) = (
+            shared.clone(),
+            budget.clone(),
+            chooser.clone(),
+            p.mix.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ ((index as u64) << 32) ^ w as u64);
+            let mut rec = Recorder::default();
+            loop {
+                let intended = match &mut ticket {
+                    Some(rx) => match rx.recv().await {
+                        Some(t) => t,
+                        None => break,
+                    },
+                    None => {
+                        let now = Instant::now();
+                        if end.is_some_and(|e| now >= e)
+                            || budget
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                                    b.checked_sub(1)
+                                })
+                                .is_err()
+                        {
+                            break;
+                        }
+                        now
+                    }
+                };
+                let op = choose_op(&mix, &mut rng);
+                let key = chooser.next(&mut rng);
+                let name = key_name(key, shared.key_size);
+                let sent = Instant::now();
+                let invoked_us = sent.duration_since(shared.run_start).as_micros() as u64;
+                let outcome = match op {
+                    Op::Get => {
+                        let r = with_timeout(timeout, shared.client.get(&name, consistency)).await;
+                        if r.is_ok() {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Error
+                        }
+                    }
+                    Op::Put | Op::Delete => {
+                        let id = shared.next_write_id.fetch_add(1, Ordering::Relaxed);
+                        let r = if op == Op::Put {
+                            let mut v = shared.values.make(&mut rng);
+                            if v.len() < 8 {
+                                v.resize(8, 0);
+                            }
+                            v[..8].copy_from_slice(&id.to_be_bytes());
+                            with_timeout(timeout, shared.client.put(&name, Bytes::from(v))).await
+                        } else {
+                            with_timeout(timeout, shared.client.delete(&name)).await
+                        };
+                        let now_us = shared.run_start.elapsed().as_micros() as u64;
+                        let outcome = match &r {
+                            Ok(()) => Outcome::Ok,
+                            Err(e) if e.is_indeterminate() => Outcome::Indeterminate,
+                            Err(_) => Outcome::Error,
+                        };
+                        if outcome != Outcome::Error {
+                            let acked = (outcome == Outcome::Ok).then_some(now_us);
+                            shared
+                                .model
+                                .record(key, id, op == Op::Delete, invoked_us, acked);
+                            shared.keys_shared.wrote(key);
+                        }
+                        outcome
+                    }
+                };
+                let done = Instant::now();
+                rec.record(
+                    op,
+                    outcome,
+                    done.duration_since(intended).as_micros() as u64,
+                    done.duration_since(sent).as_micros() as u64,
+                    done.duration_since(start).as_micros() as u64,
+                    intended < warmup_end,
+                );
+            }
+            rec
+        }));
+    }
+
+    // Events, in time order, concurrently with the load.
+    let mut evs: Vec<_> = p.events.iter().map(|e| e.get_ref().clone()).collect();
+    evs.sort_by_key(|e| e.at);
+    let mut followups = Vec::new();
+    for ev in evs {
+        tokio::time::sleep_until((start + ev.at.0).into()).await;
+        let t_ms = shared.run_start.elapsed().as_millis() as u64;
+        let at_s = start.elapsed().as_secs_f64();
+        let (node, detail, follow) = events::execute(cluster, faults, &ev).await;
+        let idx = event_rows.len();
+        event_rows.push(EventRow {
+            t_ms,
+            phase: p.name.clone(),
+            action: format!("{:?}", ev.action).to_lowercase(),
+            node,
+            detail,
+        });
+        let cl = cluster.clone();
+        followups.push((
+            idx,
+            ev.action,
+            at_s,
+            tokio::spawn(async move { events::measure(&cl, follow).await }),
+        ));
+    }
+    let mut rec = Recorder::default();
+    for w in workers {
+        if let Ok(r) = w.await {
+            rec.merge(&r);
+        }
+    }
+    let elapsed = start.elapsed();
+    let mut phase_recovery = Vec::new();
+    for (idx, action, at_s, h) in followups {
+        let action_s = format!("{action:?}").to_lowercase();
+        let rows = h.await.unwrap_or_default();
+        let mut window_end = at_s;
+        for (node, metric, ms) in rows {
+            window_end = window_end.max(at_s + ms / 1e3);
+            phase_recovery.push(RecoveryRow {
+                event: idx,
+                action: action_s.clone(),
+                node,
+                metric: metric.into(),
+                ms,
+            });
+        }
+        // Writes resumed: from the last acknowledged write before the event to the first after.
+        let at_us = (at_s * 1e6) as u64;
+        let mut acks = rec.write_acks_us.clone();
+        acks.sort_unstable();
+        let before = acks.iter().rev().find(|t| **t <= at_us);
+        let after = acks.iter().find(|t| **t > at_us);
+        if let (Some(b), Some(a)) = (before, after) {
+            let ms = (*a - *b) as f64 / 1e3;
+            window_end = window_end.max(*a as f64 / 1e6);
+            phase_recovery.push(RecoveryRow {
+                event: idx,
+                action: action_s.clone(),
+                node: 0,
+                metric: "writes_resumed_ms".into(),
+                ms,
+            });
+        }
+        if let Some(p99) = rec.p99_between(at_s as u64, window_end.ceil() as u64) {
+            phase_recovery.push(RecoveryRow {
+                event: idx,
+                action: action_s,
+                node: 0,
+                metric: "p99_during_recovery_us".into(),
+                ms: p99 as f64,
+            });
+        }
+    }
+    recovery.extend(phase_recovery);
+    PhaseOutput {
+        name: p.name.clone(),
+        offset_s,
+        elapsed,
+        warmup: p.warmup.map(|w| w.0),
+        target_rate: p.rate,
+        recorder: rec,
+    }
+}
+
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    f: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    match timeout {
+        None => f.await,
+        Some(t) => tokio::time::timeout(t, f)
+            .await
+            .unwrap_or(Err(ClientError::Timeout(t))),
+    }
+}
+
+/// Read every key ever written, linearizably, and classify it against the model.
+async fn run_verify(shared: &Arc<Shared>) -> VerifyReport {
+    let keys = shared.model.keys();
+    let mut report = VerifyReport::default();
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut reads = Vec::with_capacity(keys.len());
+    for k in keys {
+        let (shared, sem) = (shared.clone(), sem.clone());
+        reads.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let name = key_name(k, shared.key_size);
+            let mut tries = 0;
+            loop {
+                match shared.client.get(&name, Consistency::Linearizable).await {
+                    Ok(Some(v)) => return (k, write_id(&v)),
+                    Ok(None) => return (k, Seen::Missing),
+                    Err(_) if tries < 5 => tries += 1,
+                    Err(_) => return (k, Seen::Unknown),
+                }
+            }
+        }));
+    }
+    for r in reads {
+        if let Ok((k, seen)) = r.await {
+            shared.model.classify(k, seen, &mut report);
+        }
+    }
+    report
+}
+
+/// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set.
+async fn sample_resources(
+    cluster: Arc<Mutex<LocalCluster>>,
+    run_start: Instant,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<ResourceRow> {
+    let mut rows = Vec::new();
+    let mut last_cpu: std::collections::HashMap<u64, (u64, Instant)> = Default::default();
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    while !stop.load(Ordering::Relaxed) {
+        interval.tick().await;
+        let c = cluster.lock().await;
+        for n in c.nodes().values() {
+            let Ok(r) = c.resources(n.id) else { continue };
+            let cpu = n.pid().and_then(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+                let used: u64 =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                let now = Instant::now();
+                let pct = last_cpu.get(&n.id).map(|(u, t)| {
+                    used.saturating_sub(*u) as f64 / ticks / now.duration_since(*t).as_secs_f64()
+                        * 100.0
+                });
+                last_cpu.insert(n.id, (used, now));
+                pct
+            });
+            rows.push(ResourceRow {
+                t_s: run_start.elapsed().as_secs_f64().round() as u64,
+                node: n.id,
+                rss_bytes: r.rss_bytes,
+                disk_bytes: r.disk_bytes,
+                read_bytes: r.read_bytes,
+                write_bytes: r.write_bytes,
+                cpu_pct: cpu.unwrap_or(0.0),
+            });
+        }
+    }
+    rows
+}
