@@ -103,21 +103,32 @@ async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Ve
     })
 }
 
-/// Run one event. Returns the `events.csv` detail and what to measure next.
+/// What [`execute`] did.
+pub struct Executed {
+    /// Nodes acted on, space-separated.
+    pub nodes: String,
+    pub detail: String,
+    /// When the action itself started (after the target was resolved).
+    pub at: Instant,
+    pub follow: Followup,
+}
+
+/// Run one event.
 pub async fn execute(
     cluster: &Arc<Mutex<LocalCluster>>,
     faults: &mut Faults,
     ev: &Event,
-) -> (String, String, Followup) {
+) -> Executed {
     let mut c = cluster.lock().await;
     let ids = match resolve(&c, faults, ev.target).await {
         Ok(ids) => ids,
         Err(e) => {
-            return (
-                "-".into(),
-                format!("target not resolved: {e}"),
-                Followup::None,
-            );
+            return Executed {
+                nodes: "-".into(),
+                detail: format!("target not resolved: {e}"),
+                at: Instant::now(),
+                follow: Followup::None,
+            };
         }
     };
     let node_list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
@@ -288,7 +299,12 @@ pub async fn execute(
             }
         }
     }
-    (node_list, details.join("; "), follow)
+    Executed {
+        nodes: node_list,
+        detail: details.join("; "),
+        at: now,
+        follow,
+    }
 }
 
 /// Measure what `follow` calls for; returns (node, metric, ms) rows.

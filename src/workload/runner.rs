@@ -421,9 +421,10 @@ async fn run_phase(
     let mut followups = Vec::new();
     for ev in evs {
         tokio::time::sleep_until((start + ev.at.0).into()).await;
-        let t_ms = shared.run_start.elapsed().as_millis() as u64;
-        let at_s = start.elapsed().as_secs_f64();
-        let (node, detail, follow) = events::execute(cluster, faults, &ev).await;
+        let done = events::execute(cluster, faults, &ev).await;
+        let t_ms = done.at.duration_since(shared.run_start).as_millis() as u64;
+        let at_s = done.at.duration_since(start).as_secs_f64();
+        let (node, detail, follow) = (done.nodes, done.detail, done.follow);
         let idx = event_rows.len();
         event_rows.push(EventRow {
             t_ms,

@@ -1,0 +1,147 @@
+//! `raftbench run`, end to end: real clusters, real results directories.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(workload: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        .arg("run")
+        .arg(workload)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run raftbench")
+}
+
+fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records().map(|x| x.unwrap()).collect()
+}
+
+fn smoke(backend: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("results");
+    let wl = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
+    let o = run(&wl, &out, &["--backend", backend]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    for f in [
+        "run.json",
+        "summary.csv",
+        "timeline.csv",
+        "events.csv",
+        "recovery.csv",
+        "resources.csv",
+        "verify.csv",
+        "latency.hlog",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let summary = csv_rows(&out.join("summary.csv"));
+    let put = summary
+        .iter()
+        .find(|r| &r[0] == "load" && &r[1] == "put" && &r[2] == "ok" && &r[12] == "corrected")
+        .expect("load put row");
+    assert_eq!(&put[3], "400", "every load op acknowledged");
+    let p50: u64 = put[6].parse().unwrap();
+    let p99: u64 = put[8].parse().unwrap();
+    assert!(p50 > 0 && p50 <= p99, "sane percentiles {p50} {p99}");
+    let mixed: u64 = summary
+        .iter()
+        .filter(|r| &r[0] == "mixed" && &r[2] == "ok" && &r[12] == "corrected")
+        .map(|r| r[3].parse::<u64>().unwrap())
+        .sum();
+    // 300 ops/s for 3 s measured (+1 s warm-up reported apart).
+    assert!(
+        (800..=950).contains(&mixed),
+        "open-loop phase ran {mixed} ops"
+    );
+    let verify = csv_rows(&out.join("verify.csv"));
+    assert_eq!(&verify[0][3], "0", "lost writes");
+    assert_eq!(&verify[0][4], "0", "stale writes");
+    assert_eq!(&verify[0][0], "200", "every key verified");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["backend"]["kind"], backend);
+    assert_eq!(run["seed"], 1);
+    assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(!csv_rows(&out.join("timeline.csv")).is_empty());
+    assert!(!csv_rows(&out.join("resources.csv")).is_empty());
+    let hlog = std::fs::read_to_string(out.join("latency.hlog")).unwrap();
+    assert!(hlog.contains("Tag=mixed.get,"), "{hlog}");
+}
+
+#[test]
+fn smoke_memwal() {
+    smoke("memwal");
+}
+
+#[test]
+fn smoke_rocksdb() {
+    smoke("rocksdb");
+}
+
+#[test]
+fn failover_measures_election_and_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = t.path().join("failover.toml");
+    std::fs::write(
+        &wl,
+        r#"
+name = "failover-test"
+seed = 3
+[data]
+keys = 300
+[[phase]]
+name = "load"
+ops = 300
+concurrency = 8
+mix = { put = 1.0 }
+key_distribution = { dist = "sequential" }
+[[phase]]
+name = "run"
+duration = "8s"
+concurrency = 16
+rate = 400
+timeout = "3s"
+mix = { put = 0.7, get = 0.3 }
+  [[phase.event]]
+  at = "2s"
+  action = "kill"
+  target = "leader"
+  [[phase.event]]
+  at = "5s"
+  action = "restart"
+  target = "killed"
+[[phase]]
+name = "verify"
+verify = true
+"#,
+    )
+    .unwrap();
+    let out = t.path().join("results");
+    let o = run(&wl, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = csv_rows(&out.join("recovery.csv"));
+    let metric = |m: &str| -> f64 {
+        rec.iter()
+            .find(|r| &r[3] == m)
+            .unwrap_or_else(|| panic!("no {m} in recovery.csv: {rec:?}"))[4]
+            .parse()
+            .unwrap()
+    };
+    assert!(metric("leader_elected_ms") > 0.0);
+    assert!(metric("writes_resumed_ms") > 0.0);
+    assert!(metric("process_up_ms") > 0.0);
+    assert!(metric("caught_up_ms") >= metric("process_up_ms"));
+    let events = csv_rows(&out.join("events.csv"));
+    assert_eq!(events.len(), 2);
+    assert_eq!(&events[0][2], "kill");
+    let verify = csv_rows(&out.join("verify.csv"));
+    assert_eq!(
+        (&verify[0][3], &verify[0][4]),
+        ("0", "0"),
+        "lost/stale writes"
+    );
+}
