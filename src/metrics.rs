@@ -172,7 +172,7 @@ impl Recorder {
             let _ = s;
             h.add(&sec.ok).expect("same bounds");
         }
-        (h.len() > 0).then(|| h.value_at_quantile(0.99))
+        (!h.is_empty()).then(|| h.value_at_quantile(0.99))
     }
 }
 
