@@ -145,3 +145,63 @@ verify = true
         "lost/stale writes"
     );
 }
+
+/// Coordinated omission: the leader stalls (SIGSTOP) under an open-loop load with few
+/// workers. Only the handful of requests in flight see the stall as service time, but
+/// every operation scheduled during it is late: the corrected p99.9 must show the stall and
+/// the service-time p99.9 must not.
+#[test]
+fn a_stalled_target_shows_in_corrected_latency_only() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = t.path().join("stall.toml");
+    std::fs::write(
+        &wl,
+        r#"
+name = "stall"
+seed = 5
+[cluster]
+nodes = 3
+[data]
+keys = 1000
+[[phase]]
+name = "run"
+duration = "9s"
+concurrency = 4
+rate = 1000
+timeout = "10s"
+mix = { get = 1.0 }
+read_consistency = "local"
+  [[phase.event]]
+  at = "3s"
+  action = "pause"
+  target = "node:1"
+  [[phase.event]]
+  at = "4500ms"
+  action = "resume"
+  target = "node:1"
+"#,
+    )
+    .unwrap();
+    let out = t.path().join("results");
+    // Local reads go to the client's first endpoint, node 1: every worker waits on it.
+    let o = run(&wl, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = csv_rows(&out.join("summary.csv"));
+    let p999 = |kind: &str| -> u64 {
+        summary
+            .iter()
+            .find(|r| &r[0] == "run" && &r[1] == "get" && &r[2] == "ok" && &r[12] == kind)
+            .unwrap_or_else(|| panic!("no {kind} row: {summary:?}"))[9]
+            .parse()
+            .unwrap()
+    };
+    let (corrected, service) = (p999("corrected"), p999("service"));
+    assert!(
+        corrected >= 1_000_000,
+        "corrected p99.9 {corrected} us does not show the 1.5 s stall"
+    );
+    assert!(
+        service < 500_000,
+        "service-time p99.9 {service} us should not show the stall (only 4 requests were in flight)"
+    );
+}

@@ -26,6 +26,9 @@ pub struct PhaseOutput {
     pub warmup: Option<Duration>,
     pub target_rate: Option<f64>,
     pub recorder: Recorder,
+    /// CPU time the load generator (this process) spent per operation, in µs: its own
+    /// cost, to check it is not the bottleneck.
+    pub generator_cpu_us_per_op: f64,
 }
 
 /// A line of `summary.csv`.
@@ -98,10 +101,11 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
         None => String::new(),
     };
     format!(
-        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s",
+        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op",
         p.name,
         achieved,
-        out.elapsed.as_secs_f64()
+        out.elapsed.as_secs_f64(),
+        out.generator_cpu_us_per_op
     )
 }
 
@@ -289,6 +293,7 @@ pub fn write_all(
             "warmup_s": p.warmup.map(|w| w.as_secs_f64()),
             "target_rate": p.target_rate,
             "achieved_rate": p.recorder.ok_count() as f64 / measured_secs(p),
+            "generator_cpu_us_per_op": p.generator_cpu_us_per_op,
         })).collect::<Vec<_>>(),
         "verify": verify,
     });

@@ -111,6 +111,77 @@ fn resolve(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
     Ok(w)
 }
 
+/// Live figures for the progress display: counters, and the last second's latencies.
+#[derive(Default)]
+struct Live {
+    ok: AtomicU64,
+    errors: AtomicU64,
+    window: std::sync::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+impl Live {
+    fn record(&self, outcome: Outcome, corrected_us: u64) {
+        if outcome == Outcome::Ok {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut w = self.window.lock().expect("live lock");
+        w.get_or_insert_with(crate::metrics::histogram)
+            .saturating_record(corrected_us.max(1));
+    }
+}
+
+/// A progress bar for a phase, refreshed twice a second with ops/s, p99 and errors.
+fn spawn_progress(
+    p: &Phase,
+    index: usize,
+    live: Arc<Live>,
+) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let (len, unit) = match (p.ops, p.duration) {
+        (Some(ops), _) => (ops, "ops"),
+        (None, Some(d)) => (d.0.as_secs().max(1), "s"),
+        _ => (1, ""),
+    };
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "phase {index:>2} {{prefix:<16}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{msg}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(p.name.clone());
+    let (b, by_ops) = (bar.clone(), p.ops.is_some());
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let ok = live.ok.load(Ordering::Relaxed);
+            let errors = live.errors.load(Ordering::Relaxed);
+            let rate = (ok - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), ok);
+            let p99 = live
+                .window
+                .lock()
+                .expect("live lock")
+                .take()
+                .map_or(0, |h| h.value_at_quantile(0.99));
+            b.set_position(if by_ops {
+                ok + errors
+            } else {
+                started.elapsed().as_secs()
+            });
+            b.set_message(format!(
+                "{rate:>8.0} ops/s  p99 {:>8.1} ms  errors {errors}",
+                p99 as f64 / 1e3
+            ));
+        }
+    });
+    (bar, task)
+}
+
 struct Shared {
     client: Client,
     model: Model,
@@ -120,6 +191,7 @@ struct Shared {
     run_start: Instant,
     key_size: usize,
     keys: u64,
+    quiet: bool,
 }
 
 /// Run a workload end to end.
@@ -180,6 +252,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         run_start: Instant::now(),
         key_size: f.data.key_size,
         keys: f.data.keys,
+        quiet: o.quiet,
     });
     let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = tokio::spawn(sample_resources(
@@ -277,6 +350,7 @@ async fn run_phase(
     recovery: &mut Vec<RecoveryRow>,
 ) -> PhaseOutput {
     let start = Instant::now();
+    let cpu_before = self_cpu_time();
     let offset_s = start.duration_since(shared.run_start).as_secs_f64();
     let end = p.duration.map(|d| start + d.0);
     let warmup_end = start + p.warmup.map_or(Duration::ZERO, |w| w.0);
@@ -291,6 +365,8 @@ async fn run_phase(
         ReadConsistency::Local => Consistency::Local,
     };
     let timeout = p.timeout.map(|t| t.0);
+    let live = Arc::new(Live::default());
+    let progress = (!shared.quiet).then(|| spawn_progress(p, index, live.clone()));
     // Open loop: a pacer thread releases each operation at its intended time (OS sleeps are
     // accurate to ~0.1 ms; tokio's timer wheel only to 1 ms, which would show up as
     // latency), round-robin over the workers. A busy worker's tickets queue up — that
@@ -330,11 +406,12 @@ async fn run_phase(
     }
     let mut workers = Vec::with_capacity(p.concurrency);
     for (w, mut ticket) in tickets.into_iter().enumerate() {
-        let (shared, budget, chooser, mix) = (
+        let (shared, budget, chooser, mix, live) = (
             shared.clone(),
             budget.clone(),
             chooser.clone(),
             p.mix.clone(),
+            live.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ ((index as u64) << 32) ^ w as u64);
@@ -402,6 +479,7 @@ async fn run_phase(
                     }
                 };
                 let done = Instant::now();
+                live.record(outcome, done.duration_since(intended).as_micros() as u64);
                 rec.record(
                     op,
                     outcome,
@@ -448,6 +526,18 @@ async fn run_phase(
         }
     }
     let elapsed = start.elapsed();
+    if let Some((bar, task)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    let ops_done: u64 = rec
+        .ops
+        .values()
+        .chain(rec.warmup.values())
+        .map(|p| p.corrected.len())
+        .sum();
+    let generator_cpu_us_per_op =
+        (self_cpu_time() - cpu_before).as_secs_f64() * 1e6 / ops_done.max(1) as f64;
     let mut phase_recovery = Vec::new();
     for (idx, action, at_s, h) in followups {
         let action_s = format!("{action:?}").to_lowercase();
@@ -498,6 +588,7 @@ async fn run_phase(
         warmup: p.warmup.map(|w| w.0),
         target_rate: p.rate,
         recorder: rec,
+        generator_cpu_us_per_op,
     }
 }
 
@@ -583,4 +674,15 @@ async fn sample_resources(
         }
     }
     rows
+}
+
+/// CPU time (user + system) this process has used.
+fn self_cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    usage.map_or(Duration::ZERO, |u| {
+        let t = |tv: nix::sys::time::TimeVal| {
+            Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+        };
+        t(u.user_time()) + t(u.system_time())
+    })
 }
