@@ -70,6 +70,8 @@ pub enum Followup {
         at: Instant,
         commit: u64,
     },
+    /// Snapshots were taken: (node, duration ms, bytes) as the nodes reported them.
+    Snapshots(Vec<(u64, f64, u64)>),
 }
 
 fn ms(d: Duration) -> f64 {
@@ -236,6 +238,7 @@ pub async fn execute(
             faults.partitioned.clear();
         }
         Action::Snapshot | Action::Compact => {
+            let mut taken = Vec::new();
             for id in &ids {
                 let r = http
                     .post(format!("{}/admin/snapshot", c.url(*id).unwrap_or_default()))
@@ -245,6 +248,11 @@ pub async fn execute(
                 match r {
                     Ok(resp) if resp.status().is_success() => {
                         let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                        taken.push((
+                            *id,
+                            v["duration_ms"].as_f64().unwrap_or(0.0),
+                            v["bytes"].as_u64().unwrap_or(0),
+                        ));
                         details.push(format!(
                             "node {id}: snapshot at {} of {} bytes in {:.1} ms",
                             v["index"],
@@ -256,6 +264,7 @@ pub async fn execute(
                     Err(e) => details.push(format!("node {id}: {e}")),
                 }
             }
+            follow = Followup::Snapshots(taken);
         }
         Action::AddNode => {
             let commit = match old_leader {
@@ -315,6 +324,12 @@ pub async fn measure(
     let mut rows = Vec::new();
     match follow {
         Followup::None => {}
+        Followup::Snapshots(taken) => {
+            for (id, duration_ms, bytes) in taken {
+                rows.push((id, "snapshot_ms", duration_ms));
+                rows.push((id, "snapshot_bytes", bytes as f64));
+            }
+        }
         Followup::LeaderLost { old, at } => {
             while at.elapsed() < RECOVERY_LIMIT {
                 let l = cluster.lock().await.leader().await;

@@ -544,7 +544,9 @@ async fn run_phase(
         let rows = h.await.unwrap_or_default();
         let mut window_end = at_s;
         for (node, metric, ms) in rows {
-            window_end = window_end.max(at_s + ms / 1e3);
+            if metric.ends_with("_ms") {
+                window_end = window_end.max(at_s + ms / 1e3);
+            }
             phase_recovery.push(RecoveryRow {
                 event: idx,
                 action: action_s.clone(),
