@@ -16,6 +16,9 @@ use serde::Deserialize;
 use thiserror::Error;
 use tokio::time::Instant;
 
+/// How long one attempt at one node may take before the client stops trusting that node.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Characters left as-is in a key's path segment (RFC 3986 unreserved).
 const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -127,7 +130,7 @@ impl Client {
     }
 
     async fn write(&self, key: &str, value: Option<Bytes>) -> Result<(), ClientError> {
-        self.retrying(true, |base| {
+        self.retrying(true, true, |base| {
             let req = match &value {
                 Some(v) => self.http.put(Self::url(base, key)).body(v.clone()),
                 None => self.http.delete(Self::url(base, key)),
@@ -150,7 +153,7 @@ impl Client {
             Consistency::Linearizable => "linearizable",
             Consistency::Local => "local",
         };
-        self.retrying(consistency == Consistency::Linearizable, |base| {
+        self.retrying(consistency == Consistency::Linearizable, false, |base| {
             let req = self
                 .http
                 .get(format!("{}?consistency={q}", Self::url(base, key)));
@@ -231,7 +234,12 @@ impl Client {
 
     /// Run `attempt` against the leader, following redirects and failing over until the
     /// deadline. `to_leader` keeps requests on the believed leader.
-    async fn retrying<T, F, Fut>(&self, to_leader: bool, attempt: F) -> Result<T, ClientError>
+    async fn retrying<T, F, Fut>(
+        &self,
+        to_leader: bool,
+        write: bool,
+        attempt: F,
+    ) -> Result<T, ClientError>
     where
         F: Fn(&str) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
@@ -250,9 +258,21 @@ impl Client {
             if left.is_zero() {
                 return Err(ClientError::Timeout(self.timeout));
             }
-            let r = tokio::time::timeout(left, attempt(&base)).await;
+            let r = tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt(&base)).await;
             match r {
-                Err(_) => return Err(ClientError::Timeout(self.timeout)),
+                // A node that does not answer (paused, partitioned, stalled): stop trusting it.
+                // A write may have reached it, so its outcome is unknown; a read moves on.
+                Err(_) => {
+                    next = (next + 1) % self.endpoints.len();
+                    let other = self.endpoints[next].clone();
+                    if to_leader {
+                        *self.leader.write().expect("leader lock") = other.clone();
+                    }
+                    if write {
+                        return Err(ClientError::Timeout(left.min(ATTEMPT_TIMEOUT)));
+                    }
+                    base = other;
+                }
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Attempt::Done(v))) => {
                     if to_leader {

@@ -311,6 +311,12 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
             "verify: {} keys, {} acknowledged writes: {} ok, {} lost, {} stale, {} in doubt resolved",
             v.keys, v.acknowledged, v.ok, v.lost, v.stale, v.indeterminate_resolved
         );
+        if v.unreadable > 0 {
+            eprintln!(
+                "warning: {} keys could not be read back; they were not verified",
+                v.unreadable
+            );
+        }
         if v.lost + v.stale > 0 {
             anyhow::bail!(
                 "{} acknowledged writes were lost (keys {:?})",

@@ -90,21 +90,26 @@ pub struct Recorder {
     pub ops: BTreeMap<(Op, Outcome), Pair>,
     /// Warm-up, kept apart.
     pub warmup: BTreeMap<(Op, Outcome), Pair>,
-    /// Per second since the phase started, per op (corrected latency of successes).
+    /// Per second since the run started (by completion time), per op (corrected latency of
+    /// successes).
     pub timeline: BTreeMap<(u64, Op), Second>,
-    /// Acknowledgement times of writes, µs since the phase started (for recovery windows).
-    pub write_acks_us: Vec<u64>,
+    /// Acknowledged writes as (sent, acknowledged) µs since the run started, for recovery
+    /// windows ("writes resumed").
+    pub write_acks: Vec<(u64, u64)>,
 }
 
 impl Recorder {
     /// Record one operation. `corrected_us` counts from the intended start, `service_us` from
-    /// the send; `at_us` is when it completed, since the phase started.
+    /// the send; `sent_us` and `at_us` are when it was sent and completed, in µs since the
+    /// run started.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         op: Op,
         outcome: Outcome,
         corrected_us: u64,
         service_us: u64,
+        sent_us: u64,
         at_us: u64,
         warmup: bool,
     ) {
@@ -126,7 +131,7 @@ impl Recorder {
         if outcome == Outcome::Ok {
             s.ok.saturating_record(corrected_us.max(1));
             if op != Op::Get {
-                self.write_acks_us.push(at_us);
+                self.write_acks.push((sent_us, at_us));
             }
         } else {
             s.errors += 1;
@@ -153,7 +158,7 @@ impl Recorder {
             d.ok.add(&s.ok).expect("same bounds");
             d.errors += s.errors;
         }
-        self.write_acks_us.extend_from_slice(&other.write_acks_us);
+        self.write_acks.extend_from_slice(&other.write_acks);
     }
 
     /// Successful operations of all kinds in the measured window.
@@ -185,10 +190,10 @@ mod tests {
         let mut a = Recorder::default();
         let mut b = Recorder::default();
         for i in 1..=100 {
-            a.record(Op::Put, Outcome::Ok, i, i, 10, false);
+            a.record(Op::Put, Outcome::Ok, i, i, 0, 10, false);
         }
         for _ in 0..100 {
-            b.record(Op::Put, Outcome::Ok, 10_000, 5, 1_500_000, false);
+            b.record(Op::Put, Outcome::Ok, 10_000, 5, 1_490_000, 1_500_000, false);
         }
         a.merge(&b);
         let p = &a.ops[&(Op::Put, Outcome::Ok)];
@@ -196,7 +201,7 @@ mod tests {
         // The merged p75 is in b's range: averaging the two p75s would give ~5 ms.
         assert!(p.corrected.value_at_quantile(0.75) >= 9_990);
         assert!(p.service.value_at_quantile(0.75) <= 100);
-        assert_eq!(a.write_acks_us.len(), 200);
+        assert_eq!(a.write_acks.len(), 200);
         assert_eq!(
             a.p99_between(1, 1),
             Some(p.corrected.value_at_quantile(1.0))

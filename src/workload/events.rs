@@ -48,6 +48,8 @@ pub struct Faults {
 }
 
 const POLL: Duration = Duration::from_millis(10);
+/// Admin calls on a node that does not answer must not hang the run.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 
 /// What an executed event needs measured afterwards.
@@ -89,14 +91,17 @@ async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Ve
         .filter(|n| n.is_running() && !n.is_paused())
         .map(|n| n.id)
         .collect();
-    let leader = c
-        .wait_for_leader(Duration::from_secs(15))
-        .await
-        .map_err(|e| e.to_string());
+    // Only leader/follower targets need a leader; waiting otherwise would delay the very
+    // restart or resume that restores quorum.
+    let leader = || async {
+        c.wait_for_leader(Duration::from_secs(15))
+            .await
+            .map_err(|e| e.to_string())
+    };
     Ok(match target {
-        Target::Leader => vec![leader?],
+        Target::Leader => vec![leader().await?],
         Target::Follower => {
-            let l = leader?;
+            let l = leader().await?;
             vec![*live.iter().find(|id| **id != l).ok_or("no live follower")?]
         }
         Target::Node(n) => vec![n],
@@ -172,10 +177,9 @@ pub async fn execute(
             }
         }
         Action::Resume => {
-            let targets: Vec<u64> = if ev.target == Target::Killed {
-                faults.paused.iter().copied().collect()
-            } else {
-                ids.clone()
+            let targets: Vec<u64> = match ev.target {
+                Target::Node(_) => ids.clone(),
+                _ => faults.paused.iter().copied().collect(),
             };
             for id in targets {
                 if let Err(e) = c.resume(id) {
@@ -214,6 +218,7 @@ pub async fn execute(
                         c.url(*id).unwrap_or_default()
                     ))
                     .json(&serde_json::json!({ "isolate_from": others }))
+                    .timeout(ADMIN_TIMEOUT)
                     .send()
                     .await;
                 match r {
@@ -229,9 +234,15 @@ pub async fn execute(
             }
         }
         Action::Heal => {
-            for id in c.nodes().keys() {
+            // A paused node would never answer: skip it and say so.
+            for n in c.nodes().values().filter(|n| n.is_running()) {
+                if n.is_paused() {
+                    details.push(format!("node {} is paused: not healed", n.id));
+                    continue;
+                }
                 let _ = http
-                    .post(format!("{}/admin/heal", c.url(*id).unwrap_or_default()))
+                    .post(format!("{}/admin/heal", c.url(n.id).unwrap_or_default()))
+                    .timeout(ADMIN_TIMEOUT)
                     .send()
                     .await;
             }
@@ -240,6 +251,10 @@ pub async fn execute(
         Action::Snapshot | Action::Compact => {
             let mut taken = Vec::new();
             for id in &ids {
+                if c.node(*id).is_ok_and(|n| n.is_paused() || !n.is_running()) {
+                    details.push(format!("node {id} is down or paused: no snapshot"));
+                    continue;
+                }
                 let r = http
                     .post(format!("{}/admin/snapshot", c.url(*id).unwrap_or_default()))
                     .timeout(Duration::from_secs(600))

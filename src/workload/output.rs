@@ -199,7 +199,7 @@ pub fn write_all(
         }
         for ((s, op), sec) in &p.recorder.timeline {
             timeline.push(TimelineRow {
-                t_s: s + p.offset_s as u64,
+                t_s: *s,
                 phase: p.name.clone(),
                 op: op.as_str().into(),
                 ops: sec.ok.len(),
@@ -255,6 +255,7 @@ pub fn write_all(
             "stale",
             "indeterminate",
             "indeterminate_resolved",
+            "unreadable",
         ])
         .map_err(io::Error::other)?;
         w.write_record(
@@ -266,6 +267,7 @@ pub fn write_all(
                 v.stale,
                 v.indeterminate,
                 v.indeterminate_resolved,
+                v.unreadable,
             ]
             .map(|n| n.to_string()),
         )

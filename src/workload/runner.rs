@@ -76,7 +76,7 @@ pub struct RunResult {
 
 /// Apply CLI overrides and `--scale` to a workload.
 fn resolve(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
-    if !(o.scale > 0.0 && o.scale.is_finite()) {
+    if !(o.scale > 0.0 && o.scale <= 1000.0) {
         return Err(RunError::Invalid(format!(
             "--scale must be positive, got {}",
             o.scale
@@ -108,6 +108,7 @@ fn resolve(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
             scale_d(&mut e.get_mut().at);
         }
     }
+    w.revalidate()?;
     Ok(w)
 }
 
@@ -244,7 +245,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         .collect();
     let cluster = Arc::new(Mutex::new(cluster));
     let shared = Arc::new(Shared {
-        client: Client::new(&endpoints, Duration::from_secs(10)),
+        client: Client::new(&endpoints, client_timeout(f)),
         model: Model::default(),
         keys_shared: Arc::new(SharedKeys::default()),
         values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, f.seed),
@@ -272,8 +273,15 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             let r = run_verify(&shared).await;
             if !o.quiet {
                 eprintln!(
-                    "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt",
-                    i, p.name, r.keys, r.ok, r.lost, r.stale, r.indeterminate_resolved
+                    "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt, {} unreadable",
+                    i,
+                    p.name,
+                    r.keys,
+                    r.ok,
+                    r.lost,
+                    r.stale,
+                    r.indeterminate_resolved,
+                    r.unreadable
                 );
             }
             verify = Some(r);
@@ -416,6 +424,7 @@ async fn run_phase(
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ ((index as u64) << 32) ^ w as u64);
             let mut rec = Recorder::default();
+            let mut last_done = start;
             loop {
                 let intended = match &mut ticket {
                     Some(rx) => match rx.recv().await {
@@ -485,11 +494,13 @@ async fn run_phase(
                     outcome,
                     done.duration_since(intended).as_micros() as u64,
                     done.duration_since(sent).as_micros() as u64,
-                    done.duration_since(start).as_micros() as u64,
+                    invoked_us,
+                    done.duration_since(shared.run_start).as_micros() as u64,
                     intended < warmup_end,
                 );
+                last_done = done;
             }
-            rec
+            (rec, last_done)
         }));
     }
 
@@ -501,7 +512,8 @@ async fn run_phase(
         tokio::time::sleep_until((start + ev.at.0).into()).await;
         let done = events::execute(cluster, faults, &ev).await;
         let t_ms = done.at.duration_since(shared.run_start).as_millis() as u64;
-        let at_s = done.at.duration_since(start).as_secs_f64();
+        // Run-relative, like the timeline and the acknowledgement times.
+        let at_s = done.at.duration_since(shared.run_start).as_secs_f64();
         let (node, detail, follow) = (done.nodes, done.detail, done.follow);
         let idx = event_rows.len();
         event_rows.push(EventRow {
@@ -520,12 +532,15 @@ async fn run_phase(
         ));
     }
     let mut rec = Recorder::default();
+    let mut finished = start;
     for w in workers {
-        if let Ok(r) = w.await {
+        if let Ok((r, last)) = w.await {
             rec.merge(&r);
+            finished = finished.max(last);
         }
     }
-    let elapsed = start.elapsed();
+    // The load's own span: events still finishing after the last operation do not count.
+    let elapsed = finished.duration_since(start);
     if let Some((bar, task)) = progress {
         task.abort();
         bar.finish_and_clear();
@@ -555,15 +570,25 @@ async fn run_phase(
                 ms,
             });
         }
-        // Writes resumed: from the last acknowledged write before the event to the first after.
+        // Writes resumed: from the last acknowledgement before the event to the first
+        // acknowledgement of a write *sent* after it (a write sent before may still be
+        // answered just after a kill).
         let at_us = (at_s * 1e6) as u64;
-        let mut acks = rec.write_acks_us.clone();
-        acks.sort_unstable();
-        let before = acks.iter().rev().find(|t| **t <= at_us);
-        let after = acks.iter().find(|t| **t > at_us);
+        let before = rec
+            .write_acks
+            .iter()
+            .map(|w| w.1)
+            .filter(|t| *t <= at_us)
+            .max();
+        let after = rec
+            .write_acks
+            .iter()
+            .filter(|w| w.0 > at_us)
+            .map(|w| w.1)
+            .min();
         if let (Some(b), Some(a)) = (before, after) {
-            let ms = (*a - *b) as f64 / 1e3;
-            window_end = window_end.max(*a as f64 / 1e6);
+            let ms = (a - b) as f64 / 1e3;
+            window_end = window_end.max(a as f64 / 1e6);
             phase_recovery.push(RecoveryRow {
                 event: idx,
                 action: action_s.clone(),
@@ -610,6 +635,8 @@ async fn with_timeout<T>(
 async fn run_verify(shared: &Arc<Shared>) -> VerifyReport {
     let keys = shared.model.keys();
     let mut report = VerifyReport::default();
+    // A cluster without quorum must not turn verify into a hang: give up after this.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let sem = Arc::new(tokio::sync::Semaphore::new(16));
     let mut reads = Vec::with_capacity(keys.len());
     for k in keys {
@@ -617,15 +644,21 @@ async fn run_verify(shared: &Arc<Shared>) -> VerifyReport {
         reads.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
             let name = key_name(k, shared.key_size);
-            let mut tries = 0;
-            loop {
+            let mut backoff = Duration::from_millis(50);
+            for _ in 0..5 {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 match shared.client.get(&name, Consistency::Linearizable).await {
                     Ok(Some(v)) => return (k, write_id(&v)),
                     Ok(None) => return (k, Seen::Missing),
-                    Err(_) if tries < 5 => tries += 1,
-                    Err(_) => return (k, Seen::Unknown),
+                    Err(_) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
                 }
             }
+            (k, Seen::Unreadable)
         }));
     }
     for r in reads {
@@ -687,4 +720,15 @@ fn self_cpu_time() -> Duration {
         };
         t(u.user_time()) + t(u.system_time())
     })
+}
+
+/// The client's overall deadline: 10 s, or longer when a phase asks for a longer timeout.
+fn client_timeout(f: &super::spec::WorkloadFile) -> Duration {
+    f.phases
+        .iter()
+        .filter_map(|p| p.get_ref().timeout)
+        .map(|t| t.0)
+        .max()
+        .unwrap_or_default()
+        .max(Duration::from_secs(10))
 }

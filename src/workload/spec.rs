@@ -400,6 +400,23 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// Check the rules again after the command line changed the workload (`--nodes`,
+    /// `--scale`); problems are reported against the file without a line number.
+    pub fn revalidate(&self) -> Result<(), SpecError> {
+        validate(&self.file).map_err(|(_, field, message)| SpecError::Invalid {
+            path: self.path.clone(),
+            line: 0,
+            column: 0,
+            field,
+            message: format!("{message} (after command-line overrides)"),
+        })
+    }
+}
+
+/// Longest duration accepted anywhere in a workload.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// (byte offset, field, message)
 type Problem = (usize, String, String);
 
@@ -532,16 +549,28 @@ fn validate(f: &WorkloadFile) -> Result<(), Problem> {
             return bad("concurrency", "must be at least 1".into());
         }
         if let Some(r) = ph.rate
-            && !(r > 0.0 && r.is_finite())
+            && !(0.001..=10_000_000.0).contains(&r)
         {
             return bad(
                 "rate",
-                format!("must be a positive number of ops per second, got {r}"),
+                format!("must be a positive number of ops per second (0.001 to 1e7), got {r}"),
             );
         }
+        for (name, d) in [
+            ("duration", ph.duration),
+            ("warmup", ph.warmup),
+            ("timeout", ph.timeout),
+        ] {
+            if d.is_some_and(|d| d.0 > MAX_DURATION) {
+                return bad(name, "longer than 30 days".into());
+            }
+        }
         let m = &ph.mix;
-        if m.put < 0.0 || m.get < 0.0 || m.delete < 0.0 {
-            return bad("mix", "shares cannot be negative".into());
+        if [m.put, m.get, m.delete]
+            .iter()
+            .any(|x| !(x.is_finite() && *x >= 0.0))
+        {
+            return bad("mix", "shares must be finite and not negative".into());
         }
         if (m.total() - 1.0).abs() > 1e-6 {
             return bad(
@@ -622,6 +651,12 @@ fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                 }
                 Action::Pause => paused += 1,
                 Action::Resume => {
+                    if matches!(ev.target, Target::Leader | Target::Follower) {
+                        return ebad(
+                            "target",
+                            "a paused node is neither leader nor follower: resume `killed` (every paused node), `all` or node:N".into(),
+                        );
+                    }
                     if paused == 0 {
                         return ebad("action", "resume with nothing paused".into());
                     }

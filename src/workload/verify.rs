@@ -44,6 +44,8 @@ pub struct VerifyReport {
     pub stale: u64,
     pub indeterminate: u64,
     pub indeterminate_resolved: u64,
+    /// Keys that could not be read back (no quorum, timeouts): not judged either way.
+    pub unreadable: u64,
     /// Up to 20 keys that were lost or stale, for the summary.
     pub bad_keys: Vec<u64>,
 }
@@ -55,6 +57,8 @@ pub enum Seen {
     Value(u64),
     /// A value too short to carry a write id (never written by the runner).
     Unknown,
+    /// The key could not be read.
+    Unreadable,
 }
 
 /// Read the write id a value starts with.
@@ -100,6 +104,10 @@ impl Model {
         let map = self.keys.lock().expect("model lock");
         let Some(writes) = map.get(&key) else { return };
         report.keys += 1;
+        if seen == Seen::Unreadable {
+            report.unreadable += 1;
+            return;
+        }
         report.acknowledged += writes.iter().filter(|w| w.acked_us.is_some()).count() as u64;
         report.indeterminate += writes.iter().filter(|w| w.acked_us.is_none()).count() as u64;
         // The latest invocation among acknowledged writes: anything acknowledged before it
@@ -127,6 +135,7 @@ impl Model {
                     bad = true;
                 }
             },
+            Seen::Unreadable => unreachable!("handled above"),
             Seen::Unknown => {
                 report.lost += 1;
                 bad = true;
