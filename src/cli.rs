@@ -159,7 +159,7 @@ pub struct ClusterUpArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Snapshot + compact every this many applied entries (0 = never).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_interval: u64,
     /// Write the cluster file here (default: <dir>/cluster.toml).
     #[arg(long)]

@@ -8,8 +8,8 @@
 //! ```toml
 //! tick_ms = 50
 //! election_ticks = 10
-//! snapshot_interval = 10000
-//! compact_lag = 1000
+//! snapshot_interval = 100000
+//! compact_lag = 5000
 //! [backend]
 //! kind = "rocksdb"
 //! fsync = "always"
@@ -74,8 +74,10 @@ impl Default for RaftSettings {
         RaftSettings {
             tick_ms: 50,
             election_ticks: 10,
-            snapshot_interval: 10_000,
-            compact_lag: 1_000,
+            // etcd's defaults: snapshots are expensive (the whole state), so take them rarely
+            // and keep enough log for a briefly lagging follower to catch up without one.
+            snapshot_interval: 100_000,
+            compact_lag: 5_000,
         }
     }
 }
