@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::client::{Client, Consistency};
@@ -48,10 +47,6 @@ pub struct LoadtestReport {
     pub max_us: u64,
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Run the load and merge the per-client histograms.
 pub async fn run(opts: &LoadtestOptions) -> LoadtestReport {
     let client = Arc::new(Client::new(&opts.endpoints, Duration::from_secs(10)));
@@ -64,7 +59,7 @@ pub async fn run(opts: &LoadtestOptions) -> LoadtestReport {
         let value = value.clone();
         let (keys, op) = (opts.keys.max(1), opts.op);
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
+            let mut h = crate::metrics::histogram();
             let mut errors = 0u64;
             let mut i = c as u64;
             while Instant::now() < deadline {
@@ -87,7 +82,7 @@ pub async fn run(opts: &LoadtestOptions) -> LoadtestReport {
             (h, errors)
         }));
     }
-    let mut all = histogram();
+    let mut all = crate::metrics::histogram();
     let mut errors = 0;
     for t in tasks {
         let (h, e) = t.await.expect("load task");
@@ -118,7 +113,7 @@ pub fn fdatasync_p50_us(dir: &Path, bytes: usize, n: usize) -> std::io::Result<u
         .write(true)
         .open(&path)?;
     let buf = vec![0x5au8; bytes];
-    let mut h = histogram();
+    let mut h = crate::metrics::histogram();
     for _ in 0..n {
         let t = Instant::now();
         f.write_all(&buf)?;

@@ -39,11 +39,10 @@ pub struct RecoveryRow {
     pub ms: f64,
 }
 
-/// Nodes taken down (killed / stopped) or partitioned and not yet brought back.
+/// Nodes taken down (killed / stopped) or paused and not yet brought back.
 #[derive(Debug, Default)]
 pub struct Faults {
     pub down: BTreeSet<u64>,
-    pub partitioned: BTreeSet<u64>,
     pub paused: BTreeSet<u64>,
 }
 
@@ -78,10 +77,6 @@ pub enum Followup {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-async fn leader(c: &LocalCluster) -> Option<u64> {
-    c.leader().await
 }
 
 async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Vec<u64>, String> {
@@ -139,7 +134,7 @@ pub async fn execute(
         }
     };
     let node_list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
-    let old_leader = leader(&c).await;
+    let old_leader = c.leader().await;
     let now = Instant::now();
     let http = crate::cluster::http_client();
     let mut details = Vec::new();
@@ -222,9 +217,7 @@ pub async fn execute(
                     .send()
                     .await;
                 match r {
-                    Ok(resp) if resp.status().is_success() => {
-                        faults.partitioned.insert(*id);
-                    }
+                    Ok(resp) if resp.status().is_success() => {}
                     Ok(resp) => details.push(format!("partition: HTTP {}", resp.status())),
                     Err(e) => details.push(format!("partition: {e}")),
                 }
@@ -246,7 +239,6 @@ pub async fn execute(
                     .send()
                     .await;
             }
-            faults.partitioned.clear();
         }
         Action::Snapshot | Action::Compact => {
             let mut taken = Vec::new();

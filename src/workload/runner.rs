@@ -373,8 +373,9 @@ async fn run_phase(
         ReadConsistency::Local => Consistency::Local,
     };
     let timeout = p.timeout.map(|t| t.0);
-    let live = Arc::new(Live::default());
-    let progress = (!shared.quiet).then(|| spawn_progress(p, index, live.clone()));
+    // Live figures only feed the progress display: with --quiet the workers skip them.
+    let live = (!shared.quiet).then(|| Arc::new(Live::default()));
+    let progress = live.clone().map(|l| spawn_progress(p, index, l));
     // Open loop: a pacer thread releases each operation at its intended time (OS sleeps are
     // accurate to ~0.1 ms; tokio's timer wheel only to 1 ms, which would show up as
     // latency), round-robin over the workers. A busy worker's tickets queue up — that
@@ -488,7 +489,9 @@ async fn run_phase(
                     }
                 };
                 let done = Instant::now();
-                live.record(outcome, done.duration_since(intended).as_micros() as u64);
+                if let Some(live) = &live {
+                    live.record(outcome, done.duration_since(intended).as_micros() as u64);
+                }
                 rec.record(
                     op,
                     outcome,
