@@ -24,6 +24,11 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Replay a workload against a local cluster and write results/<run-id>/.
     Run(RunArgs),
+    /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html.
+    Plot {
+        /// Results directory written by `raftbench run`.
+        dir: PathBuf,
+    },
     /// Check workload files without running them.
     Validate {
         /// Workload files (TOML).

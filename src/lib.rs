@@ -25,7 +25,8 @@
 //!   runner (`raftbench run`) with events, recovery timing, verification and results files.
 //! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second).
 //!
-//! Still to come (see the issues): charts, reports, comparison and capacity planning.
+//! - [`report`] — charts (plotters, PNG + SVG), the HTML report (`raftbench plot`), backend
+//!   comparison (`raftbench compare`) and capacity planning (`raftbench capacity`).
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
 // they are built with `default()` and field assignments, as raft-rs itself does.
@@ -39,6 +40,7 @@ pub mod kv;
 pub mod loadtest;
 pub mod metrics;
 pub mod node;
+pub mod report;
 pub mod storage;
 pub mod transport;
 pub mod workload;

@@ -30,6 +30,14 @@ fn main() -> anyhow::Result<()> {
         Command::Loadtest(args) => run_loadtest(args)?,
         Command::Validate { files } => validate(&files)?,
         Command::Run(args) => run_workload(args)?,
+        Command::Plot { dir } => {
+            let p = raftbench::report::plot::plot_run(&dir)?;
+            for c in &p.charts {
+                println!("{}", c.png.display());
+                println!("{}", c.svg.display());
+            }
+            println!("{}", p.report.display());
+        }
         Command::Storage(StorageCommand::Open(args)) => {
             let cfg = backend_config(&args);
             let b = storage::open_backend(&cfg)
@@ -284,6 +292,11 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(raftbench::workload::runner::run(opts))?;
     println!("results: {}", result.dir.display());
+    match raftbench::report::plot::plot_run(&result.dir) {
+        Ok(p) => println!("report: {}", p.report.display()),
+        // The measurements are on disk; a chart failure must not hide them.
+        Err(e) => eprintln!("warning: charts/report not written: {e}"),
+    }
     println!(
         "{:<16} {:<7} {:<13} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9}",
         "phase", "op", "outcome", "count", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us"

@@ -11,14 +11,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::spec::{Action, Event, Target};
 use crate::cluster::LocalCluster;
 
 /// A line of `events.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRow {
     /// Milliseconds since the run started.
     pub t_ms: u64,
@@ -29,7 +29,7 @@ pub struct EventRow {
 }
 
 /// A line of `recovery.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryRow {
     /// Index of the event in `events.csv`.
     pub event: usize,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Workload;
 use super::events::{EventRow, RecoveryRow};
@@ -32,7 +32,7 @@ pub struct PhaseOutput {
 }
 
 /// A line of `summary.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub phase: String,
     pub op: String,
@@ -51,7 +51,7 @@ pub struct SummaryRow {
 }
 
 /// A line of `resources.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceRow {
     pub t_s: u64,
     pub node: u64,
@@ -62,16 +62,17 @@ pub struct ResourceRow {
     pub cpu_pct: f64,
 }
 
-#[derive(Serialize)]
-struct TimelineRow {
-    t_s: u64,
-    phase: String,
-    op: String,
-    ops: u64,
-    errors: u64,
-    p50_us: u64,
-    p99_us: u64,
-    max_us: u64,
+/// A line of `timeline.csv`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimelineRow {
+    pub t_s: u64,
+    pub phase: String,
+    pub op: String,
+    pub ops: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 /// Context recorded in `run.json`.
@@ -305,14 +306,26 @@ pub fn write_all(
     Ok(summary)
 }
 
-/// `latency.hlog`: one interval per (phase, op) of successful operations' corrected
-/// latency, tagged `phase.op`, in the standard HdrHistogram interval-log format.
+/// The `latency.hlog` tag of a phase's op: `phase.op` for corrected latency,
+/// `phase.op.service` for service time. Commas and spaces (not allowed in tags) become `_`.
+pub fn hlog_tag(phase: &str, op: &str, service: bool) -> String {
+    let tag = format!("{phase}.{op}").replace([',', ' '], "_");
+    if service {
+        format!("{tag}.service")
+    } else {
+        tag
+    }
+}
+
+/// `latency.hlog`: one interval per (phase, op) of successful operations, corrected latency
+/// tagged `phase.op` and service time tagged `phase.op.service`, in the standard HdrHistogram
+/// interval-log format (µs).
 fn write_hlog(dir: &Path, started_at: SystemTime, phases: &[PhaseOutput]) -> io::Result<()> {
     let mut file = BufWriter::new(File::create(dir.join("latency.hlog"))?);
     let mut ser = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
-        .add_comment("raftbench corrected latency (us) of successful operations, per phase.op")
+        .add_comment("raftbench latency (us) of successful operations: phase.op = corrected, phase.op.service = service time")
         .with_start_time(started_at)
         .with_max_value_divisor(1.0);
     let mut log = builder.begin_log_with(&mut file, &mut ser)?;
@@ -321,14 +334,15 @@ fn write_hlog(dir: &Path, started_at: SystemTime, phases: &[PhaseOutput]) -> io:
             if *outcome != Outcome::Ok {
                 continue;
             }
-            let tag = format!("{}.{}", p.name, op.as_str()).replace([',', ' '], "_");
-            log.write_histogram(
-                &pair.corrected,
-                Duration::from_secs_f64(p.offset_s),
-                p.elapsed,
-                Tag::new(&tag),
-            )
-            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            for (h, service) in [(&pair.corrected, false), (&pair.service, true)] {
+                log.write_histogram(
+                    h,
+                    Duration::from_secs_f64(p.offset_s),
+                    p.elapsed,
+                    Tag::new(&hlog_tag(&p.name, op.as_str(), service)),
+                )
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            }
         }
     }
     drop(log);

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One write to a key.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +35,7 @@ pub struct Model {
 }
 
 /// Result of classifying every key.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VerifyReport {
     pub keys: u64,
     pub acknowledged: u64,

@@ -1,0 +1,247 @@
+//! Reading a results directory back: `run.json`, the CSV files and `latency.hlog`.
+//!
+//! Charts and reports are built only from these files, never from a live run, so that
+//! `raftbench plot DIR` regenerates exactly what `raftbench run` drew, and so that results
+//! copied from another machine can be re-plotted.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::ReportError;
+use crate::workload::events::{EventRow, RecoveryRow};
+use crate::workload::output::{ResourceRow, SummaryRow, TimelineRow};
+use crate::workload::verify::VerifyReport;
+
+/// Latency kind of a histogram in `latency.hlog`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Corrected,
+    Service,
+}
+
+/// Histograms of successful operations keyed by (phase, op, kind).
+pub type Histograms = BTreeMap<(String, String, Kind), Histogram<u64>>;
+
+/// What `run.json` says about a phase.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhaseInfo {
+    pub name: String,
+    pub elapsed_s: f64,
+    pub warmup_s: Option<f64>,
+    pub target_rate: Option<f64>,
+    pub achieved_rate: f64,
+    pub generator_cpu_us_per_op: f64,
+}
+
+/// The parts of `run.json` the report uses (the rest is shown verbatim).
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub workload: String,
+    pub description: String,
+    pub backend: String,
+    pub fsync: String,
+    pub nodes: u64,
+    pub seed: u64,
+    pub keys: u64,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub version: String,
+    pub git_revision: String,
+    pub cli: Vec<String>,
+    pub phases: Vec<PhaseInfo>,
+    pub verify: Option<VerifyReport>,
+    /// `run.json` itself.
+    pub raw: serde_json::Value,
+}
+
+/// Everything in one results directory.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub dir: PathBuf,
+    pub info: RunInfo,
+    pub summary: Vec<SummaryRow>,
+    pub timeline: Vec<TimelineRow>,
+    pub events: Vec<EventRow>,
+    pub recovery: Vec<RecoveryRow>,
+    pub resources: Vec<ResourceRow>,
+    /// Successful operations' latency per (phase, op, kind), from `latency.hlog`.
+    pub histograms: Histograms,
+}
+
+fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, ReportError> {
+    let path = dir.join(name);
+    let mut r = csv::Reader::from_path(&path).map_err(|e| ReportError::file(&path, e))?;
+    let mut rows = Vec::new();
+    for (i, rec) in r.deserialize().enumerate() {
+        // Line 1 is the header.
+        rows.push(rec.map_err(|e| ReportError::file(&path, format!("line {}: {e}", i + 2)))?);
+    }
+    Ok(rows)
+}
+
+fn str_at(v: &serde_json::Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn u64_at(v: &serde_json::Value, ptr: &str) -> u64 {
+    v.pointer(ptr).and_then(|x| x.as_u64()).unwrap_or(0)
+}
+
+impl RunInfo {
+    fn load(dir: &Path) -> Result<RunInfo, ReportError> {
+        let path = dir.join("run.json");
+        let f = File::open(&path).map_err(|e| ReportError::file(&path, e))?;
+        let raw: serde_json::Value =
+            serde_json::from_reader(BufReader::new(f)).map_err(|e| ReportError::file(&path, e))?;
+        let field = |name: &str| {
+            raw.get(name)
+                .ok_or_else(|| ReportError::file(&path, format!("missing field {name:?}")))
+        };
+        let phases: Vec<PhaseInfo> = serde_json::from_value(field("phases")?.clone())
+            .map_err(|e| ReportError::file(&path, format!("phases: {e}")))?;
+        let verify: Option<VerifyReport> = serde_json::from_value(field("verify")?.clone())
+            .map_err(|e| ReportError::file(&path, format!("verify: {e}")))?;
+        Ok(RunInfo {
+            workload: str_at(&raw, "/workload/name"),
+            description: str_at(&raw, "/workload/description"),
+            backend: str_at(&raw, "/backend/kind"),
+            fsync: str_at(&raw, "/fsync"),
+            nodes: u64_at(&raw, "/workload/cluster/nodes"),
+            seed: u64_at(&raw, "/seed"),
+            keys: u64_at(&raw, "/workload/data/keys"),
+            started_at: str_at(&raw, "/started_at"),
+            duration_s: raw
+                .get("duration_s")
+                .and_then(|d| d.as_f64())
+                .unwrap_or(0.0),
+            version: str_at(&raw, "/raftbench_version"),
+            git_revision: str_at(&raw, "/git_revision"),
+            cli: serde_json::from_value(field("cli")?.clone()).unwrap_or_default(),
+            phases,
+            verify,
+            raw,
+        })
+    }
+
+    /// `workload · backend · fsync=...`, for chart titles.
+    pub fn title(&self) -> String {
+        format!(
+            "{} · {} · fsync={}",
+            self.workload, self.backend, self.fsync
+        )
+    }
+}
+
+/// Read `latency.hlog` into histograms keyed by (phase, op, kind).
+fn read_hlog(dir: &Path, phases: &[PhaseInfo]) -> Result<Histograms, ReportError> {
+    let path = dir.join("latency.hlog");
+    let text = std::fs::read(&path).map_err(|e| ReportError::file(&path, e))?;
+    let mut out = BTreeMap::new();
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(&text) {
+        let entry = entry.map_err(|e| ReportError::file(&path, format!("{e:?}")))?;
+        let LogEntry::Interval(iv) = entry else {
+            continue;
+        };
+        let Some(tag) = iv.tag() else { continue };
+        let tag = tag.as_str();
+        let (base, kind) = match tag.strip_suffix(".service") {
+            Some(b) => (b, Kind::Service),
+            None => (tag, Kind::Corrected),
+        };
+        let Some((phase_tag, op)) = base.rsplit_once('.') else {
+            return Err(ReportError::file(
+                &path,
+                format!("tag {tag:?} is not phase.op[.service]"),
+            ));
+        };
+        // Tags had commas and spaces replaced; map back to the phase's real name.
+        let phase = phases
+            .iter()
+            .find(|p| p.name.replace([',', ' '], "_") == phase_tag)
+            .map_or_else(|| phase_tag.to_string(), |p| p.name.clone());
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            iv.encoded_histogram(),
+        )
+        .map_err(|e| ReportError::file(&path, format!("tag {tag}: {e}")))?;
+        let h: Histogram<u64> = de
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| ReportError::file(&path, format!("tag {tag}: {e:?}")))?;
+        out.entry((phase, op.to_string(), kind))
+            .and_modify(|acc: &mut Histogram<u64>| {
+                let _ = acc.add(&h);
+            })
+            .or_insert(h);
+    }
+    Ok(out)
+}
+
+impl RunData {
+    /// Load a results directory written by `raftbench run`.
+    pub fn load(dir: &Path) -> Result<RunData, ReportError> {
+        if !dir.join("run.json").is_file() {
+            return Err(ReportError::file(
+                dir,
+                "not a raftbench results directory (no run.json)",
+            ));
+        }
+        let info = RunInfo::load(dir)?;
+        let histograms = read_hlog(dir, &info.phases)?;
+        Ok(RunData {
+            dir: dir.to_path_buf(),
+            summary: read_csv(dir, "summary.csv")?,
+            timeline: read_csv(dir, "timeline.csv")?,
+            events: read_csv(dir, "events.csv")?,
+            recovery: read_csv(dir, "recovery.csv")?,
+            resources: read_csv(dir, "resources.csv")?,
+            histograms,
+            info,
+        })
+    }
+
+    /// The summary row of successful operations' corrected latency for (phase, op).
+    pub fn ok_row(&self, phase: &str, op: &str) -> Option<&SummaryRow> {
+        self.summary.iter().find(|r| {
+            r.phase == phase && r.op == op && r.outcome == "ok" && r.latency_kind == "corrected"
+        })
+    }
+
+    /// Keys stored at the end of the run: the verified keys if the run verified, else the
+    /// workload's key space.
+    pub fn keys_stored(&self) -> u64 {
+        self.info
+            .verify
+            .as_ref()
+            .map(|v| v.keys)
+            .filter(|k| *k > 0)
+            .unwrap_or(self.info.keys)
+    }
+
+    /// The last resource sample of each node, and the peak RSS of each node.
+    pub fn final_resources(&self) -> BTreeMap<u64, (ResourceRow, u64)> {
+        let mut out: BTreeMap<u64, (ResourceRow, u64)> = BTreeMap::new();
+        for r in &self.resources {
+            let e = out
+                .entry(r.node)
+                .or_insert_with(|| (r.clone(), r.rss_bytes));
+            if r.t_s >= e.0.t_s {
+                e.0 = r.clone();
+            }
+            e.1 = e.1.max(r.rss_bytes);
+        }
+        out
+    }
+}
