@@ -24,6 +24,9 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Replay a workload against a local cluster and write results/<run-id>/.
     Run(RunArgs),
+    /// Run one workload on several backends (same seed, data set and fsync policy) and
+    /// compare them: comparison.csv/.md, overlay charts, report.html.
+    Compare(CompareArgs),
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html.
     Plot {
         /// Results directory written by `raftbench run`.
@@ -218,6 +221,31 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Multiply op counts, durations, warm-ups and event times (e.g. 0.1 for a quick try).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// No per-phase progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `raftbench compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Workload file (TOML).
+    pub workload: PathBuf,
+    /// Backends to compare, comma-separated; ratios are relative to the first.
+    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb", value_parser = clap::value_parser!(BackendKind))]
+    pub backends: Vec<BackendKind>,
+    /// Runs per backend, interleaved (A B A B ...); the table reports median and min–max.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Output directory (default results/<utc>-compare-<workload>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed (overrides the workload's; the same for every run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Multiply op counts, durations, warm-ups and event times.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// No per-phase progress lines.

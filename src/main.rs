@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
-    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, LoadtestArgs, NodeArgs, RunArgs,
-    StorageCommand,
+    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs, LoadtestArgs, NodeArgs,
+    RunArgs, StorageCommand,
 };
 use raftbench::cluster::{ClusterSpec, LocalCluster};
 use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadtest(args) => run_loadtest(args)?,
         Command::Validate { files } => validate(&files)?,
         Command::Run(args) => run_workload(args)?,
+        Command::Compare(args) => compare(args)?,
         Command::Plot { dir } => {
             let p = raftbench::report::plot::plot_run(&dir)?;
             for c in &p.charts {
@@ -253,6 +254,27 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `raftbench compare`: run, then print the table and where everything is.
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let opts = raftbench::report::compare::CompareOptions {
+        workload: args.workload,
+        backends: args.backends,
+        repeat: args.repeat,
+        out: args.out,
+        seed: args.seed,
+        scale: args.scale,
+        quiet: args.quiet,
+        binary: std::env::current_exe().context("locating the raftbench executable")?,
+        cli: std::env::args().collect(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let c = rt.block_on(raftbench::report::compare::compare(opts))?;
+    print!("{}", std::fs::read_to_string(c.dir.join("comparison.md"))?);
+    println!("\nresults: {}", c.dir.display());
+    println!("report: {}", c.report.display());
+    Ok(())
+}
+
 /// `raftbench validate`: check every file, report each problem, fail if any.
 fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     let mut bad = 0;
@@ -280,6 +302,7 @@ fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
 fn run_workload(args: RunArgs) -> anyhow::Result<()> {
     let opts = raftbench::workload::runner::RunOptions {
         workload: args.workload.clone(),
+        loaded: None,
         backend: args.backend,
         nodes: args.nodes,
         out: args.out.clone(),

@@ -455,6 +455,9 @@ pub struct XyChart {
 /// A bar's value and, for repeated runs, its (min, max).
 pub type Bar = (f64, Option<(f64, f64)>);
 
+/// Bar series: (label, one optional bar per category).
+pub type BarSeries = Vec<(String, Vec<Option<Bar>>)>;
+
 /// A horizontal grouped bar chart: one group per category, one bar per series, with
 /// optional min–max whiskers (repeated runs).
 #[derive(Debug, Clone)]
@@ -463,7 +466,7 @@ pub struct BarChart {
     pub x_desc: String,
     pub categories: Vec<String>,
     /// (label, values per category: (value, optional (min, max))).
-    pub series: Vec<(String, Vec<Option<Bar>>)>,
+    pub series: BarSeries,
 }
 
 /// A chart that can draw itself on any plotters backend.

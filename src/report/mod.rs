@@ -7,8 +7,10 @@
 //! - [`run_charts`]: the charts of one run (latency spectrum, timeline, resources, recovery).
 //! - [`html`]: the HTML page builder (tables, inline charts).
 //! - [`plot`]: `raftbench plot DIR` — regenerate a run's charts and `report.html`.
+//! - [`compare`]: `raftbench compare` — the same workload on every backend, side by side.
 
 pub mod charts;
+pub mod compare;
 pub mod data;
 pub mod html;
 pub mod plot;

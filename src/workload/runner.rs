@@ -52,6 +52,9 @@ pub enum RunError {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub workload: PathBuf,
+    /// The workload, already loaded and possibly edited (`compare`, `capacity`); when
+    /// `None` it is read from `workload`.
+    pub loaded: Option<Workload>,
     pub backend: Option<BackendKind>,
     pub nodes: Option<u64>,
     /// Results directory (default `results/<utc>-<workload>-<backend>`).
@@ -197,7 +200,11 @@ struct Shared {
 
 /// Run a workload end to end.
 pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
-    let w = resolve(Workload::load(&o.workload)?, &o)?;
+    let w = match o.loaded.clone() {
+        Some(w) => w,
+        None => Workload::load(&o.workload)?,
+    };
+    let w = resolve(w, &o)?;
     let f = &w.file;
     let started_at = SystemTime::now();
     let dir = o.out.clone().unwrap_or_else(|| {
