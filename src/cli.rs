@@ -27,6 +27,9 @@ pub enum Command {
     /// Run one workload on several backends (same seed, data set and fsync policy) and
     /// compare them: comparison.csv/.md, overlay charts, report.html.
     Compare(CompareArgs),
+    /// Capacity planning: the highest open-loop rate that meets an SLO, and disk, memory,
+    /// snapshot and restart costs against data size, projected to a target data set.
+    Capacity(CapacityArgs),
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html.
     Plot {
         /// Results directory written by `raftbench run`.
@@ -246,6 +249,46 @@ pub struct CompareArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Multiply op counts, durations, warm-ups and event times.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// No per-phase progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `raftbench capacity`
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// Workload file (TOML); its duration-bound phases are replayed at each probed rate.
+    pub workload: PathBuf,
+    /// Backends, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb", value_parser = clap::value_parser!(BackendKind))]
+    pub backends: Vec<BackendKind>,
+    /// Latency objective on corrected latency, e.g. "put.p99<20ms,get.p99<5ms".
+    #[arg(long)]
+    pub slo: String,
+    /// Data-set sizes (keys) for the growth runs, e.g. 10k,100k,1M.
+    #[arg(long, default_value = "10k,100k,1M")]
+    pub sizes: String,
+    /// Keys to project to (default: 10 × the largest size).
+    #[arg(long)]
+    pub target_keys: Option<u64>,
+    /// Value size for the growth runs and the projection, e.g. 1KiB (default: the workload's).
+    #[arg(long)]
+    pub target_value_size: Option<bytesize::ByteSize>,
+    /// Probes of the rate search per backend.
+    #[arg(long, default_value_t = 6)]
+    pub steps: usize,
+    /// First offered rate in ops/s (default: the workload's rate, else 1000).
+    #[arg(long)]
+    pub start_rate: Option<f64>,
+    /// Output directory (default results/<utc>-capacity-<workload>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed (overrides the workload's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Multiply op counts, durations, warm-ups and event times of every run.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// No per-phase progress lines.

@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
-    BackendArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs, LoadtestArgs, NodeArgs,
-    RunArgs, StorageCommand,
+    BackendArgs, CapacityArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs,
+    LoadtestArgs, NodeArgs, RunArgs, StorageCommand,
 };
 use raftbench::cluster::{ClusterSpec, LocalCluster};
 use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Command::Validate { files } => validate(&files)?,
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
+        Command::Capacity(args) => capacity(args)?,
         Command::Plot { dir } => {
             let p = raftbench::report::plot::plot_run(&dir)?;
             for c in &p.charts {
@@ -272,6 +273,53 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     print!("{}", std::fs::read_to_string(c.dir.join("comparison.md"))?);
     println!("\nresults: {}", c.dir.display());
     println!("report: {}", c.report.display());
+    Ok(())
+}
+
+/// `raftbench capacity`: run the study, print the recommendation's inputs.
+fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
+    use raftbench::report::{capacity, slo};
+    let opts = capacity::CapacityOptions {
+        workload: args.workload,
+        backends: args.backends,
+        slo: slo::parse(&args.slo)?,
+        sizes: capacity::parse_sizes(&args.sizes)?,
+        target_keys: args.target_keys,
+        target_value_size: args.target_value_size.map(|b| b.as_u64()),
+        steps: args.steps,
+        start_rate: args.start_rate,
+        out: args.out,
+        seed: args.seed,
+        scale: args.scale,
+        quiet: args.quiet,
+        binary: std::env::current_exe().context("locating the raftbench executable")?,
+        cli: std::env::args().collect(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let r = rt.block_on(capacity::capacity(opts))?;
+    println!("projection to {} keys:", r.target_keys);
+    for b in &r.backends {
+        let proj = |m: &str| {
+            b.fits.get(m).map_or("-".to_string(), |f| {
+                raftbench::report::plot::fmt_bytes(f.eval(r.target_keys as f64))
+            })
+        };
+        let ms = |m: &str| {
+            b.fits.get(m).map_or("-".to_string(), |f| {
+                format!("{:.0} ms", f.eval(r.target_keys as f64))
+            })
+        };
+        println!(
+            "  {:<8} max rate at SLO {}, RSS/node {}, disk/node {}, restart caught up {}",
+            b.backend.to_string(),
+            b.max_rate_text(),
+            proj("rss_bytes_per_node"),
+            proj("disk_bytes_per_node"),
+            ms("caught_up_ms"),
+        );
+    }
+    println!("results: {}", r.dir.display());
+    println!("report: {}", r.report.display());
     Ok(())
 }
 

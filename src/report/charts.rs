@@ -321,7 +321,13 @@ impl XyPanel {
         } else {
             pad(x0, x1, self.x_scale, 0.02)
         };
-        (x, pad(y0, y1, self.y_scale, 0.08))
+        let (y0, mut y1) = pad(y0, y1, self.y_scale, 0.08);
+        // Head room for the legend box, which sits in the upper left.
+        let legend_lines = self.series.iter().filter(|s| !s.label.is_empty()).count();
+        if legend_lines > 0 {
+            y1 += (y1 - y0) * (0.06 * legend_lines.min(8) as f64);
+        }
+        (x, (y0, y1))
     }
 
     fn draw<DB: DrawingBackend>(
@@ -394,7 +400,7 @@ impl XyPanel {
             ))?;
             chart.draw_series(std::iter::once(Text::new(
                 label.clone(),
-                (x0 + (x1 - x0) * 0.01, a + (y1 - y0) * 0.015),
+                (x0 + (x1 - x0) * 0.55, a + (y1 - y0) * 0.06),
                 (FAMILY, 12).into_font().color(&RED),
             )))?;
         }

@@ -304,7 +304,8 @@ pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
     )
 }
 
-fn check_out_dir(dir: &Path) -> Result<(), ReportError> {
+/// Create `dir`, refusing a non-empty one (results are never overwritten).
+pub fn check_out_dir(dir: &Path) -> Result<(), ReportError> {
     if dir.exists()
         && std::fs::read_dir(dir)
             .map(|mut d| d.next().is_some())

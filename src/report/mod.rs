@@ -8,13 +8,19 @@
 //! - [`html`]: the HTML page builder (tables, inline charts).
 //! - [`plot`]: `raftbench plot DIR` — regenerate a run's charts and `report.html`.
 //! - [`compare`]: `raftbench compare` — the same workload on every backend, side by side.
+//! - [`capacity`]: `raftbench capacity` — throughput at an SLO, growth with data size and a
+//!   projection to a target data set.
+//! - [`slo`], [`fit`]: SLO expressions, and the growth models.
 
+pub mod capacity;
 pub mod charts;
 pub mod compare;
 pub mod data;
+pub mod fit;
 pub mod html;
 pub mod plot;
 pub mod run_charts;
+pub mod slo;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -30,6 +36,8 @@ pub enum ReportError {
     /// Bad options (`--slo`, `--sizes`, `--backends`, ...).
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Slo(#[from] slo::SloError),
     #[error(transparent)]
     Run(#[from] crate::workload::runner::RunError),
 }

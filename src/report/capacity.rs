@@ -1,0 +1,1023 @@
+//! `raftbench capacity`: how fast and how big, per backend.
+//!
+//! - **Throughput at SLO**: the workload's duration-bound phases are replayed open loop at
+//!   an offered rate, searched (doubling, then bisection) for the highest rate at which every
+//!   SLO term holds on corrected latency and every measured phase achieves ≥ 95 % of the
+//!   offered rate. Each probe is a fresh run (fresh cluster, same seed), so probes do not
+//!   inherit each other's compaction debt.
+//! - **Growth with data**: for each size, a generated workload loads that many keys, then
+//!   forces a snapshot on the leader, kills a follower and restarts it under light traffic.
+//!   Disk and RSS per node are taken after the load (the last sample before the snapshot);
+//!   snapshot size and time and the restart's replay and catch-up come from `recovery.csv`.
+//! - **Projection**: each metric is fitted against size ([`super::fit`]) and evaluated at the
+//!   target size; the report states the fit, its R² and how far it extrapolates.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+use toml::Spanned;
+
+use super::charts::{AnyChart, ChartFile, Scale, Series, Style, XyChart, XyPanel, color};
+use super::compare::check_backends;
+use super::data::{Kind, RunData};
+use super::fit::{Fit, fit};
+use super::html::Page;
+use super::plot::{fmt_bytes, fmt_us};
+use super::slo::SloTerm;
+use super::{ReportError, plot};
+use crate::storage::BackendKind;
+use crate::workload::Workload;
+use crate::workload::runner::{self, RunError, RunOptions};
+use crate::workload::spec::{
+    Action, Event, HumanDuration, KeyDistribution, Mix, Phase, ReadConsistency, Target, ValueSize,
+};
+
+/// `raftbench capacity` options.
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    pub workload: PathBuf,
+    pub backends: Vec<BackendKind>,
+    pub slo: Vec<SloTerm>,
+    /// Data-set sizes (keys) for the growth runs.
+    pub sizes: Vec<u64>,
+    /// Keys to project to (default: 10 × the largest size).
+    pub target_keys: Option<u64>,
+    /// Value size for the growth runs and the projection (default: the workload's).
+    pub target_value_size: Option<u64>,
+    /// Rate-search probes per backend.
+    pub steps: usize,
+    /// First offered rate (default: the workload's rate, else 1000 ops/s).
+    pub start_rate: Option<f64>,
+    pub out: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub scale: f64,
+    pub quiet: bool,
+    pub binary: PathBuf,
+    pub cli: Vec<String>,
+}
+
+/// One probe of the rate search.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub offered: f64,
+    /// The lowest achieved rate among the measured phases.
+    pub achieved: f64,
+    /// Per SLO term: the measured value in µs (`None`: no successful operation).
+    pub measured_us: Vec<Option<u64>>,
+    pub met: bool,
+    pub dir: PathBuf,
+}
+
+/// The growth metrics measured at one size.
+#[derive(Debug, Clone)]
+pub struct GrowthPoint {
+    pub keys: u64,
+    pub dir: PathBuf,
+    /// metric name → value.
+    pub metrics: BTreeMap<&'static str, f64>,
+}
+
+/// Metrics fitted against size, with units for the report.
+pub const GROWTH_METRICS: [(&str, &str); 6] = [
+    ("disk_bytes_per_node", "data directory per node (bytes)"),
+    ("rss_bytes_per_node", "RSS per node (bytes)"),
+    ("snapshot_bytes", "snapshot size (bytes)"),
+    ("snapshot_ms", "snapshot time (ms)"),
+    ("replay_ms", "restart: replay (ms)"),
+    ("caught_up_ms", "restart: caught up (ms)"),
+];
+
+/// Everything measured for one backend.
+#[derive(Debug, Clone)]
+pub struct BackendCapacity {
+    pub backend: BackendKind,
+    pub probes: Vec<Probe>,
+    pub max_rate: Option<f64>,
+    /// Whether some probed rate missed the SLO, so `max_rate` is bounded from above
+    /// (otherwise the real maximum may be higher: more `--steps`).
+    pub bounded: bool,
+    pub growth: Vec<GrowthPoint>,
+    /// metric → fit over the sizes.
+    pub fits: BTreeMap<&'static str, Fit>,
+}
+
+impl BackendCapacity {
+    /// `12000 ops/s`, `≥ 12000 ops/s (no probe missed; add --steps)` or why there is none.
+    pub fn max_rate_text(&self) -> String {
+        match (self.max_rate, self.bounded) {
+            (Some(x), true) => format!("{x:.0} ops/s"),
+            (Some(x), false) => format!("≥ {x:.0} ops/s (no probe missed the SLO; add --steps)"),
+            (None, _) => "none: the SLO was missed at every probed rate".into(),
+        }
+    }
+}
+
+/// What `capacity` wrote.
+#[derive(Debug)]
+pub struct CapacityResult {
+    pub dir: PathBuf,
+    pub backends: Vec<BackendCapacity>,
+    pub target_keys: u64,
+    pub report: PathBuf,
+}
+
+/// Parse `10k,100k,1M` (k = 1000, M = 10⁶, G = 10⁹).
+pub fn parse_sizes(s: &str) -> Result<Vec<u64>, ReportError> {
+    let mut out = Vec::new();
+    for t in s.split(',') {
+        let t = t.trim();
+        let (num, mult) = match t.char_indices().last() {
+            Some((i, 'k' | 'K')) => (&t[..i], 1_000),
+            Some((i, 'M')) => (&t[..i], 1_000_000),
+            Some((i, 'G')) => (&t[..i], 1_000_000_000),
+            _ => (t, 1),
+        };
+        let n: u64 = num.trim().replace('_', "").parse().map_err(|_| {
+            ReportError::Invalid(format!(
+                "--sizes: bad size {t:?}; expected key counts like 10k,100k,1M"
+            ))
+        })?;
+        if n == 0 {
+            return Err(ReportError::Invalid(
+                "--sizes: sizes must be positive".into(),
+            ));
+        }
+        out.push(n * mult);
+    }
+    Ok(out)
+}
+
+fn measured(p: &Phase) -> bool {
+    !p.verify && p.duration.is_some()
+}
+
+fn check(o: &CapacityOptions, w: &Workload) -> Result<(), ReportError> {
+    check_backends(&o.backends)?;
+    if o.slo.is_empty() {
+        return Err(ReportError::Invalid("--slo: give at least one term".into()));
+    }
+    let mut sizes = o.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.len() < 2 {
+        return Err(ReportError::Invalid(
+            "--sizes: give at least two different sizes to fit a growth model".into(),
+        ));
+    }
+    if o.steps == 0 {
+        return Err(ReportError::Invalid("--steps must be at least 1".into()));
+    }
+    if let Some(r) = o.start_rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(ReportError::Invalid("--start-rate must be positive".into()));
+    }
+    let phases: Vec<&Phase> = w
+        .file
+        .phases
+        .iter()
+        .map(|p| p.get_ref())
+        .filter(|p| measured(p))
+        .collect();
+    if phases.is_empty() {
+        return Err(ReportError::Invalid(format!(
+            "{}: no phase bounded by `duration` to search the rate with",
+            w.path.display()
+        )));
+    }
+    for t in &o.slo {
+        let used = phases.iter().any(|p| match t.op.as_str() {
+            "put" => p.mix.put > 0.0,
+            "get" => p.mix.get > 0.0,
+            _ => p.mix.delete > 0.0,
+        });
+        if !used {
+            return Err(ReportError::Invalid(format!(
+                "--slo term {t}: {} has no duration-bound phase with {} operations",
+                w.path.display(),
+                t.op
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The workload replayed at `rate`: measured phases open loop at that rate, with enough
+/// concurrency that the generator itself never caps the rate (twice the rate × the
+/// loosest SLO bound), and without verify phases.
+fn probe_workload(w: &Workload, rate: f64, slo: &[SloTerm]) -> Workload {
+    let mut w = w.clone();
+    let loosest_s = slo.iter().map(|t| t.bound_us).fold(0.0, f64::max) / 1e6;
+    let needed = (rate * loosest_s * 2.0).ceil().min(4096.0) as usize;
+    w.file.phases.retain(|p| !p.get_ref().verify);
+    for p in &mut w.file.phases {
+        let p = p.get_mut();
+        if measured(p) {
+            p.rate = Some(rate);
+            p.concurrency = p.concurrency.max(needed);
+        }
+    }
+    w
+}
+
+fn phase(name: &str, mix: Mix) -> Phase {
+    Phase {
+        name: name.into(),
+        ops: None,
+        duration: None,
+        warmup: None,
+        concurrency: 8,
+        rate: None,
+        mix,
+        read_consistency: ReadConsistency::Linearizable,
+        key_distribution: None,
+        timeout: None,
+        verify: false,
+        events: Vec::new(),
+    }
+}
+
+/// The growth run for `keys` keys: load them, then under light traffic snapshot the
+/// leader, kill a follower and restart it.
+fn growth_workload(w: &Workload, keys: u64, value_size: Option<u64>) -> Workload {
+    let mut g = w.clone();
+    let f = &mut g.file;
+    f.name = format!("{}-growth-{keys}", w.file.name);
+    f.description = format!("capacity growth run: load {keys} keys, snapshot, restart a follower");
+    f.data.keys = keys;
+    f.data.key_size = f
+        .data
+        .key_size
+        .max(keys.saturating_sub(1).to_string().len());
+    if let Some(v) = value_size {
+        f.data.value_size = ValueSize::Fixed(v as usize);
+    }
+    f.data.key_distribution = KeyDistribution::Uniform;
+    let mut load = phase(
+        "load",
+        Mix {
+            put: 1.0,
+            ..Mix::default()
+        },
+    );
+    load.ops = Some(keys);
+    load.concurrency = 64;
+    load.key_distribution = Some(KeyDistribution::Sequential);
+    let mut after = phase(
+        "restart",
+        Mix {
+            put: 0.5,
+            get: 0.5,
+            ..Mix::default()
+        },
+    );
+    after.duration = Some(HumanDuration(std::time::Duration::from_secs(8)));
+    after.rate = Some(100.0);
+    let ev = |s: f64, action, target| {
+        Spanned::new(
+            0..0,
+            Event {
+                at: HumanDuration(std::time::Duration::from_secs_f64(s)),
+                action,
+                target,
+            },
+        )
+    };
+    after.events = vec![
+        // Resources are sampled once a second: wait two before the snapshot so that a
+        // sample after the load exists even when the load took less than a second.
+        ev(2.0, Action::Snapshot, Target::Leader),
+        ev(3.5, Action::Kill, Target::Follower),
+        ev(4.5, Action::Restart, Target::Killed),
+    ];
+    f.phases = vec![Spanned::new(0..0, load), Spanned::new(0..0, after)];
+    g
+}
+
+struct Ctx<'a> {
+    o: &'a CapacityOptions,
+    w: &'a Workload,
+    dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    async fn run(
+        &self,
+        w: Workload,
+        backend: BackendKind,
+        out: PathBuf,
+    ) -> Result<RunData, ReportError> {
+        runner::run(RunOptions {
+            workload: self.w.path.clone(),
+            loaded: Some(w),
+            backend: Some(backend),
+            nodes: None,
+            out: Some(out.clone()),
+            seed: None,
+            scale: self.o.scale,
+            quiet: self.o.quiet,
+            binary: self.o.binary.clone(),
+            cli: self.o.cli.clone(),
+        })
+        .await?;
+        plot::plot_run(&out)?;
+        RunData::load(&out)
+    }
+
+    async fn probe(&self, backend: BackendKind, rate: f64) -> Result<Probe, ReportError> {
+        let dir = self
+            .dir
+            .join(backend.to_string())
+            .join(format!("rate-{rate:.0}"));
+        eprintln!(
+            "capacity: {backend}: probing {rate:.0} ops/s -> {}",
+            dir.display()
+        );
+        let run = self
+            .run(
+                probe_workload(self.w, rate, &self.o.slo),
+                backend,
+                dir.clone(),
+            )
+            .await?;
+        let measured: Vec<&str> = self
+            .w
+            .file
+            .phases
+            .iter()
+            .map(|p| p.get_ref())
+            .filter(|p| measured(p))
+            .map(|p| p.name.as_str())
+            .collect();
+        let achieved = run
+            .info
+            .phases
+            .iter()
+            .filter(|p| measured.contains(&p.name.as_str()))
+            .map(|p| p.achieved_rate)
+            .fold(f64::INFINITY, f64::min);
+        let achieved = if achieved.is_finite() { achieved } else { 0.0 };
+        let mut met = achieved >= 0.95 * rate;
+        let mut measured_us = Vec::new();
+        for t in &self.o.slo {
+            let mut h: Option<Histogram<u64>> = None;
+            for ((phase, op, kind), x) in &run.histograms {
+                if *kind == Kind::Corrected && op == &t.op && measured.contains(&phase.as_str()) {
+                    match &mut h {
+                        Some(acc) => {
+                            let _ = acc.add(x);
+                        }
+                        None => h = Some(x.clone()),
+                    }
+                }
+            }
+            let v = h.filter(|h| !h.is_empty()).map(|h| t.measure(&h));
+            met &= v.is_some_and(|v| (v as f64) < t.bound_us);
+            measured_us.push(v);
+        }
+        eprintln!(
+            "capacity: {backend}: {rate:.0} ops/s offered, {achieved:.0} achieved: {} ({})",
+            if met { "SLO met" } else { "SLO missed" },
+            self.o
+                .slo
+                .iter()
+                .zip(&measured_us)
+                .map(|(t, v)| format!(
+                    "{} = {}",
+                    t.name(),
+                    v.map_or("no successes".into(), |v| fmt_us(v as f64))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Probe {
+            offered: rate,
+            achieved,
+            measured_us,
+            met,
+            dir,
+        })
+    }
+
+    /// Doubling until the SLO fails (or halving until it holds), then bisection.
+    async fn search(&self, backend: BackendKind) -> Result<(Vec<Probe>, Option<f64>), ReportError> {
+        let start = self.o.start_rate.unwrap_or_else(|| {
+            self.w
+                .file
+                .phases
+                .iter()
+                .filter_map(|p| p.get_ref().rate)
+                .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+                .unwrap_or(1000.0)
+        });
+        let (mut pass, mut fail): (Option<f64>, Option<f64>) = (None, None);
+        let mut probes = Vec::new();
+        let mut rate = start;
+        for _ in 0..self.o.steps {
+            let p = self.probe(backend, rate).await?;
+            if p.met {
+                pass = Some(pass.map_or(rate, |x: f64| x.max(rate)));
+            } else {
+                fail = Some(fail.map_or(rate, |x: f64| x.min(rate)));
+            }
+            probes.push(p);
+            rate = match (pass, fail) {
+                (Some(p), None) => p * 2.0,
+                (None, Some(f)) => f / 2.0,
+                (Some(p), Some(f)) => {
+                    if f / p < 1.05 {
+                        break;
+                    }
+                    ((p + f) / 2.0).round()
+                }
+                (None, None) => unreachable!("a probe either met the SLO or not"),
+            };
+        }
+        Ok((probes, pass))
+    }
+
+    async fn growth(&self, backend: BackendKind, keys: u64) -> Result<GrowthPoint, ReportError> {
+        let dir = self
+            .dir
+            .join(backend.to_string())
+            .join(format!("size-{keys}"));
+        eprintln!(
+            "capacity: {backend}: growth run with {keys} keys -> {}",
+            dir.display()
+        );
+        let run = self
+            .run(
+                growth_workload(self.w, keys, self.o.target_value_size),
+                backend,
+                dir.clone(),
+            )
+            .await?;
+        Ok(GrowthPoint {
+            keys,
+            dir,
+            metrics: growth_metrics(&run, keys),
+        })
+    }
+}
+
+/// Growth metrics of a growth run (see the module docs for where each comes from).
+pub fn growth_metrics(run: &RunData, keys: u64) -> BTreeMap<&'static str, f64> {
+    let mut m = BTreeMap::new();
+    let snap_t = run
+        .events
+        .iter()
+        .find(|e| e.action == "snapshot")
+        .map_or(u64::MAX, |e| e.t_ms);
+    let mut last: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+    for r in &run.resources {
+        if r.t_s * 1000 <= snap_t {
+            last.insert(r.node, (r.t_s, r.disk_bytes, r.rss_bytes));
+        }
+    }
+    if !last.is_empty() {
+        let n = last.len() as f64;
+        let disk = last.values().map(|v| v.1 as f64).sum::<f64>() / n;
+        let rss = last.values().map(|v| v.2 as f64).sum::<f64>() / n;
+        m.insert("disk_bytes_per_node", disk);
+        m.insert("rss_bytes_per_node", rss);
+        m.insert("disk_bytes_per_key", disk / keys.max(1) as f64);
+        m.insert("rss_bytes_per_key", rss / keys.max(1) as f64);
+    }
+    for r in &run.recovery {
+        let name = match r.metric.as_str() {
+            "snapshot_ms" => "snapshot_ms",
+            "snapshot_bytes" => "snapshot_bytes",
+            "replay_ms" => "replay_ms",
+            "caught_up_ms" => "caught_up_ms",
+            "open_ms" => "open_ms",
+            _ => continue,
+        };
+        let e = m.entry(name).or_insert(r.ms);
+        *e = e.max(r.ms);
+    }
+    m
+}
+
+/// Run the capacity study and write its directory.
+pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, ReportError> {
+    let mut w = Workload::load(&o.workload).map_err(RunError::from)?;
+    if let Some(s) = o.seed {
+        w.file.seed = s;
+    }
+    check(&o, &w)?;
+    let mut sizes = o.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let largest = *sizes.last().unwrap_or(&1);
+    let target_keys = o.target_keys.unwrap_or(largest * 10);
+    if target_keys == 0 {
+        return Err(ReportError::Invalid(
+            "--target-keys must be positive".into(),
+        ));
+    }
+    let dir = o.out.clone().unwrap_or_else(|| {
+        let ts = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        PathBuf::from("results").join(format!("{ts}-capacity-{}", w.file.name))
+    });
+    super::compare::check_out_dir(&dir)?;
+    let ctx = Ctx {
+        o: &o,
+        w: &w,
+        dir: &dir,
+    };
+    let mut results = Vec::new();
+    for b in &o.backends {
+        let (probes, max_rate) = ctx.search(*b).await?;
+        let bounded = probes.iter().any(|p| !p.met);
+        let mut growth = Vec::new();
+        for s in &sizes {
+            growth.push(ctx.growth(*b, *s).await?);
+        }
+        let mut fits = BTreeMap::new();
+        for (m, _) in GROWTH_METRICS {
+            let pts: Vec<(f64, f64)> = growth
+                .iter()
+                .filter_map(|g| Some((g.keys as f64, *g.metrics.get(m)?)))
+                .collect();
+            if let Some(f) = fit(&pts) {
+                fits.insert(m, f);
+            }
+        }
+        results.push(BackendCapacity {
+            backend: *b,
+            probes,
+            max_rate,
+            bounded,
+            growth,
+            fits,
+        });
+    }
+    write_csv(&dir, &o, &results, target_keys)?;
+    let charts = charts(&dir.join("charts"), &o, &w, &results, target_keys)?;
+    let report = dir.join("report.html");
+    write_report(
+        &report,
+        &dir,
+        &o,
+        &w,
+        &results,
+        target_keys,
+        largest,
+        &charts,
+    )?;
+    Ok(CapacityResult {
+        dir,
+        backends: results,
+        target_keys,
+        report,
+    })
+}
+
+fn write_csv(
+    dir: &Path,
+    o: &CapacityOptions,
+    results: &[BackendCapacity],
+    target: u64,
+) -> Result<(), ReportError> {
+    let path = dir.join("capacity.csv");
+    let err = |e: csv::Error| ReportError::file(&path, e);
+    let mut w = csv::Writer::from_path(&path).map_err(err)?;
+    w.write_record(["section", "backend", "metric", "x", "value", "note"])
+        .map_err(err)?;
+    let mut row = |s: &str, b: &BackendKind, m: &str, x: String, v: String, n: String| {
+        w.write_record([s, &b.to_string(), m, &x, &v, &n])
+    };
+    for r in results {
+        let b = &r.backend;
+        for p in &r.probes {
+            let x = format!("{:.0}", p.offered);
+            row(
+                "rate_search",
+                b,
+                "achieved_ops_per_sec",
+                x.clone(),
+                format!("{:.1}", p.achieved),
+                String::new(),
+            )
+            .map_err(err)?;
+            for (t, v) in o.slo.iter().zip(&p.measured_us) {
+                row(
+                    "rate_search",
+                    b,
+                    &format!("{}_us", t.name()),
+                    x.clone(),
+                    v.map_or(String::new(), |v| v.to_string()),
+                    format!("bound {} us", t.bound_us),
+                )
+                .map_err(err)?;
+            }
+            row(
+                "rate_search",
+                b,
+                "slo_met",
+                x.clone(),
+                u8::from(p.met).to_string(),
+                p.dir.display().to_string(),
+            )
+            .map_err(err)?;
+        }
+        row(
+            "max_rate_at_slo",
+            b,
+            "ops_per_sec",
+            String::new(),
+            r.max_rate.map_or(String::new(), |x| format!("{x:.0}")),
+            o.slo
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .map_err(err)?;
+        for g in &r.growth {
+            for (m, v) in &g.metrics {
+                row(
+                    "growth",
+                    b,
+                    m,
+                    g.keys.to_string(),
+                    format!("{v:.3}"),
+                    String::new(),
+                )
+                .map_err(err)?;
+            }
+        }
+        for (m, f) in &r.fits {
+            row(
+                "fit",
+                b,
+                m,
+                String::new(),
+                format!("{:.6}", f.r2),
+                f.describe(),
+            )
+            .map_err(err)?;
+            row(
+                "projection",
+                b,
+                m,
+                target.to_string(),
+                format!("{:.3}", f.eval(target as f64)),
+                String::new(),
+            )
+            .map_err(err)?;
+        }
+    }
+    w.flush().map_err(|e| ReportError::file(&path, e))
+}
+
+fn charts(
+    dir: &Path,
+    o: &CapacityOptions,
+    w: &Workload,
+    results: &[BackendCapacity],
+    target: u64,
+) -> Result<Vec<ChartFile>, ReportError> {
+    let title = format!("{} · fsync={}", w.file.name, w.file.cluster.fsync);
+    let mut out = Vec::new();
+    // Latency against achieved throughput, one panel per SLO term.
+    let mut panels = Vec::new();
+    for (ti, t) in o.slo.iter().enumerate() {
+        let mut p = XyPanel::new(
+            "achieved throughput (ops/s)",
+            Scale::Linear,
+            &format!(
+                "{} {} latency (ms)",
+                t.op,
+                t.name().rsplit('.').next().unwrap_or("")
+            ),
+            Scale::Log,
+        );
+        for (bi, r) in results.iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = r
+                .probes
+                .iter()
+                .filter_map(|p| Some((p.achieved, p.measured_us[ti]? as f64 / 1e3)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            p.series.push(Series {
+                label: format!("{} (max at SLO: {})", r.backend, r.max_rate_text()),
+                color: color(bi),
+                style: Style::LinePoints,
+                points: pts,
+            });
+        }
+        p.hlines.push((t.bound_us / 1e3, format!("SLO {t}")));
+        p.y_from_zero = false;
+        panels.push(p);
+    }
+    let h = 120 + 380 * panels.len() as u32;
+    out.push(
+        AnyChart::Xy(XyChart {
+            title: format!("{title} — latency against throughput"),
+            panels,
+            size: (1000, h),
+        })
+        .save(
+            dir,
+            "latency-vs-throughput",
+            "Corrected latency of each rate-search probe against its achieved throughput, with the SLO",
+        )?,
+    );
+    // Growth: one chart per metric, measured points and the fitted model up to the target.
+    let lo = results
+        .iter()
+        .flat_map(|r| r.growth.iter().map(|g| g.keys))
+        .min()
+        .unwrap_or(1) as f64;
+    let hi = (target as f64).max(lo * 1.01);
+    let x_scale = if hi / lo >= 20.0 {
+        Scale::Log
+    } else {
+        Scale::Linear
+    };
+    for (m, desc) in GROWTH_METRICS {
+        let mut p = XyPanel::new("keys", x_scale, desc, Scale::Linear);
+        for (bi, r) in results.iter().enumerate() {
+            p.series.push(Series {
+                label: format!("{} measured", r.backend),
+                color: color(bi),
+                style: Style::Points,
+                points: r
+                    .growth
+                    .iter()
+                    .filter_map(|g| Some((g.keys as f64, *g.metrics.get(m)?)))
+                    .collect(),
+            });
+            if let Some(f) = r.fits.get(m) {
+                let n = 60;
+                let pts = (0..=n)
+                    .map(|i| {
+                        let x = if x_scale == Scale::Log {
+                            lo * (hi / lo).powf(i as f64 / n as f64)
+                        } else {
+                            lo + (hi - lo) * i as f64 / n as f64
+                        };
+                        (x, f.eval(x))
+                    })
+                    .collect();
+                p.series.push(Series {
+                    label: format!(
+                        "{} fit ({}, R² {:.3})",
+                        r.backend,
+                        match f.model {
+                            super::fit::Model::Linear { .. } => "linear",
+                            super::fit::Model::Power { .. } => "power law",
+                        },
+                        f.r2
+                    ),
+                    color: color(bi),
+                    style: Style::Dashed,
+                    points: pts,
+                });
+            }
+        }
+        p.markers.push((
+            target as f64,
+            format!("target {}", super::charts::fmt_num(target as f64)),
+        ));
+        p.x_range = Some((
+            lo * if x_scale == Scale::Log { 0.8 } else { 1.0 },
+            hi * 1.05,
+        ));
+        out.push(
+            AnyChart::Xy(XyChart {
+                title: format!("{title} — {desc} against data size"),
+                panels: vec![p],
+                size: (1000, 560),
+            })
+            .save(
+                dir,
+                &format!("growth-{}", m.replace('_', "-")),
+                &format!("{desc}: measured at each size (points) and the fitted model extrapolated to the target (dashed)"),
+            )?,
+        );
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    path: &Path,
+    dir: &Path,
+    o: &CapacityOptions,
+    w: &Workload,
+    results: &[BackendCapacity],
+    target: u64,
+    largest: u64,
+    charts: &[ChartFile],
+) -> Result<(), ReportError> {
+    let f = &w.file;
+    let mut page = Page::new(&format!("raftbench capacity: {}", f.name));
+    let value = match (o.target_value_size, &f.data.value_size) {
+        (Some(v), _) => format!("{v} B values"),
+        (None, ValueSize::Fixed(v)) => format!("{v} B values"),
+        (None, other) => format!(
+            "values {}",
+            serde_json::to_string(other).unwrap_or_default()
+        ),
+    };
+    let slo = o
+        .slo
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    page.h2("Recommendation");
+    page.p(&format!(
+        "Projected for {} keys ({value}) per node of a {}-node cluster with fsync={}; max rate at the SLO ({slo}) as measured.",
+        target, f.cluster.nodes, f.cluster.fsync
+    ));
+    let mut rows = Vec::new();
+    for r in results {
+        let proj = |m: &str| r.fits.get(m).map(|f| f.eval(target as f64));
+        rows.push(vec![
+            r.backend.to_string(),
+            proj("rss_bytes_per_node").map_or("-".into(), fmt_bytes),
+            proj("disk_bytes_per_node").map_or("-".into(), fmt_bytes),
+            proj("snapshot_bytes").map_or("-".into(), fmt_bytes),
+            proj("snapshot_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
+            proj("replay_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
+            proj("caught_up_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
+            r.max_rate_text(),
+        ]);
+    }
+    page.table(
+        &[
+            "backend",
+            "RAM (RSS) per node",
+            "disk per node",
+            "snapshot size",
+            "snapshot time",
+            "restart replay",
+            "restart caught up",
+            "max rate at SLO",
+        ],
+        &rows,
+    );
+    let ratio = target as f64 / largest as f64;
+    let mut assumptions = format!(
+        "Assumptions: each metric grows as the fitted model below says (a line unless a power law fits three or more points clearly better); \
+         the projection extrapolates {ratio:.1}× beyond the largest measured size ({largest} keys); same key size, value size and \
+         compressibility, node count, fsync policy and raft settings ({} snapshot interval, {} compaction lag) as measured; \
+         this machine ({}); RSS includes each process's fixed baseline; disk and RSS are taken after loading, before the forced snapshot. \
+         The max rate at the SLO was measured with the workload's own data set ({} keys) and phases, each probe a fresh cluster; \
+         a probe passes when every SLO term holds on corrected latency and each measured phase achieves ≥ 95 % of the offered rate.",
+        f.cluster.snapshot_interval,
+        f.cluster.compact_lag,
+        machine(),
+        f.data.keys,
+    );
+    if ratio > 10.0 {
+        let _ = write!(
+            assumptions,
+            " Extrapolating more than 10× is a guess: measure a size closer to the target before buying machines."
+        );
+    }
+    page.p_class("note", &assumptions);
+
+    page.h2("Throughput at the SLO");
+    for r in results {
+        let rows: Vec<Vec<String>> = r
+            .probes
+            .iter()
+            .map(|p| {
+                let mut row = vec![format!("{:.0}", p.offered), format!("{:.0}", p.achieved)];
+                row.extend(
+                    p.measured_us
+                        .iter()
+                        .map(|v| v.map_or("-".into(), |v| fmt_us(v as f64))),
+                );
+                row.push(if p.met { "met".into() } else { "missed".into() });
+                row
+            })
+            .collect();
+        let mut headers = vec!["offered ops/s", "achieved ops/s"];
+        let names: Vec<String> = o.slo.iter().map(|t| t.to_string()).collect();
+        headers.extend(names.iter().map(String::as_str));
+        headers.push("SLO");
+        page.p(&format!("{} — probes in the order run:", r.backend));
+        page.table(&headers, &rows);
+    }
+
+    page.h2("Growth with data");
+    for r in results {
+        let mut rows = Vec::new();
+        for g in &r.growth {
+            let v = |m: &str| g.metrics.get(m).copied();
+            rows.push(vec![
+                g.keys.to_string(),
+                v("disk_bytes_per_node").map_or("-".into(), fmt_bytes),
+                v("disk_bytes_per_key").map_or("-".into(), |x| format!("{x:.0} B")),
+                v("rss_bytes_per_node").map_or("-".into(), fmt_bytes),
+                v("rss_bytes_per_key").map_or("-".into(), |x| format!("{x:.0} B")),
+                v("snapshot_bytes").map_or("-".into(), fmt_bytes),
+                v("snapshot_ms").map_or("-".into(), |x| fmt_us(x * 1e3)),
+                v("replay_ms").map_or("-".into(), |x| fmt_us(x * 1e3)),
+                v("caught_up_ms").map_or("-".into(), |x| fmt_us(x * 1e3)),
+            ]);
+        }
+        page.p(&format!("{}:", r.backend));
+        page.table(
+            &[
+                "keys",
+                "disk/node",
+                "disk/key",
+                "RSS/node",
+                "RSS/key",
+                "snapshot",
+                "snapshot time",
+                "replay",
+                "caught up",
+            ],
+            &rows,
+        );
+        let fits: Vec<Vec<String>> = r
+            .fits
+            .iter()
+            .map(|(m, f)| vec![m.to_string(), f.describe()])
+            .collect();
+        page.table(&["metric", "model"], &fits);
+    }
+    page.h2("Charts");
+    for c in charts {
+        page.chart(c, dir)?;
+    }
+    page.h2("Runs");
+    let mut list = String::from("<ul>");
+    for r in results {
+        let dirs = r
+            .probes
+            .iter()
+            .map(|p| &p.dir)
+            .chain(r.growth.iter().map(|g| &g.dir));
+        for d in dirs {
+            let rel = d.strip_prefix(dir).unwrap_or(d).join("report.html");
+            let rel = super::html::esc(&rel.to_string_lossy());
+            let _ = write!(list, "<li><a href=\"{rel}\">{rel}</a></li>");
+        }
+    }
+    list.push_str("</ul>");
+    page.raw(&list);
+    page.write(path)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let l = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        })
+        .unwrap_or(0);
+    format!("{cores} cores, {} memory", fmt_bytes(mem as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(
+            parse_sizes("10k, 100k,1M,250").unwrap(),
+            vec![10_000, 100_000, 1_000_000, 250]
+        );
+        assert!(parse_sizes("10x").is_err());
+        assert!(parse_sizes("0").is_err());
+        assert!(parse_sizes("").is_err());
+    }
+
+    #[test]
+    fn probe_workload_sets_rate_and_enough_concurrency() {
+        let w = Workload::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/workloads/smoke.toml"
+        )))
+        .unwrap();
+        let slo = super::super::slo::parse("put.p99<50ms").unwrap();
+        let p = probe_workload(&w, 4000.0, &slo);
+        let phases: Vec<&Phase> = p.file.phases.iter().map(|p| p.get_ref()).collect();
+        assert!(phases.iter().all(|p| !p.verify));
+        let mixed = phases.iter().find(|p| p.name == "mixed").unwrap();
+        assert_eq!(mixed.rate, Some(4000.0));
+        assert_eq!(mixed.concurrency, 400);
+        let load = phases.iter().find(|p| p.name == "load").unwrap();
+        assert_eq!(load.rate, None);
+        let g = growth_workload(&w, 123_456, Some(1000));
+        assert_eq!(g.file.data.keys, 123_456);
+        assert_eq!(g.file.data.value_size, ValueSize::Fixed(1000));
+        g.revalidate().unwrap();
+    }
+}
