@@ -2,10 +2,12 @@
 # raftbench quickstart: install what the build needs, build, and run the main job —
 # workloads/quickstart.toml (about a minute: load, mixed open-loop traffic, a snapshot,
 # a leader kill and restart, lost-write verification) on a local 3-node cluster, once per
-# storage backend. Results go to results/<utc>-quickstart-<backend>/.
+# storage backend, compared side by side (`raftbench compare`). Results go to
+# results/<utc>-compare-quickstart/: comparison.md, comparison.csv, charts/, report.html,
+# and each run's full results under runs/<backend>-1/.
 #
-# Environment: BACKENDS (default "memwal rocksdb"), SCALE (default 1; e.g. 0.25 for a
-# 15-second try). Extra arguments are passed to `raftbench run`.
+# Environment: BACKENDS (default "memwal,rocksdb"), SCALE (default 1; e.g. 0.25 for a
+# 15-second try per backend). Extra arguments are passed to `raftbench compare`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -17,9 +19,8 @@ step "building (the first build compiles RocksDB's C++: ~15 minutes on 2 cores)"
 cargo build --release --bins
 bin="$CARGO_TARGET_DIR/release/raftbench"
 
-for backend in ${BACKENDS:-memwal rocksdb}; do
-  step "workloads/quickstart.toml on $backend"
-  "$bin" run workloads/quickstart.toml --backend "$backend" --scale "${SCALE:-1}" "$@"
-done
+backends="${BACKENDS:-memwal,rocksdb}"
+step "workloads/quickstart.toml on ${backends// /,}"
+"$bin" compare workloads/quickstart.toml --backends "${backends// /,}" --scale "${SCALE:-1}" "$@"
 
-step "done: results are in results/ (columns: results/README.md)"
+step "done: open the report.html printed above (columns of every file: results/README.md)"

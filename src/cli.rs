@@ -220,15 +220,8 @@ pub struct RunArgs {
     /// Results directory (default results/<utc>-<workload>-<backend>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed (overrides the workload's).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Multiply op counts, durations, warm-ups and event times (e.g. 0.1 for a quick try).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// No per-phase progress lines.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
 }
 
 /// `raftbench compare`
@@ -245,15 +238,8 @@ pub struct CompareArgs {
     /// Output directory (default results/<utc>-compare-<workload>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed (overrides the workload's; the same for every run).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Multiply op counts, durations, warm-ups and event times.
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// No per-phase progress lines.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
 }
 
 /// `raftbench capacity`
@@ -285,10 +271,17 @@ pub struct CapacityArgs {
     /// Output directory (default results/<utc>-capacity-<workload>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed (overrides the workload's).
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+}
+
+/// How workloads are replayed: shared by `run`, `compare` and `capacity`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Seed (overrides the workload's; the same for every run of a comparison).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Multiply op counts, durations, warm-ups and event times of every run.
+    /// Multiply op counts, durations, warm-ups and event times (e.g. 0.1 for a quick try).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// No per-phase progress lines.

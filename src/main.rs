@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
     BackendArgs, CapacityArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs,
-    LoadtestArgs, NodeArgs, RunArgs, StorageCommand,
+    LoadtestArgs, NodeArgs, ReplayArgs, RunArgs, StorageCommand,
 };
 use raftbench::cluster::{ClusterSpec, LocalCluster};
 use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
@@ -255,6 +255,17 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `compare` and `capacity` launch their runs.
+fn launch(r: &ReplayArgs) -> anyhow::Result<raftbench::report::Launch> {
+    Ok(raftbench::report::Launch {
+        seed: r.seed,
+        scale: r.scale,
+        quiet: r.quiet,
+        binary: std::env::current_exe().context("locating the raftbench executable")?,
+        cli: std::env::args().collect(),
+    })
+}
+
 /// `raftbench compare`: run, then print the table and where everything is.
 fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let opts = raftbench::report::compare::CompareOptions {
@@ -262,11 +273,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         backends: args.backends,
         repeat: args.repeat,
         out: args.out,
-        seed: args.seed,
-        scale: args.scale,
-        quiet: args.quiet,
-        binary: std::env::current_exe().context("locating the raftbench executable")?,
-        cli: std::env::args().collect(),
+        launch: launch(&args.replay)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let c = rt.block_on(raftbench::report::compare::compare(opts))?;
@@ -289,11 +296,7 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
         steps: args.steps,
         start_rate: args.start_rate,
         out: args.out,
-        seed: args.seed,
-        scale: args.scale,
-        quiet: args.quiet,
-        binary: std::env::current_exe().context("locating the raftbench executable")?,
-        cli: std::env::args().collect(),
+        launch: launch(&args.replay)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let r = rt.block_on(capacity::capacity(opts))?;
@@ -354,9 +357,9 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         backend: args.backend,
         nodes: args.nodes,
         out: args.out.clone(),
-        seed: args.seed,
-        scale: args.scale,
-        quiet: args.quiet,
+        seed: args.replay.seed,
+        scale: args.replay.scale,
+        quiet: args.replay.quiet,
         binary: std::env::current_exe().context("locating the raftbench executable")?,
         cli: std::env::args().collect(),
     };

@@ -27,10 +27,9 @@ use super::fit::{Fit, fit};
 use super::html::Page;
 use super::plot::{fmt_bytes, fmt_us};
 use super::slo::SloTerm;
-use super::{ReportError, plot};
+use super::{Launch, ReportError};
 use crate::storage::BackendKind;
 use crate::workload::Workload;
-use crate::workload::runner::{self, RunError, RunOptions};
 use crate::workload::spec::{
     Action, Event, HumanDuration, KeyDistribution, Mix, Phase, ReadConsistency, Target, ValueSize,
 };
@@ -52,11 +51,7 @@ pub struct CapacityOptions {
     /// First offered rate (default: the workload's rate, else 1000 ops/s).
     pub start_rate: Option<f64>,
     pub out: Option<PathBuf>,
-    pub seed: Option<u64>,
-    pub scale: f64,
-    pub quiet: bool,
-    pub binary: PathBuf,
-    pub cli: Vec<String>,
+    pub launch: Launch,
 }
 
 /// One probe of the rate search.
@@ -304,29 +299,6 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn run(
-        &self,
-        w: Workload,
-        backend: BackendKind,
-        out: PathBuf,
-    ) -> Result<RunData, ReportError> {
-        runner::run(RunOptions {
-            workload: self.w.path.clone(),
-            loaded: Some(w),
-            backend: Some(backend),
-            nodes: None,
-            out: Some(out.clone()),
-            seed: None,
-            scale: self.o.scale,
-            quiet: self.o.quiet,
-            binary: self.o.binary.clone(),
-            cli: self.o.cli.clone(),
-        })
-        .await?;
-        plot::plot_run(&out)?;
-        RunData::load(&out)
-    }
-
     async fn probe(&self, backend: BackendKind, rate: f64) -> Result<Probe, ReportError> {
         let dir = self
             .dir
@@ -337,11 +309,9 @@ impl Ctx<'_> {
             dir.display()
         );
         let run = self
-            .run(
-                probe_workload(self.w, rate, &self.o.slo),
-                backend,
-                dir.clone(),
-            )
+            .o
+            .launch
+            .run(&probe_workload(self.w, rate, &self.o.slo), backend, &dir)
             .await?;
         let measured: Vec<&str> = self
             .w
@@ -449,10 +419,12 @@ impl Ctx<'_> {
             dir.display()
         );
         let run = self
+            .o
+            .launch
             .run(
-                growth_workload(self.w, keys, self.o.target_value_size),
+                &growth_workload(self.w, keys, self.o.target_value_size),
                 backend,
-                dir.clone(),
+                &dir,
             )
             .await?;
         Ok(GrowthPoint {
@@ -503,10 +475,7 @@ pub fn growth_metrics(run: &RunData, keys: u64) -> BTreeMap<&'static str, f64> {
 
 /// Run the capacity study and write its directory.
 pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, ReportError> {
-    let mut w = Workload::load(&o.workload).map_err(RunError::from)?;
-    if let Some(s) = o.seed {
-        w.file.seed = s;
-    }
+    let w = o.launch.load(&o.workload)?;
     check(&o, &w)?;
     let mut sizes = o.sizes.clone();
     sizes.sort_unstable();
@@ -973,15 +942,12 @@ fn write_report(
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let l = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-            Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-        })
-        .unwrap_or(0);
-    format!("{cores} cores, {} memory", fmt_bytes(mem as f64))
+    let m = crate::workload::output::machine();
+    format!(
+        "{} cores, {} memory",
+        m["cores"],
+        fmt_bytes(m["memory_bytes"].as_f64().unwrap_or(0.0))
+    )
 }
 
 #[cfg(test)]

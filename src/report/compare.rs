@@ -18,10 +18,9 @@ use super::charts::{
 use super::data::{Kind, RunData};
 use super::html::{Page, esc};
 use super::run_charts::spectrum_points;
-use super::{ReportError, plot};
+use super::{Launch, ReportError, plot};
 use crate::storage::BackendKind;
 use crate::workload::Workload;
-use crate::workload::runner::{self, RunOptions};
 use crate::workload::spec::ValueSize;
 
 /// `raftbench compare` options.
@@ -32,11 +31,7 @@ pub struct CompareOptions {
     pub repeat: usize,
     /// Default `results/<utc>-compare-<workload>`.
     pub out: Option<PathBuf>,
-    pub seed: Option<u64>,
-    pub scale: f64,
-    pub quiet: bool,
-    pub binary: PathBuf,
-    pub cli: Vec<String>,
+    pub launch: Launch,
 }
 
 /// Whether a smaller or a larger value is better.
@@ -342,10 +337,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
     if o.repeat == 0 {
         return Err(ReportError::Invalid("--repeat must be at least 1".into()));
     }
-    let mut w = Workload::load(&o.workload).map_err(runner::RunError::from)?;
-    if let Some(s) = o.seed {
-        w.file.seed = s;
-    }
+    let w = o.launch.load(&o.workload)?;
     let dir = o.out.clone().unwrap_or_else(|| {
         let ts = humantime::format_rfc3339_seconds(SystemTime::now())
             .to_string()
@@ -369,30 +361,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
                 rep + 1,
                 run_dir.display()
             );
-            let result = runner::run(RunOptions {
-                workload: o.workload.clone(),
-                loaded: Some(w.clone()),
-                backend: Some(*b),
-                nodes: None,
-                out: Some(run_dir.clone()),
-                seed: None,
-                scale: o.scale,
-                quiet: o.quiet,
-                binary: o.binary.clone(),
-                cli: o.cli.clone(),
-            })
-            .await?;
-            if let Some(v) = &result.verify
-                && v.lost + v.stale > 0
-            {
-                eprintln!(
-                    "warning: {b} run {} lost {} acknowledged writes",
-                    rep + 1,
-                    v.lost + v.stale
-                );
-            }
-            plot::plot_run(&run_dir)?;
-            let run = RunData::load(&run_dir)?;
+            let run = o.launch.run(&w, *b, &run_dir).await?;
             metrics[bi].push(run_metrics(&run));
             data[bi].push(run);
             runs.push((*b, rep + 1, run_dir));

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::storage::BackendKind;
+use crate::workload::Workload;
+use crate::workload::runner::{self, RunOptions};
+
 /// Why a report could not be produced.
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -48,5 +52,65 @@ impl ReportError {
             path: path.to_path_buf(),
             message: e.to_string(),
         }
+    }
+}
+
+/// How `compare` and `capacity` launch each of their runs.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Overrides the workload's seed (the same for every run).
+    pub seed: Option<u64>,
+    /// Multiplies op counts, durations, warm-ups and event times of every run.
+    pub scale: f64,
+    pub quiet: bool,
+    /// The `raftbench` executable that runs nodes.
+    pub binary: PathBuf,
+    /// The command line, for each run's `run.json`.
+    pub cli: Vec<String>,
+}
+
+impl Launch {
+    /// Load the workload file with the seed override applied.
+    pub fn load(&self, path: &Path) -> Result<Workload, ReportError> {
+        let mut w = Workload::load(path).map_err(runner::RunError::from)?;
+        if let Some(s) = self.seed {
+            w.file.seed = s;
+        }
+        Ok(w)
+    }
+
+    /// Run `w` on `backend` in a fresh cluster, results in `out`; draw its charts and
+    /// report, and read the results back.
+    pub async fn run(
+        &self,
+        w: &Workload,
+        backend: BackendKind,
+        out: &Path,
+    ) -> Result<data::RunData, ReportError> {
+        let result = runner::run(RunOptions {
+            workload: w.path.clone(),
+            loaded: Some(w.clone()),
+            backend: Some(backend),
+            nodes: None,
+            out: Some(out.to_path_buf()),
+            seed: None,
+            scale: self.scale,
+            quiet: self.quiet,
+            binary: self.binary.clone(),
+            cli: self.cli.clone(),
+        })
+        .await?;
+        if let Some(v) = &result.verify
+            && v.lost + v.stale > 0
+        {
+            eprintln!(
+                "warning: {backend} lost {} acknowledged writes in {} (keys {:?})",
+                v.lost + v.stale,
+                out.display(),
+                v.bad_keys
+            );
+        }
+        plot::plot_run(out)?;
+        data::RunData::load(out)
     }
 }

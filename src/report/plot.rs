@@ -15,17 +15,20 @@ pub struct Plotted {
     pub report: PathBuf,
 }
 
-/// Microseconds as a short duration: `850 µs`, `12.3 ms`, `1.52 s`.
+/// Microseconds as a short duration with three significant digits: `850 µs`,
+/// `2.22 ms`, `27.2 ms`, `570 ms`, `1.52 s`.
 pub fn fmt_us(us: f64) -> String {
+    let ms = us / 1e3;
     if us < 1e3 {
         format!("{us:.0} µs")
-    } else if us < 1e6 {
-        format!("{:.3} ms", us / 1e3)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+    } else if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1e3 {
+        format!("{ms:.0} ms")
     } else {
-        format!("{:.2} s", us / 1e6)
+        format!("{:.2} s", ms / 1e3)
     }
 }
 

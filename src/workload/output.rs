@@ -141,7 +141,8 @@ fn row(
     }
 }
 
-fn machine() -> serde_json::Value {
+/// Cores, memory and kernel of this machine, for `run.json` and reports.
+pub fn machine() -> serde_json::Value {
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerate the committed sample shown in the README: `raftbench compare` of the
+# quickstart workload on both backends, into results/sample-compare-quickstart/ (the node
+# data directories are dropped; everything else is kept, so `raftbench plot` works on the
+# runs). Run it after changes that move the numbers, and commit the result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_build_deps
+ensure_target_dir
+cargo build --release --bins
+bin="$CARGO_TARGET_DIR/release/raftbench"
+
+out=results/sample-compare-quickstart
+rm -rf "$out"
+"$bin" compare workloads/quickstart.toml --backends memwal,rocksdb --out "$out" --quiet "$@"
+rm -rf "$out"/runs/*/cluster
+step "sample written to $out ($(du -sh "$out" | cut -f1))"
