@@ -29,6 +29,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// Capacity planning: the highest open-loop rate that meets an SLO, and disk, memory,
     /// snapshot and restart costs against data size, projected to a target data set.
+    /// `--scale` shortens the rate-search probes only: growth runs load exactly each size.
     Capacity(CapacityArgs),
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html.
     Plot {

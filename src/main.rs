@@ -280,6 +280,12 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     print!("{}", std::fs::read_to_string(c.dir.join("comparison.md"))?);
     println!("\nresults: {}", c.dir.display());
     println!("report: {}", c.report.display());
+    if c.lost > 0 {
+        anyhow::bail!(
+            "{} acknowledged writes were lost (see the verify line of each run's report)",
+            c.lost
+        );
+    }
     Ok(())
 }
 

@@ -135,6 +135,8 @@ fn plot_regenerates_charts_and_report_from_results_files() {
         "fsync=always",
         "latency (ms)",
         "99.9%",
+        "run put (corrected",
+        "run put (service",
     ] {
         assert!(spectrum.contains(needle), "spectrum.svg lacks {needle:?}");
     }
@@ -265,7 +267,30 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
         md.contains("| metric | better | memwal | rocksdb | winner |"),
         "{md}"
     );
-    assert!(md.contains("mixed.put.p99_us"));
+    // The winner column follows the values: lower latency wins unless within 2 %.
+    let (m, r) = (
+        value("mixed.put.p99_us", "memwal"),
+        value("mixed.put.p99_us", "rocksdb"),
+    );
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("| mixed.put.p99_us |"))
+        .unwrap();
+    let winner = line
+        .trim_end_matches('|')
+        .rsplit('|')
+        .next()
+        .unwrap()
+        .trim();
+    let expected = if (m - r).abs() <= 0.02 * m.max(r) {
+        "tie (within 2 %)"
+    } else if m < r {
+        "memwal"
+    } else {
+        "rocksdb"
+    };
+    assert_eq!(winner, expected, "{line}");
+    assert!(rows.iter().any(|r| r["metric"] == "disk_bytes_per_key"));
 }
 
 #[test]
@@ -336,6 +361,33 @@ fn capacity_searches_the_rate_and_fits_growth() {
     assert!(
         (proj - expected).abs() / expected < 1e-3,
         "{proj} vs {expected}"
+    );
+    // Growth runs are never scaled: the 200-key run wrote exactly 200 keys, and per-key
+    // figures divide by them.
+    let size_dir = out.join("memwal/size-200");
+    let summary = csv_rows(&size_dir.join("summary.csv"));
+    let load = summary
+        .iter()
+        .find(|r| {
+            r["phase"] == "load"
+                && r["op"] == "put"
+                && r["outcome"] == "ok"
+                && r["latency_kind"] == "corrected"
+        })
+        .unwrap();
+    assert_eq!(load["count"], "200");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(size_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["keys_written"], 200);
+    let per_key = growth("disk_bytes_per_key", "200");
+    let per_node = growth("disk_bytes_per_node", "200");
+    assert!(
+        (per_key - per_node / 200.0).abs() < 0.01,
+        "{per_key} vs {per_node}/200"
+    );
+    assert!(
+        per_node > 200.0 * 128.0,
+        "each node holds at least the values: {per_node}"
     );
     let names = check_charts_and_report(&out);
     assert!(names.contains(&"latency-vs-throughput".to_string()));

@@ -60,8 +60,11 @@ pub struct Probe {
     pub offered: f64,
     /// The lowest achieved rate among the measured phases.
     pub achieved: f64,
-    /// Per SLO term: the measured value in µs (`None`: no successful operation).
+    /// Per SLO term: the measured value in µs over successful operations (`None`: no
+    /// successful operation).
     pub measured_us: Vec<Option<u64>>,
+    /// Per SLO term: the op's failed or in-doubt operations (counted as over the bound).
+    pub failed: Vec<u64>,
     pub met: bool,
     pub dir: PathBuf,
 }
@@ -140,7 +143,10 @@ pub fn parse_sizes(s: &str) -> Result<Vec<u64>, ReportError> {
                 "--sizes: sizes must be positive".into(),
             ));
         }
-        out.push(n * mult);
+        out.push(
+            n.checked_mul(mult)
+                .ok_or_else(|| ReportError::Invalid(format!("--sizes: {t:?} is too large")))?,
+        );
     }
     Ok(out)
 }
@@ -182,6 +188,16 @@ fn check(o: &CapacityOptions, w: &Workload) -> Result<(), ReportError> {
             "{}: no phase bounded by `duration` to search the rate with",
             w.path.display()
         )));
+    }
+    // The generated workloads must be valid before hours of runs start.
+    let rate = o.start_rate.unwrap_or(1000.0);
+    probe_workload(w, rate, &o.slo)
+        .revalidate()
+        .map_err(|e| ReportError::Invalid(format!("rate-search probe: {e}")))?;
+    for s in &sizes {
+        growth_workload(w, *s, o.target_value_size)
+            .revalidate()
+            .map_err(|e| ReportError::Invalid(format!("growth run with {s} keys: {e}")))?;
     }
     for t in &o.slo {
         let used = phases.iter().any(|p| match t.op.as_str() {
@@ -299,77 +315,59 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    async fn probe(&self, backend: BackendKind, rate: f64) -> Result<Probe, ReportError> {
-        let dir = self
-            .dir
-            .join(backend.to_string())
-            .join(format!("rate-{rate:.0}"));
+    async fn probe(
+        &self,
+        backend: BackendKind,
+        index: usize,
+        rate: f64,
+    ) -> Result<Probe, ReportError> {
+        // Named by position too: the search never repeats a rate, but two rates can print
+        // alike.
+        let dir = self.dir.join(backend.to_string()).join(format!(
+            "rate-{}-{}",
+            index + 1,
+            fmt_rate(rate)
+        ));
         eprintln!(
-            "capacity: {backend}: probing {rate:.0} ops/s -> {}",
+            "capacity: {backend}: probing {} ops/s -> {}",
+            fmt_rate(rate),
             dir.display()
         );
         let run = self
             .o
             .launch
-            .run(&probe_workload(self.w, rate, &self.o.slo), backend, &dir)
+            .run(
+                &probe_workload(self.w, rate, &self.o.slo),
+                backend,
+                &dir,
+                self.o.launch.scale,
+            )
             .await?;
-        let measured: Vec<&str> = self
-            .w
-            .file
-            .phases
-            .iter()
-            .map(|p| p.get_ref())
-            .filter(|p| measured(p))
-            .map(|p| p.name.as_str())
-            .collect();
-        let achieved = run
-            .info
-            .phases
-            .iter()
-            .filter(|p| measured.contains(&p.name.as_str()))
-            .map(|p| p.achieved_rate)
-            .fold(f64::INFINITY, f64::min);
-        let achieved = if achieved.is_finite() { achieved } else { 0.0 };
-        let mut met = achieved >= 0.95 * rate;
-        let mut measured_us = Vec::new();
-        for t in &self.o.slo {
-            let mut h: Option<Histogram<u64>> = None;
-            for ((phase, op, kind), x) in &run.histograms {
-                if *kind == Kind::Corrected && op == &t.op && measured.contains(&phase.as_str()) {
-                    match &mut h {
-                        Some(acc) => {
-                            let _ = acc.add(x);
-                        }
-                        None => h = Some(x.clone()),
-                    }
-                }
-            }
-            let v = h.filter(|h| !h.is_empty()).map(|h| t.measure(&h));
-            met &= v.is_some_and(|v| (v as f64) < t.bound_us);
-            measured_us.push(v);
-        }
+        let p = judge(&run, &measured_names(self.w), &self.o.slo, rate, dir);
         eprintln!(
-            "capacity: {backend}: {rate:.0} ops/s offered, {achieved:.0} achieved: {} ({})",
-            if met { "SLO met" } else { "SLO missed" },
+            "capacity: {backend}: {} ops/s offered, {:.0} achieved: {} ({})",
+            fmt_rate(rate),
+            p.achieved,
+            if p.met { "SLO met" } else { "SLO missed" },
             self.o
                 .slo
                 .iter()
-                .zip(&measured_us)
-                .map(|(t, v)| format!(
-                    "{} = {}",
+                .zip(&p.measured_us)
+                .zip(&p.failed)
+                .map(|((t, v), f)| format!(
+                    "{} = {}{}",
                     t.name(),
-                    v.map_or("no successes".into(), |v| fmt_us(v as f64))
+                    v.map_or("no successes".into(), |v| fmt_us(v as f64)),
+                    if *f > 0 {
+                        format!(", {f} failed")
+                    } else {
+                        String::new()
+                    }
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok(Probe {
-            offered: rate,
-            achieved,
-            measured_us,
-            met,
-            dir,
-        })
+        Ok(p)
     }
 
     /// Doubling until the SLO fails (or halving until it holds), then bisection.
@@ -385,26 +383,16 @@ impl Ctx<'_> {
         });
         let (mut pass, mut fail): (Option<f64>, Option<f64>) = (None, None);
         let mut probes = Vec::new();
-        let mut rate = start;
-        for _ in 0..self.o.steps {
-            let p = self.probe(backend, rate).await?;
+        let mut rate = Some(start);
+        while let Some(r) = rate.filter(|_| probes.len() < self.o.steps) {
+            let p = self.probe(backend, probes.len(), r).await?;
             if p.met {
-                pass = Some(pass.map_or(rate, |x: f64| x.max(rate)));
+                pass = Some(pass.map_or(r, |x: f64| x.max(r)));
             } else {
-                fail = Some(fail.map_or(rate, |x: f64| x.min(rate)));
+                fail = Some(fail.map_or(r, |x: f64| x.min(r)));
             }
             probes.push(p);
-            rate = match (pass, fail) {
-                (Some(p), None) => p * 2.0,
-                (None, Some(f)) => f / 2.0,
-                (Some(p), Some(f)) => {
-                    if f / p < 1.05 {
-                        break;
-                    }
-                    ((p + f) / 2.0).round()
-                }
-                (None, None) => unreachable!("a probe either met the SLO or not"),
-            };
+            rate = next_rate(pass, fail);
         }
         Ok((probes, pass))
     }
@@ -425,6 +413,8 @@ impl Ctx<'_> {
                 &growth_workload(self.w, keys, self.o.target_value_size),
                 backend,
                 &dir,
+                // Never scaled: the load must write exactly `keys` keys.
+                1.0,
             )
             .await?;
         Ok(GrowthPoint {
@@ -435,6 +425,122 @@ impl Ctx<'_> {
     }
 }
 
+/// `1200`, or `12.5` for rates below 100 ops/s.
+fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
+/// The next rate to probe, given the highest rate that met the SLO and the lowest that
+/// missed it: double or halve until both are known, then bisect; `None` once they are
+/// within 5 % of each other (closer than run-to-run noise) or the rate would drop below
+/// 0.1 ops/s.
+pub fn next_rate(pass: Option<f64>, fail: Option<f64>) -> Option<f64> {
+    let r = match (pass, fail) {
+        (Some(p), None) => p * 2.0,
+        (None, Some(f)) => f / 2.0,
+        (Some(p), Some(f)) => {
+            if f <= p * 1.05 {
+                return None;
+            }
+            let mid = (p + f) / 2.0;
+            // Round big rates for readable directory names, never onto a bracket.
+            let rounded = if mid >= 100.0 { mid.round() } else { mid };
+            if rounded > p && rounded < f {
+                rounded
+            } else {
+                mid
+            }
+        }
+        (None, None) => return None,
+    };
+    (r >= 0.1).then_some(r)
+}
+
+fn measured_names(w: &Workload) -> Vec<String> {
+    w.file
+        .phases
+        .iter()
+        .map(|p| p.get_ref())
+        .filter(|p| measured(p))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Judge a probe. A term `op.pQ < bound` holds when at most (1 − Q) of the op's
+/// operations in the measured phases were slower than the bound, counting every failed or
+/// in-doubt operation as slower (an overloaded system must not pass by failing requests);
+/// `max` allows none. Every measured phase must also achieve ≥ 95 % of the offered rate.
+pub fn judge(
+    run: &RunData,
+    measured: &[String],
+    slo: &[SloTerm],
+    rate: f64,
+    dir: PathBuf,
+) -> Probe {
+    let is_measured = |phase: &str| measured.iter().any(|m| m == phase);
+    let achieved = run
+        .info
+        .phases
+        .iter()
+        .filter(|p| is_measured(&p.name))
+        .map(|p| p.achieved_rate)
+        .fold(f64::INFINITY, f64::min);
+    let achieved = if achieved.is_finite() { achieved } else { 0.0 };
+    let mut met = achieved >= 0.95 * rate;
+    let mut measured_us = Vec::new();
+    let mut failed_counts = Vec::new();
+    for t in slo {
+        let mut h: Option<Histogram<u64>> = None;
+        for ((phase, op, kind), x) in &run.histograms {
+            if *kind == Kind::Corrected && op == &t.op && is_measured(phase) {
+                match &mut h {
+                    Some(acc) => {
+                        let _ = acc.add(x);
+                    }
+                    None => h = Some(x.clone()),
+                }
+            }
+        }
+        let failed: u64 = run
+            .summary
+            .iter()
+            .filter(|r| {
+                is_measured(&r.phase)
+                    && r.op == t.op
+                    && r.outcome != "ok"
+                    && r.latency_kind == "corrected"
+            })
+            .map(|r| r.count)
+            .sum();
+        let ok = h.as_ref().map_or(0, |h| h.len());
+        let within = h.as_ref().map_or(0, |h| {
+            // Recorded values are µs; `count_between` is inclusive.
+            h.count_between(0, (t.bound_us.ceil() as u64).saturating_sub(1))
+        });
+        let slow = ok - within.min(ok) + failed;
+        let total = ok + failed;
+        let allowed = ((1.0 - t.quantile) * total as f64).floor() as u64;
+        met &= total > 0 && ok > 0 && slow <= allowed;
+        measured_us.push(h.filter(|h| !h.is_empty()).map(|h| t.measure(&h)));
+        failed_counts.push(failed);
+    }
+    Probe {
+        offered: rate,
+        achieved,
+        measured_us,
+        failed: failed_counts,
+        met,
+        dir,
+    }
+}
+
 /// Growth metrics of a growth run (see the module docs for where each comes from).
 pub fn growth_metrics(run: &RunData, keys: u64) -> BTreeMap<&'static str, f64> {
     let mut m = BTreeMap::new();
@@ -442,21 +548,26 @@ pub fn growth_metrics(run: &RunData, keys: u64) -> BTreeMap<&'static str, f64> {
         .events
         .iter()
         .find(|e| e.action == "snapshot")
-        .map_or(u64::MAX, |e| e.t_ms);
-    let mut last: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
-    for r in &run.resources {
-        if r.t_s * 1000 <= snap_t {
-            last.insert(r.node, (r.t_s, r.disk_bytes, r.rss_bytes));
-        }
+        .map_or(f64::INFINITY, |e| e.t_ms as f64 / 1e3);
+    // The last sample of each live node strictly before the snapshot started.
+    let mut last: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for r in run
+        .resources
+        .iter()
+        .filter(|r| r.t_s < snap_t && r.rss_bytes > 0)
+    {
+        last.insert(r.node, (r.disk_bytes, r.rss_bytes));
     }
+    // Per key by the keys actually written (a failed load write leaves fewer).
+    let per = run.keys_stored().unwrap_or(keys).max(1) as f64;
     if !last.is_empty() {
         let n = last.len() as f64;
-        let disk = last.values().map(|v| v.1 as f64).sum::<f64>() / n;
-        let rss = last.values().map(|v| v.2 as f64).sum::<f64>() / n;
+        let disk = last.values().map(|v| v.0 as f64).sum::<f64>() / n;
+        let rss = last.values().map(|v| v.1 as f64).sum::<f64>() / n;
         m.insert("disk_bytes_per_node", disk);
         m.insert("rss_bytes_per_node", rss);
-        m.insert("disk_bytes_per_key", disk / keys.max(1) as f64);
-        m.insert("rss_bytes_per_key", rss / keys.max(1) as f64);
+        m.insert("disk_bytes_per_key", disk / per);
+        m.insert("rss_bytes_per_key", rss / per);
     }
     for r in &run.recovery {
         let name = match r.metric.as_str() {
@@ -574,7 +685,7 @@ fn write_csv(
                 String::new(),
             )
             .map_err(err)?;
-            for (t, v) in o.slo.iter().zip(&p.measured_us) {
+            for ((t, v), f) in o.slo.iter().zip(&p.measured_us).zip(&p.failed) {
                 row(
                     "rate_search",
                     b,
@@ -582,6 +693,15 @@ fn write_csv(
                     x.clone(),
                     v.map_or(String::new(), |v| v.to_string()),
                     format!("bound {} us", t.bound_us),
+                )
+                .map_err(err)?;
+                row(
+                    "rate_search",
+                    b,
+                    &format!("{}_failed", t.op),
+                    x.clone(),
+                    f.to_string(),
+                    "failed or in doubt; counted as over the bound".into(),
                 )
                 .map_err(err)?;
             }
@@ -636,7 +756,7 @@ fn write_csv(
                 b,
                 m,
                 target.to_string(),
-                format!("{:.3}", f.eval(target as f64)),
+                format!("{:.3}", f.eval(target as f64).max(0.0)),
                 String::new(),
             )
             .map_err(err)?;
@@ -663,7 +783,7 @@ fn charts(
             &format!(
                 "{} {} latency (ms)",
                 t.op,
-                t.name().rsplit('.').next().unwrap_or("")
+                t.name().split_once('.').map_or("", |x| x.1)
             ),
             Scale::Log,
         );
@@ -809,7 +929,8 @@ fn write_report(
     ));
     let mut rows = Vec::new();
     for r in results {
-        let proj = |m: &str| r.fits.get(m).map(|f| f.eval(target as f64));
+        // A fitted line can go negative outside the data; nothing here can.
+        let proj = |m: &str| r.fits.get(m).map(|f| f.eval(target as f64).max(0.0));
         rows.push(vec![
             r.backend.to_string(),
             proj("rss_bytes_per_node").map_or("-".into(), fmt_bytes),
@@ -861,12 +982,15 @@ fn write_report(
             .probes
             .iter()
             .map(|p| {
-                let mut row = vec![format!("{:.0}", p.offered), format!("{:.0}", p.achieved)];
-                row.extend(
-                    p.measured_us
-                        .iter()
-                        .map(|v| v.map_or("-".into(), |v| fmt_us(v as f64))),
-                );
+                let mut row = vec![fmt_rate(p.offered), format!("{:.0}", p.achieved)];
+                row.extend(p.measured_us.iter().zip(&p.failed).map(|(v, f)| {
+                    let v = v.map_or("-".into(), |v| fmt_us(v as f64));
+                    if *f > 0 {
+                        format!("{v} ({f} failed)")
+                    } else {
+                        v
+                    }
+                }));
                 row.push(if p.met { "met".into() } else { "missed".into() });
                 row
             })
@@ -953,6 +1077,89 @@ fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_search_brackets_the_limit_without_repeating_a_rate() {
+        for (start, limit) in [
+            (1000.0, 16.4),
+            (300.0, 5000.0),
+            (1000.0, 1000.0),
+            (50.0, 0.05),
+        ] {
+            let (mut pass, mut fail): (Option<f64>, Option<f64>) = (None, None);
+            let mut tried: Vec<f64> = Vec::new();
+            let mut rate = Some(start);
+            while let Some(r) = rate.filter(|_| tried.len() < 40) {
+                assert!(!tried.contains(&r), "{r} probed twice: {tried:?}");
+                assert!(r >= 0.1);
+                tried.push(r);
+                if r <= limit {
+                    pass = Some(pass.map_or(r, |x: f64| x.max(r)));
+                } else {
+                    fail = Some(fail.map_or(r, |x: f64| x.min(r)));
+                }
+                rate = next_rate(pass, fail);
+            }
+            assert!(tried.len() < 40, "no convergence: {tried:?}");
+            if limit >= 0.1 {
+                let (p, f) = (pass.unwrap(), fail.unwrap());
+                assert!(
+                    p <= limit && limit < f && f <= p * 1.05,
+                    "{p} {f} for {limit}"
+                );
+            } else {
+                assert_eq!(pass, None, "nothing below 0.1 ops/s passes");
+            }
+        }
+    }
+
+    #[test]
+    fn judge_counts_failures_against_the_slo() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/quickstart-run"
+        ));
+        let run = RunData::load(dir).unwrap();
+        let measured = vec!["run".to_string()];
+        let achieved = run
+            .info
+            .phases
+            .iter()
+            .find(|p| p.name == "run")
+            .unwrap()
+            .achieved_rate;
+        let slo = |e: &str| super::super::slo::parse(e).unwrap();
+        let p = judge(&run, &measured, &slo("put.p50<10s"), achieved, dir.into());
+        assert!(p.met, "{p:?}");
+        assert_eq!(p.measured_us.len(), 1);
+        // The fixture's run phase has failed/in-doubt puts: `max` allows none of them.
+        let failed_puts: u64 = run
+            .summary
+            .iter()
+            .filter(|r| {
+                r.phase == "run"
+                    && r.op == "put"
+                    && r.outcome != "ok"
+                    && r.latency_kind == "corrected"
+            })
+            .map(|r| r.count)
+            .sum();
+        let p = judge(&run, &measured, &slo("put.max<100s"), achieved, dir.into());
+        assert_eq!(p.failed[0], failed_puts);
+        assert_eq!(p.met, failed_puts == 0, "{p:?}");
+        // Under-achieving the offered rate fails whatever the latency.
+        let p = judge(
+            &run,
+            &measured,
+            &slo("put.p50<10s"),
+            achieved * 1.2,
+            dir.into(),
+        );
+        assert!(!p.met);
+        // A bound below the median fails.
+        let p = judge(&run, &measured, &slo("get.p50<1us"), achieved, dir.into());
+        assert!(!p.met);
+    }
 
     #[test]
     fn parses_sizes() {

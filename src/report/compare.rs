@@ -130,14 +130,19 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
         );
     }
     let fin = run.final_resources();
-    let keys = run.keys_stored().max(1) as f64;
     if !fin.is_empty() {
         let n = fin.len() as f64;
         let disk = fin.values().map(|(r, _)| r.disk_bytes as f64).sum::<f64>() / n;
         let rss = fin.values().map(|(r, _)| r.rss_bytes as f64).sum::<f64>() / n;
         let peak = fin.values().map(|(_, p)| *p).max().unwrap_or(0) as f64;
-        push("disk_bytes_per_key".into(), Better::Lower, disk / keys);
-        push("rss_bytes_per_key".into(), Better::Lower, rss / keys);
+        if let Some(keys) = run.keys_stored() {
+            push(
+                "disk_bytes_per_key".into(),
+                Better::Lower,
+                disk / keys as f64,
+            );
+            push("rss_bytes_per_key".into(), Better::Lower, rss / keys as f64);
+        }
         push("rss_peak_bytes".into(), Better::Lower, peak);
     }
     if let Some(v) = &run.info.verify {
@@ -188,9 +193,8 @@ impl Row {
         (a != 0.0).then(|| b / a)
     }
 
-    /// The best backend's index, and whether its min–max range overlaps another's (so the
-    /// win is within run-to-run noise); `None` for a tie (all within 2 %).
-    pub fn winner(&self) -> Option<(usize, bool)> {
+    /// Which backend did best on this metric.
+    pub fn winner(&self) -> Winner {
         let vals: Vec<(usize, &Aggregate)> = self
             .values
             .iter()
@@ -198,22 +202,40 @@ impl Row {
             .filter_map(|(i, v)| Some((i, v.as_ref()?)))
             .collect();
         if vals.len() < 2 {
-            return None;
+            return Winner::Incomparable;
         }
         let best = match self.better {
             Better::Lower => vals.iter().min_by(|a, b| a.1.median.total_cmp(&b.1.median)),
             Better::Higher => vals.iter().max_by(|a, b| a.1.median.total_cmp(&b.1.median)),
-        }?;
+        };
+        let Some(best) = best else {
+            return Winner::Incomparable;
+        };
         // Within 2 % of each other a single-run difference says nothing.
         let close = |a: f64, b: f64| (a - b).abs() <= 0.02 * a.abs().max(b.abs());
         if vals.iter().all(|v| close(v.1.median, best.1.median)) {
-            return None;
+            return Winner::Tie;
         }
         let overlaps = vals.iter().filter(|v| v.0 != best.0).any(|v| {
             v.1.min <= best.1.max && best.1.min <= v.1.max && (v.1.runs > 1 || best.1.runs > 1)
         });
-        Some((best.0, overlaps))
+        Winner::Best {
+            index: best.0,
+            overlaps,
+        }
     }
+}
+
+/// The verdict on one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Winner {
+    /// Backend `index` is best; `overlaps` when its min–max range overlaps another
+    /// backend's (the win is within run-to-run noise).
+    Best { index: usize, overlaps: bool },
+    /// Every backend within 2 % of the best.
+    Tie,
+    /// Fewer than two backends have the metric.
+    Incomparable,
 }
 
 /// Aggregate per-run metrics: `runs[backend] = [metrics of each repetition]`.
@@ -261,6 +283,9 @@ pub struct Compared {
     pub fairness: String,
     /// (backend, repetition, run directory).
     pub runs: Vec<(BackendKind, usize, PathBuf)>,
+    /// Acknowledged writes lost or stale, summed over every run (non-zero fails the
+    /// command, after everything is written).
+    pub lost: u64,
     pub report: PathBuf,
 }
 
@@ -349,6 +374,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
     eprintln!("fairness: {fair}");
 
     let mut runs = Vec::new();
+    let mut lost = 0;
     let mut metrics: Vec<Vec<Vec<Metric>>> = vec![Vec::new(); o.backends.len()];
     let mut data: Vec<Vec<RunData>> = vec![Vec::new(); o.backends.len()];
     let total = o.repeat * o.backends.len();
@@ -361,7 +387,8 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
                 rep + 1,
                 run_dir.display()
             );
-            let run = o.launch.run(&w, *b, &run_dir).await?;
+            let run = o.launch.run(&w, *b, &run_dir, o.launch.scale).await?;
+            lost += run.info.verify.as_ref().map_or(0, |v| v.lost + v.stale);
             metrics[bi].push(run_metrics(&run));
             data[bi].push(run);
             runs.push((*b, rep + 1, run_dir));
@@ -404,6 +431,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
         rows,
         fairness: fair,
         runs,
+        lost,
         report,
     })
 }
@@ -480,9 +508,16 @@ fn cell(r: &Row, i: usize, repeat: usize) -> String {
 
 fn winner_text(r: &Row, names: &[String]) -> String {
     match r.winner() {
-        None => "tie (within 2 %)".into(),
-        Some((i, false)) => names[i].clone(),
-        Some((i, true)) => format!("{} (ranges overlap)", names[i]),
+        Winner::Tie => "tie (within 2 %)".into(),
+        Winner::Incomparable => "n/a (not measured on every backend)".into(),
+        Winner::Best {
+            index,
+            overlaps: false,
+        } => names[index].clone(),
+        Winner::Best {
+            index,
+            overlaps: true,
+        } => format!("{} (ranges overlap)", names[index]),
     }
 }
 
@@ -735,9 +770,28 @@ mod tests {
         let a = rows[0].values[0].as_ref().unwrap();
         assert_eq!((a.median, a.min, a.max, a.runs), (12.0, 10.0, 14.0, 3));
         assert_eq!(rows[0].ratio(1), Some(2.0));
-        assert_eq!(rows[0].winner(), Some((0, false)));
+        assert_eq!(
+            rows[0].winner(),
+            Winner::Best {
+                index: 0,
+                overlaps: false
+            }
+        );
         // 95 vs 92 with overlapping ranges: a win within the noise.
-        assert_eq!(rows[1].winner(), Some((0, true)));
+        assert_eq!(
+            rows[1].winner(),
+            Winner::Best {
+                index: 0,
+                overlaps: true
+            }
+        );
+        let only_one = aggregate(&[vec![vec![m("x", Better::Lower, 1.0)]], vec![vec![]]]);
+        assert_eq!(only_one[0].winner(), Winner::Incomparable);
+        let tie = aggregate(&[
+            vec![vec![m("x", Better::Lower, 100.0)]],
+            vec![vec![m("x", Better::Lower, 101.0)]],
+        ]);
+        assert_eq!(tie[0].winner(), Winner::Tie);
         let mut even = [4.0, 1.0, 3.0, 2.0];
         assert_eq!(median(&mut even), 2.5);
     }

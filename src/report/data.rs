@@ -51,6 +51,8 @@ pub struct RunInfo {
     pub nodes: u64,
     pub seed: u64,
     pub keys: u64,
+    /// Distinct keys the run wrote (absent in results of older versions).
+    pub keys_written: Option<u64>,
     pub started_at: String,
     pub duration_s: f64,
     pub version: String,
@@ -121,6 +123,7 @@ impl RunInfo {
             nodes: u64_at(&raw, "/workload/cluster/nodes"),
             seed: u64_at(&raw, "/seed"),
             keys: u64_at(&raw, "/workload/data/keys"),
+            keys_written: raw.get("keys_written").and_then(|k| k.as_u64()),
             started_at: str_at(&raw, "/started_at"),
             duration_s: raw
                 .get("duration_s")
@@ -219,21 +222,20 @@ impl RunData {
         })
     }
 
-    /// Keys stored at the end of the run: the verified keys if the run verified, else the
-    /// workload's key space.
-    pub fn keys_stored(&self) -> u64 {
+    /// Distinct keys the run wrote (from `run.json`, else the verified keys); `None` when
+    /// unknown, so per-key figures are not made up from the workload's key space.
+    pub fn keys_stored(&self) -> Option<u64> {
         self.info
-            .verify
-            .as_ref()
-            .map(|v| v.keys)
+            .keys_written
+            .or_else(|| self.info.verify.as_ref().map(|v| v.keys))
             .filter(|k| *k > 0)
-            .unwrap_or(self.info.keys)
     }
 
-    /// The last resource sample of each node, and the peak RSS of each node.
+    /// The last sample of each node while its process was alive, and its peak RSS.
     pub fn final_resources(&self) -> BTreeMap<u64, (ResourceRow, u64)> {
         let mut out: BTreeMap<u64, (ResourceRow, u64)> = BTreeMap::new();
-        for r in &self.resources {
+        // A dead node's samples have rss 0: they would drag the means down.
+        for r in self.resources.iter().filter(|r| r.rss_bytes > 0) {
             let e = out
                 .entry(r.node)
                 .or_insert_with(|| (r.clone(), r.rss_bytes));

@@ -79,13 +79,14 @@ impl Launch {
         Ok(w)
     }
 
-    /// Run `w` on `backend` in a fresh cluster, results in `out`; draw its charts and
-    /// report, and read the results back.
+    /// Run `w` on `backend` in a fresh cluster, results in `out`, with op counts and
+    /// times multiplied by `scale`; draw its charts and report, and read the results back.
     pub async fn run(
         &self,
         w: &Workload,
         backend: BackendKind,
         out: &Path,
+        scale: f64,
     ) -> Result<data::RunData, ReportError> {
         let result = runner::run(RunOptions {
             workload: w.path.clone(),
@@ -94,7 +95,7 @@ impl Launch {
             nodes: None,
             out: Some(out.to_path_buf()),
             seed: None,
-            scale: self.scale,
+            scale,
             quiet: self.quiet,
             binary: self.binary.clone(),
             cli: self.cli.clone(),

@@ -249,6 +249,14 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
                         v.bad_keys
                     ),
                 )
+            } else if v.unreadable > 0 {
+                (
+                    "bad",
+                    format!(
+                        "NOT VERIFIED: {} keys could not be read back (the {} read back were all correct)",
+                        v.unreadable, v.ok
+                    ),
+                )
             } else {
                 (
                     "ok",

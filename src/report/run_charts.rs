@@ -215,16 +215,14 @@ pub fn resources(run: &RunData) -> Option<AnyChart> {
             points: rows
                 .clone()
                 .filter(|r| r.rss_bytes > 0)
-                .map(|r| (r.t_s as f64, r.rss_bytes as f64 / MIB))
+                .map(|r| (r.t_s, r.rss_bytes as f64 / MIB))
                 .collect(),
         });
         disk.series.push(Series {
             label: format!("node {n}"),
             color: color(i),
             style: Style::Line,
-            points: rows
-                .map(|r| (r.t_s as f64, r.disk_bytes as f64 / MIB))
-                .collect(),
+            points: rows.map(|r| (r.t_s, r.disk_bytes as f64 / MIB)).collect(),
         });
     }
     rss.markers = markers.clone();

@@ -53,7 +53,8 @@ pub struct SummaryRow {
 /// A line of `resources.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceRow {
-    pub t_s: u64,
+    /// Seconds since the run started (millisecond precision).
+    pub t_s: f64,
     pub node: u64,
     pub rss_bytes: u64,
     pub disk_bytes: u64,
@@ -82,6 +83,8 @@ pub struct RunInfo<'a> {
     pub backend: &'a BackendConfig,
     pub started_at: SystemTime,
     pub duration_s: f64,
+    /// Distinct keys the run wrote (acknowledged or in doubt).
+    pub keys_written: u64,
 }
 
 /// One line per phase for the terminal.
@@ -291,6 +294,7 @@ pub fn write_all(
         "machine": machine(),
         "started_at": humantime::format_rfc3339_seconds(info.started_at).to_string(),
         "duration_s": info.duration_s,
+        "keys_written": info.keys_written,
         "phases": phases.iter().map(|p| serde_json::json!({
             "name": p.name,
             "elapsed_s": p.elapsed.as_secs_f64(),

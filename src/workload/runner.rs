@@ -323,6 +323,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             backend: &backend,
             started_at,
             duration_s: shared.run_start.elapsed().as_secs_f64(),
+            keys_written: shared.model.key_count(),
         },
         &phases,
         &event_rows,
@@ -708,7 +709,7 @@ async fn sample_resources(
                 pct
             });
             rows.push(ResourceRow {
-                t_s: run_start.elapsed().as_secs_f64().round() as u64,
+                t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
                 node: n.id,
                 rss_bytes: r.rss_bytes,
                 disk_bytes: r.disk_bytes,

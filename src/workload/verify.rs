@@ -86,6 +86,11 @@ impl Model {
             });
     }
 
+    /// How many distinct keys were written (acknowledged or in doubt).
+    pub fn key_count(&self) -> u64 {
+        self.keys.lock().expect("model lock").len() as u64
+    }
+
     /// Keys written so far, sorted.
     pub fn keys(&self) -> Vec<u64> {
         let mut k: Vec<u64> = self
