@@ -31,9 +31,10 @@ pub enum Command {
     /// snapshot and restart costs against data size, projected to a target data set.
     /// `--scale` shortens the rate-search probes only: growth runs load exactly each size.
     Capacity(CapacityArgs),
-    /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html.
+    /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html; for a
+    /// `compare` directory, every run's and the comparison's.
     Plot {
-        /// Results directory written by `raftbench run`.
+        /// Results directory written by `raftbench run` or `raftbench compare`.
         dir: PathBuf,
     },
     /// Check workload files without running them.

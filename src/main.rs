@@ -32,6 +32,10 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
         Command::Capacity(args) => capacity(args)?,
+        Command::Plot { dir } if raftbench::report::compare::is_comparison(&dir) => {
+            let report = raftbench::report::compare::replot(&dir)?;
+            println!("{}", report.display());
+        }
         Command::Plot { dir } => {
             let p = raftbench::report::plot::plot_run(&dir)?;
             for c in &p.charts {

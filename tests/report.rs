@@ -291,6 +291,22 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
     };
     assert_eq!(winner, expected, "{line}");
     assert!(rows.iter().any(|r| r["metric"] == "disk_bytes_per_key"));
+
+    // `plot` redraws a comparison from its runs' files alone.
+    let csv_before = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
+    std::fs::remove_dir_all(out.join("charts")).unwrap();
+    std::fs::remove_file(out.join("comparison.md")).unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    ok(&raftbench(&["plot", out.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("comparison.csv")).unwrap(),
+        csv_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("comparison.md")).unwrap(),
+        md
+    );
+    check_charts_and_report(&out);
 }
 
 #[test]

@@ -520,7 +520,8 @@ impl Chart for BarChart {
                 hi = hi.max(*v).max(mm.map_or(0.0, |m| m.1));
             }
         }
-        let hi = if hi > 0.0 { hi * 1.12 } else { 1.0 };
+        // Room on the right for value labels and the legend box (lower right).
+        let hi = if hi > 0.0 { hi * 1.3 } else { 1.0 };
         let label_px = self
             .categories
             .iter()

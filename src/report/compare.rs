@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use super::charts::{
     AnyChart, BarChart, BarSeries, ChartFile, Scale, Series, Style, XyChart, XyPanel, color,
@@ -394,46 +395,130 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
             runs.push((*b, rep + 1, run_dir));
         }
     }
-    let rows = aggregate(&metrics);
-    let names: Vec<String> = o.backends.iter().map(|b| b.to_string()).collect();
-    write_csv(&dir, &names, &rows)?;
+    let manifest = Manifest {
+        workload: w.file.name.clone(),
+        backends: o.backends.clone(),
+        repeat: o.repeat,
+        fairness: fair,
+        runs: runs
+            .iter()
+            .map(|(b, rep, d)| ManifestRun {
+                backend: *b,
+                repetition: *rep,
+                dir: d.strip_prefix(&dir).unwrap_or(d).to_path_buf(),
+            })
+            .collect(),
+    };
+    let path = dir.join("compare.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&manifest).map_err(|e| ReportError::file(&path, e))?,
+    )
+    .map_err(|e| ReportError::file(&path, e))?;
+    let (rows, report) = write_comparison(&dir, &manifest, &metrics, &data)?;
+    Ok(Compared {
+        dir,
+        rows,
+        fairness: manifest.fairness,
+        runs,
+        lost,
+        report,
+    })
+}
+
+/// `compare.json`: what a comparison ran, so that `raftbench plot DIR` can redraw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub workload: String,
+    pub backends: Vec<BackendKind>,
+    pub repeat: usize,
+    pub fairness: String,
+    pub runs: Vec<ManifestRun>,
+}
+
+/// One run of a comparison; `dir` is relative to the comparison directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestRun {
+    pub backend: BackendKind,
+    pub repetition: usize,
+    pub dir: PathBuf,
+}
+
+/// Whether `dir` holds a comparison (rather than a single run).
+pub fn is_comparison(dir: &Path) -> bool {
+    dir.join("compare.json").is_file()
+}
+
+/// Redraw a comparison from its runs' results files: each run's charts and report, then
+/// the table, overlay charts and report (`raftbench plot DIR`).
+pub fn replot(dir: &Path) -> Result<PathBuf, ReportError> {
+    let path = dir.join("compare.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ReportError::file(&path, e))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| ReportError::file(&path, e))?;
+    let mut metrics: Vec<Vec<Vec<Metric>>> = vec![Vec::new(); manifest.backends.len()];
+    let mut data: Vec<Vec<RunData>> = vec![Vec::new(); manifest.backends.len()];
+    for r in &manifest.runs {
+        let bi = manifest
+            .backends
+            .iter()
+            .position(|b| *b == r.backend)
+            .ok_or_else(|| {
+                ReportError::file(
+                    &path,
+                    format!("run {} names an unlisted backend", r.dir.display()),
+                )
+            })?;
+        let run_dir = dir.join(&r.dir);
+        plot::plot_run(&run_dir)?;
+        let run = RunData::load(&run_dir)?;
+        metrics[bi].push(run_metrics(&run));
+        data[bi].push(run);
+    }
+    Ok(write_comparison(dir, &manifest, &metrics, &data)?.1)
+}
+
+/// `comparison.csv`, `comparison.md`, the overlay charts and `report.html`.
+fn write_comparison(
+    dir: &Path,
+    m: &Manifest,
+    metrics: &[Vec<Vec<Metric>>],
+    data: &[Vec<RunData>],
+) -> Result<(Vec<Row>, PathBuf), ReportError> {
+    let rows = aggregate(metrics);
+    let names: Vec<String> = m.backends.iter().map(|b| b.to_string()).collect();
+    write_csv(dir, &names, &rows)?;
     std::fs::write(
         dir.join("comparison.md"),
-        markdown(&names, &rows, &fair, o.repeat),
+        markdown(&names, &rows, &m.fairness, m.repeat),
     )
     .map_err(|e| ReportError::file(&dir.join("comparison.md"), e))?;
-    let charts = overlay_charts(&dir.join("charts"), &names, &data, &rows)?;
+    let charts = overlay_charts(&dir.join("charts"), &names, data, &rows)?;
     let report = dir.join("report.html");
-    let mut page = Page::new(&format!("raftbench compare: {}", w.file.name));
-    page.p(&fair);
+    let mut page = Page::new(&format!("raftbench compare: {}", m.workload));
+    page.p(&m.fairness);
     page.h2("Comparison");
-    page.raw(&html_table(&names, &rows, o.repeat));
+    page.raw(&html_table(&names, &rows, m.repeat));
     page.h2("Charts");
     for c in &charts {
-        page.chart(c, &dir)?;
+        page.chart(c, dir)?;
     }
     page.h2("Runs");
     let mut list = String::from("<ul>");
-    for (b, rep, d) in &runs {
-        let rel = d.strip_prefix(&dir).unwrap_or(d).join("report.html");
+    for r in &m.runs {
+        let rel = r.dir.join("report.html");
         let _ = write!(
             list,
-            "<li><a href=\"{0}\">{1} repetition {rep}</a></li>",
+            "<li><a href=\"{0}\">{1} repetition {2}</a></li>",
             esc(&rel.to_string_lossy()),
-            esc(&b.to_string())
+            esc(&r.backend.to_string()),
+            r.repetition
         );
     }
     list.push_str("</ul>");
     page.raw(&list);
     page.write(&report)?;
-    Ok(Compared {
-        dir,
-        rows,
-        fairness: fair,
-        runs,
-        lost,
-        report,
-    })
+    Ok((rows, report))
 }
 
 fn write_csv(dir: &Path, names: &[String], rows: &[Row]) -> Result<(), ReportError> {
@@ -711,7 +796,7 @@ fn overlay_charts(
             continue;
         }
         let c = AnyChart::Bar(BarChart {
-            title: format!("{title} — {name}"),
+            title: format!("{title} — {}", name.replace('-', " ")),
             x_desc: x_desc.into(),
             categories,
             series,
