@@ -258,15 +258,19 @@ pub struct CapacityArgs {
     /// Data-set sizes (keys) for the growth runs, e.g. 10k,100k,1M.
     #[arg(long, default_value = "10k,100k,1M")]
     pub sizes: String,
-    /// Keys to project to (default: 10 × the largest size).
-    #[arg(long)]
+    /// Keys to project to, e.g. 10M (default: 10 × the largest size).
+    #[arg(long, value_parser = crate::report::capacity::parse_count)]
     pub target_keys: Option<u64>,
     /// Value size for the growth runs and the projection, e.g. 1KiB (default: the workload's).
     #[arg(long)]
     pub target_value_size: Option<bytesize::ByteSize>,
-    /// Probes of the rate search per backend.
+    /// Rates tried by the search per backend.
     #[arg(long, default_value_t = 6)]
     pub steps: usize,
+    /// Probes per rate; a rate meets the SLO when most of its probes do. 3 keeps one
+    /// noisy run on a shared machine from cutting the search short.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// First offered rate in ops/s (default: the workload's rate, else 1000).
     #[arg(long)]
     pub start_rate: Option<f64>,

@@ -304,6 +304,7 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
         target_keys: args.target_keys,
         target_value_size: args.target_value_size.map(|b| b.as_u64()),
         steps: args.steps,
+        repeat: args.repeat,
         start_rate: args.start_rate,
         out: args.out,
         launch: launch(&args.replay)?,

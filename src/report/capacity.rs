@@ -46,8 +46,11 @@ pub struct CapacityOptions {
     pub target_keys: Option<u64>,
     /// Value size for the growth runs and the projection (default: the workload's).
     pub target_value_size: Option<u64>,
-    /// Rate-search probes per backend.
+    /// Rates tried per backend in the search.
     pub steps: usize,
+    /// Probes per rate; a rate meets the SLO when most of its probes do (a single run on
+    /// a shared machine can miss by noise alone and cut the search short).
+    pub repeat: usize,
     /// First offered rate (default: the workload's rate, else 1000 ops/s).
     pub start_rate: Option<f64>,
     pub out: Option<PathBuf>,
@@ -94,9 +97,6 @@ pub struct BackendCapacity {
     pub backend: BackendKind,
     pub probes: Vec<Probe>,
     pub max_rate: Option<f64>,
-    /// Whether some probed rate missed the SLO, so `max_rate` is bounded from above
-    /// (otherwise the real maximum may be higher: more `--steps`).
-    pub bounded: bool,
     pub growth: Vec<GrowthPoint>,
     /// metric → fit over the sizes.
     pub fits: BTreeMap<&'static str, Fit>,
@@ -105,7 +105,10 @@ pub struct BackendCapacity {
 impl BackendCapacity {
     /// `12000 ops/s`, `≥ 12000 ops/s (no probe missed; add --steps)` or why there is none.
     pub fn max_rate_text(&self) -> String {
-        match (self.max_rate, self.bounded) {
+        let bounded = self
+            .max_rate
+            .is_some_and(|m| self.probes.iter().any(|p| p.offered > m));
+        match (self.max_rate, bounded) {
             (Some(x), true) => format!("{x:.0} ops/s"),
             (Some(x), false) => format!("≥ {x:.0} ops/s (no probe missed the SLO; add --steps)"),
             (None, _) => "none: the SLO was missed at every probed rate".into(),
@@ -120,6 +123,14 @@ pub struct CapacityResult {
     pub backends: Vec<BackendCapacity>,
     pub target_keys: u64,
     pub report: PathBuf,
+}
+
+/// Parse one key count like `10k` or `1M` (for `--target-keys`).
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match parse_sizes(s).map_err(|e| e.to_string())?.as_slice() {
+        [n] => Ok(*n),
+        _ => Err(format!("expected one key count like 1M, got {s:?}")),
+    }
 }
 
 /// Parse `10k,100k,1M` (k = 1000, M = 10⁶, G = 10⁹).
@@ -170,6 +181,9 @@ fn check(o: &CapacityOptions, w: &Workload) -> Result<(), ReportError> {
     }
     if o.steps == 0 {
         return Err(ReportError::Invalid("--steps must be at least 1".into()));
+    }
+    if o.repeat == 0 {
+        return Err(ReportError::Invalid("--repeat must be at least 1".into()));
     }
     if let Some(r) = o.start_rate
         && !(r.is_finite() && r > 0.0)
@@ -382,16 +396,22 @@ impl Ctx<'_> {
                 .unwrap_or(1000.0)
         });
         let (mut pass, mut fail): (Option<f64>, Option<f64>) = (None, None);
-        let mut probes = Vec::new();
+        let mut probes: Vec<Probe> = Vec::new();
         let mut rate = Some(start);
-        while let Some(r) = rate.filter(|_| probes.len() < self.o.steps) {
-            let p = self.probe(backend, probes.len(), r).await?;
-            if p.met {
+        let mut tried = 0;
+        while let Some(r) = rate.filter(|_| tried < self.o.steps) {
+            tried += 1;
+            let mut met = 0;
+            for _ in 0..self.o.repeat.max(1) {
+                let p = self.probe(backend, probes.len(), r).await?;
+                met += usize::from(p.met);
+                probes.push(p);
+            }
+            if 2 * met > self.o.repeat.max(1) {
                 pass = Some(pass.map_or(r, |x: f64| x.max(r)));
             } else {
                 fail = Some(fail.map_or(r, |x: f64| x.min(r)));
             }
-            probes.push(p);
             rate = next_rate(pass, fail);
         }
         Ok((probes, pass))
@@ -613,7 +633,6 @@ pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, ReportError>
     let mut results = Vec::new();
     for b in &o.backends {
         let (probes, max_rate) = ctx.search(*b).await?;
-        let bounded = probes.iter().any(|p| !p.met);
         let mut growth = Vec::new();
         for s in &sizes {
             growth.push(ctx.growth(*b, *s).await?);
@@ -632,7 +651,6 @@ pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, ReportError>
             backend: *b,
             probes,
             max_rate,
-            bounded,
             growth,
             fits,
         });
