@@ -806,17 +806,39 @@ fn charts(
             Scale::Log,
         );
         for (bi, r) in results.iter().enumerate() {
-            let mut pts: Vec<(f64, f64)> = r
-                .probes
-                .iter()
-                .filter_map(|p| Some((p.achieved, p.measured_us[ti]? as f64 / 1e3)))
+            // Every probe as a point; the line joins each rate's median (with --repeat).
+            let mut by_rate: BTreeMap<u64, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+            let mut pts = Vec::new();
+            for pr in &r.probes {
+                let Some(v) = pr.measured_us[ti] else {
+                    continue;
+                };
+                let y = v as f64 / 1e3;
+                pts.push((pr.achieved, y));
+                let e = by_rate.entry((pr.offered * 1e3) as u64).or_default();
+                e.0.push(pr.achieved);
+                e.1.push(y);
+            }
+            let medians = by_rate
+                .into_values()
+                .map(|(mut x, mut y)| {
+                    (
+                        super::compare::median(&mut x),
+                        super::compare::median(&mut y),
+                    )
+                })
                 .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            p.series.push(Series {
+                label: String::new(),
+                color: color(bi),
+                style: Style::Points,
+                points: pts,
+            });
             p.series.push(Series {
                 label: format!("{} (max at SLO: {})", r.backend, r.max_rate_text()),
                 color: color(bi),
-                style: Style::LinePoints,
-                points: pts,
+                style: Style::Line,
+                points: medians,
             });
         }
         p.hlines.push((t.bound_us / 1e3, format!("SLO {t}")));
@@ -947,16 +969,27 @@ fn write_report(
     ));
     let mut rows = Vec::new();
     for r in results {
-        // A fitted line can go negative outside the data; nothing here can.
-        let proj = |m: &str| r.fits.get(m).map(|f| f.eval(target as f64).max(0.0));
+        // A fitted line can go negative outside the data; nothing here can. A weak fit
+        // (R² < 0.9: the points do not follow the model) is flagged in the cell.
+        let proj = |m: &str, fmt: &dyn Fn(f64) -> String| {
+            r.fits.get(m).map_or("-".to_string(), |f| {
+                let v = fmt(f.eval(target as f64).max(0.0));
+                if f.r2 < 0.9 {
+                    format!("{v} (weak fit, R² {:.2})", f.r2)
+                } else {
+                    v
+                }
+            })
+        };
+        let ms = |v: f64| fmt_us(v * 1e3);
         rows.push(vec![
             r.backend.to_string(),
-            proj("rss_bytes_per_node").map_or("-".into(), fmt_bytes),
-            proj("disk_bytes_per_node").map_or("-".into(), fmt_bytes),
-            proj("snapshot_bytes").map_or("-".into(), fmt_bytes),
-            proj("snapshot_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
-            proj("replay_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
-            proj("caught_up_ms").map_or("-".into(), |v| fmt_us(v * 1e3)),
+            proj("rss_bytes_per_node", &fmt_bytes),
+            proj("disk_bytes_per_node", &fmt_bytes),
+            proj("snapshot_bytes", &fmt_bytes),
+            proj("snapshot_ms", &ms),
+            proj("replay_ms", &ms),
+            proj("caught_up_ms", &ms),
             r.max_rate_text(),
         ]);
     }
