@@ -313,22 +313,19 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
     let r = rt.block_on(capacity::capacity(opts))?;
     println!("projection to {} keys:", r.target_keys);
     for b in &r.backends {
-        let proj = |m: &str| {
-            b.fits.get(m).map_or("-".to_string(), |f| {
-                raftbench::report::plot::fmt_bytes(f.eval(r.target_keys as f64))
-            })
-        };
+        let bytes =
+            |m: &str| b.projection_text(m, r.target_keys, &raftbench::report::plot::fmt_bytes);
         let ms = |m: &str| {
-            b.fits.get(m).map_or("-".to_string(), |f| {
-                format!("{:.0} ms", f.eval(r.target_keys as f64))
+            b.projection_text(m, r.target_keys, &|v| {
+                raftbench::report::plot::fmt_us(v * 1e3)
             })
         };
         println!(
             "  {:<8} max rate at SLO {}, RSS/node {}, disk/node {}, restart caught up {}",
             b.backend.to_string(),
             b.max_rate_text(),
-            proj("rss_bytes_per_node"),
-            proj("disk_bytes_per_node"),
+            bytes("rss_bytes_per_node"),
+            bytes("disk_bytes_per_node"),
             ms("caught_up_ms"),
         );
     }

@@ -296,6 +296,7 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
     let csv_before = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
     std::fs::remove_dir_all(out.join("charts")).unwrap();
     std::fs::remove_file(out.join("comparison.md")).unwrap();
+    std::fs::remove_file(out.join("comparison.csv")).unwrap();
     std::fs::remove_file(out.join("report.html")).unwrap();
     ok(&raftbench(&["plot", out.to_str().unwrap()]));
     assert_eq!(

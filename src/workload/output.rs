@@ -83,7 +83,7 @@ pub struct RunInfo<'a> {
     pub backend: &'a BackendConfig,
     pub started_at: SystemTime,
     pub duration_s: f64,
-    /// Distinct keys the run wrote (acknowledged or in doubt).
+    /// Distinct keys the run put a value in (acknowledged or in doubt).
     pub keys_written: u64,
 }
 

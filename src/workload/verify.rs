@@ -86,9 +86,13 @@ impl Model {
             });
     }
 
-    /// How many distinct keys were written (acknowledged or in doubt).
+    /// How many distinct keys were given a value (by a put, acknowledged or in doubt);
+    /// keys only ever deleted do not count.
     pub fn key_count(&self) -> u64 {
-        self.keys.lock().expect("model lock").len() as u64
+        let map = self.keys.lock().expect("model lock");
+        map.values()
+            .filter(|writes| writes.iter().any(|w| !w.delete))
+            .count() as u64
     }
 
     /// Keys written so far, sorted.
