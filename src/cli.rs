@@ -222,6 +222,10 @@ pub struct RunArgs {
     /// Results directory (default results/<utc>-<workload>-<backend>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run against the running cluster this cluster file describes (nodes, addresses,
+    /// control commands) instead of starting one; the workload's [cluster] is ignored.
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
     #[command(flatten)]
     pub replay: ReplayArgs,
 }

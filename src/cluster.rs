@@ -21,7 +21,7 @@ use thiserror::Error;
 use tracing::{debug, info};
 
 use crate::node::status::{Role, StatusReport, rss_of};
-use crate::node::{ClusterFile, ClusterNode, RaftSettings};
+use crate::node::{ClusterFile, ClusterNode, ControlCommands, RaftSettings};
 use crate::storage::BackendConfig;
 
 /// Why a cluster operation failed.
@@ -73,17 +73,21 @@ pub struct LocalNode {
     join: bool,
     child: Option<Child>,
     paused: bool,
+    /// For a node of an attached cluster: its control commands, and whether it is up as
+    /// far as those commands have told us.
+    control: Option<ControlCommands>,
+    up: bool,
 }
 
 impl LocalNode {
-    /// OS process id, while running.
+    /// OS process id, while running (local nodes only).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process is running (possibly paused).
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.child.is_some() || (self.control.is_some() && self.up)
     }
 
     /// Whether the process is stopped with SIGSTOP.
@@ -103,11 +107,15 @@ pub struct ProcResources {
     pub disk_bytes: u64,
 }
 
-/// A running local cluster. Dropping it kills every node.
+/// A running local cluster (dropping it kills every node), or a cluster someone else
+/// runs, attached through its cluster file ([`LocalCluster::attach`]): its nodes are
+/// controlled by the file's commands and never stopped by raftbench on its own.
 pub struct LocalCluster {
     spec: ClusterSpec,
     nodes: BTreeMap<u64, LocalNode>,
     http: reqwest::Client,
+    /// The cluster file of an attached cluster.
+    attached: Option<PathBuf>,
 }
 
 /// A free TCP port on 127.0.0.1 for a node to listen on.
@@ -159,6 +167,7 @@ impl LocalCluster {
             nodes: BTreeMap::new(),
             http: http_client(),
             spec,
+            attached: None,
         };
         for id in 1..=cluster.spec.nodes {
             cluster.add_node_entry(id, false)?;
@@ -184,8 +193,144 @@ impl LocalCluster {
             join,
             child: None,
             paused: false,
+            control: None,
+            up: false,
         };
         self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// Attach to the cluster a cluster file describes (started by someone else, possibly on
+    /// other hosts). Nothing is started or checked here; `log_dir` receives
+    /// `control.log`, the output of every control command run.
+    pub fn attach(path: &Path, log_dir: &Path) -> Result<LocalCluster, ClusterError> {
+        let file = ClusterFile::load(path).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        if file.nodes.is_empty() {
+            return Err(ClusterError::Invalid(format!(
+                "{}: lists no [[node]]",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(log_dir).map_err(io(format!("creating {}", log_dir.display())))?;
+        let nodes = file
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    LocalNode {
+                        id: n.id,
+                        peer_addr: n.peer_addr.clone(),
+                        client_addr: n.client_addr.clone(),
+                        data_dir: n.data_dir.clone().unwrap_or_default(),
+                        log_path: log_dir.join("control.log"),
+                        join: false,
+                        child: None,
+                        paused: false,
+                        control: Some(n.control.clone()),
+                        up: true,
+                    },
+                )
+            })
+            .collect();
+        Ok(LocalCluster {
+            spec: ClusterSpec {
+                nodes: file.nodes.len() as u64,
+                backend: file.backend.clone(),
+                raft: file.raft.clone(),
+                dir: log_dir.to_path_buf(),
+                binary: PathBuf::new(),
+            },
+            nodes,
+            http: http_client(),
+            attached: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The cluster file of an attached cluster (`None` for a cluster raftbench started).
+    pub fn attached(&self) -> Option<&Path> {
+        self.attached.as_deref()
+    }
+
+    /// The backend settings every node uses.
+    pub fn backend(&self) -> &BackendConfig {
+        &self.spec.backend
+    }
+
+    /// Run a control command that starts (`up`) or takes down a node, and record it.
+    fn control_and_mark(&mut self, id: u64, which: &str, up: bool) -> Result<(), ClusterError> {
+        self.control(id, which)?;
+        let node = self.nodes.get_mut(&id).expect("checked by control");
+        node.up = up;
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Run node `id`'s `which` control command (attached clusters), waiting up to two
+    /// minutes for it; its output is appended to `control.log`.
+    fn control(&mut self, id: u64, which: &str) -> Result<(), ClusterError> {
+        let file = self.attached.clone().unwrap_or_default();
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(ClusterError::UnknownNode(id))?;
+        let cmd = node
+            .control
+            .as_ref()
+            .and_then(|c| c.get(which))
+            .ok_or_else(|| {
+                ClusterError::Invalid(format!(
+                    "node {id} has no `{which}` control command in {}",
+                    file.display()
+                ))
+            })?
+            .to_string();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .map_err(io(format!("opening {}", node.log_path.display())))?;
+        use std::io::Write as _;
+        let _ = writeln!(&log, "# node {id} {which}: {cmd}");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("RAFTBENCH_NODE_ID", id.to_string())
+            .env("RAFTBENCH_CLIENT_ADDR", &node.client_addr)
+            .env("RAFTBENCH_PEER_ADDR", &node.peer_addr)
+            .env("RAFTBENCH_DATA_DIR", &node.data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("control log"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!("running node {id}'s `{which}` command")))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ClusterError::Node {
+                        id,
+                        message: format!("`{which}` command `{cmd}` did not finish in 120 s"),
+                    });
+                }
+            }
+        };
+        if !status.success() {
+            return Err(ClusterError::Node {
+                id,
+                message: format!(
+                    "`{which}` command `{cmd}` failed ({status}); its output is in {}",
+                    node.log_path.display()
+                ),
+            });
+        }
+        info!(id, which, "control command ran");
         Ok(())
     }
 
@@ -208,8 +353,67 @@ impl LocalCluster {
                     peer_addr: n.peer_addr.clone(),
                     client_addr: n.client_addr.clone(),
                     data_dir: Some(n.data_dir.clone()),
+                    control: ControlCommands::default(),
                 })
                 .collect(),
+        }
+    }
+
+    /// The cluster file with control commands for every node — plain signals to the pid
+    /// in `node-<id>.pid`, and `start` relaunching the node in the background as
+    /// [`Self::spawn`] does — so that `raftbench run --cluster` can drive this cluster as
+    /// it would one on other hosts.
+    pub fn controlled_cluster_file(&self) -> ClusterFile {
+        let mut file = self.cluster_file();
+        let binary = sh_quote(&self.spec.binary.to_string_lossy());
+        let cluster_file = sh_quote(&self.cluster_file_path().to_string_lossy());
+        for n in &mut file.nodes {
+            let Some(node) = self.nodes.get(&n.id) else {
+                continue;
+            };
+            let pid_file = sh_quote(
+                &self
+                    .spec
+                    .dir
+                    .join(format!("node-{}.pid", n.id))
+                    .to_string_lossy(),
+            );
+            // Signal, then wait (10 s at most) until the process is gone.
+            let signal_and_wait = |sig: &str| {
+                format!(
+                    "pid=$(cat {pid_file}) && kill -{sig} $pid && \
+                     for i in $(seq 200); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.05; done; exit 1"
+                )
+            };
+            n.control = ControlCommands {
+                start: Some(format!(
+                    "nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
+                     --client-addr {client} --data-dir {data} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+                    id = n.id,
+                    peer = sh_quote(&node.peer_addr),
+                    client = sh_quote(&node.client_addr),
+                    data = sh_quote(&node.data_dir.to_string_lossy()),
+                    log = sh_quote(&node.log_path.to_string_lossy()),
+                )),
+                stop: Some(signal_and_wait("TERM")),
+                kill: Some(signal_and_wait("KILL")),
+                pause: Some(format!("kill -STOP $(cat {pid_file})")),
+                resume: Some(format!("kill -CONT $(cat {pid_file})")),
+            };
+        }
+        file
+    }
+
+    /// Notice node processes that exited (killed from outside, e.g. by a control command)
+    /// and reap them, so that they are not left as zombies.
+    pub fn reap(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                node.child = None;
+                node.paused = false;
+            }
         }
     }
 
@@ -230,6 +434,9 @@ impl LocalCluster {
 
     /// Start (or restart) node `id`'s process on its data directory.
     pub fn spawn(&mut self, id: u64) -> Result<(), ClusterError> {
+        if self.attached.is_some() {
+            return self.control_and_mark(id, "start", true);
+        }
         let cluster_file = self.cluster_file_path();
         let binary = self.spec.binary.clone();
         let node = self
@@ -269,6 +476,10 @@ impl LocalCluster {
             .spawn()
             .map_err(io(format!("starting {}", binary.display())))?;
         debug!(id, pid = child.id(), "node process started");
+        // The pid file is what the control commands of `controlled_cluster_file` use.
+        let pid_file = self.spec.dir.join(format!("node-{id}.pid"));
+        std::fs::write(&pid_file, format!("{}\n", child.id()))
+            .map_err(io(format!("writing {}", pid_file.display())))?;
         node.child = Some(child);
         node.paused = false;
         Ok(())
@@ -291,6 +502,9 @@ impl LocalCluster {
 
     /// SIGKILL node `id` and reap it: nothing is flushed, as in a crash.
     pub fn kill(&mut self, id: u64) -> Result<(), ClusterError> {
+        if self.attached.is_some() {
+            return self.control_and_mark(id, "kill", false);
+        }
         self.signal(id, Signal::SIGKILL)?;
         let node = self.nodes.get_mut(&id).expect("checked");
         if let Some(mut child) = node.child.take() {
@@ -303,6 +517,9 @@ impl LocalCluster {
 
     /// SIGTERM node `id` (graceful stop) and wait for it; SIGKILL after 10 s.
     pub fn stop(&mut self, id: u64) -> Result<(), ClusterError> {
+        if self.attached.is_some() {
+            return self.control_and_mark(id, "stop", false);
+        }
         if self.node(id)?.paused {
             self.resume(id)?;
         }
@@ -329,14 +546,22 @@ impl LocalCluster {
 
     /// SIGSTOP node `id`: it keeps its sockets but stops answering, like a hung process.
     pub fn pause(&mut self, id: u64) -> Result<(), ClusterError> {
-        self.signal(id, Signal::SIGSTOP)?;
+        if self.attached.is_some() {
+            self.control(id, "pause")?;
+        } else {
+            self.signal(id, Signal::SIGSTOP)?;
+        }
         self.nodes.get_mut(&id).expect("checked").paused = true;
         Ok(())
     }
 
     /// SIGCONT a paused node.
     pub fn resume(&mut self, id: u64) -> Result<(), ClusterError> {
-        self.signal(id, Signal::SIGCONT)?;
+        if self.attached.is_some() {
+            self.control(id, "resume")?;
+        } else {
+            self.signal(id, Signal::SIGCONT)?;
+        }
         self.nodes.get_mut(&id).expect("checked").paused = false;
         Ok(())
     }
@@ -344,6 +569,12 @@ impl LocalCluster {
     /// Start a new, empty node with `--join` and return its id. Add it to the membership
     /// with `POST /members/{id}` on the leader (see [`Self::add_member`]).
     pub fn spawn_joining_node(&mut self) -> Result<u64, ClusterError> {
+        if let Some(f) = &self.attached {
+            return Err(ClusterError::Invalid(format!(
+                "add-node starts a new node process, which raftbench cannot do for the cluster of {}",
+                f.display()
+            )));
+        }
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
         self.add_node_entry(id, true)?;
         self.spawn(id)?;
@@ -483,8 +714,22 @@ impl LocalCluster {
         Ok(r)
     }
 
-    /// Stop every node gracefully (SIGTERM).
+    /// RSS and data-directory size of node `id` as the node reports them in `/status` —
+    /// the only view of a node on another host (no storage I/O counters there).
+    pub async fn reported_resources(&self, id: u64) -> Result<ProcResources, ClusterError> {
+        let s = self.status(id).await?;
+        Ok(ProcResources {
+            rss_bytes: s.rss_bytes,
+            disk_bytes: s.storage.disk_bytes,
+            ..Default::default()
+        })
+    }
+
+    /// Stop every node gracefully (SIGTERM). An attached cluster is left running.
     pub fn shutdown(&mut self) {
+        if self.attached.is_some() {
+            return;
+        }
         let ids: Vec<u64> = self
             .nodes
             .values()
@@ -514,6 +759,11 @@ impl Drop for LocalCluster {
             }
         }
     }
+}
+
+/// `s` quoted for `sh`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The HTTP client the launcher uses for status and admin calls.

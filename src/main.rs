@@ -178,8 +178,12 @@ fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
             );
         }
     };
-    if let Some(path) = &args.cluster_file {
-        std::fs::copy(cluster.cluster_file_path(), path)
+    // The cluster file, with control commands (signals to the recorded pids), so that
+    // `raftbench run --cluster` can drive this cluster like one on other hosts.
+    let controlled = cluster.controlled_cluster_file();
+    for path in std::iter::once(cluster.cluster_file_path()).chain(args.cluster_file.clone()) {
+        controlled
+            .save(&path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
@@ -206,9 +210,39 @@ fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
     println!("  curl {url}/kv/greeting");
     println!("  curl {url}/status");
     println!("Ctrl-C stops every node.");
-    rt.block_on(tokio::signal::ctrl_c())?;
+    rt.block_on(async {
+        let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+        loop {
+            tokio::select! {
+                r = &mut interrupted => return r,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => cluster.reap(),
+            }
+        }
+    })?;
     println!("stopping...");
     cluster.shutdown();
+    // Nodes restarted by a control command are not our children: stop them by pid file.
+    for id in cluster.nodes().keys() {
+        let pid_file = args.dir.join(format!("node-{id}.pid"));
+        let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_our_node = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c).contains("raftbench")
+                    && c.windows(4).any(|w| w == b"node")
+            })
+            .unwrap_or(false);
+        if is_our_node {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -370,6 +404,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         quiet: args.replay.quiet,
         binary: std::env::current_exe().context("locating the raftbench executable")?,
         cli: std::env::args().collect(),
+        cluster: args.cluster.clone(),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(raftbench::workload::runner::run(opts))?;

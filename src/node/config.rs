@@ -18,7 +18,15 @@
 //! peer_addr = "127.0.0.1:7001"
 //! client_addr = "127.0.0.1:8001"
 //! data_dir = "data/1"          # optional; `raftbench node --data-dir` overrides
+//! [node.control]                # optional: how `raftbench run --cluster` controls the node
+//! kill = "ssh db1 sudo systemctl kill -s KILL raftbench"
+//! start = "ssh db1 sudo systemctl start raftbench"
 //! ```
+//!
+//! Control commands (`start`, `stop`, `kill`, `pause`, `resume`) run through `sh -c` with
+//! the node's id and addresses in `RAFTBENCH_NODE_ID`, `RAFTBENCH_CLIENT_ADDR`,
+//! `RAFTBENCH_PEER_ADDR` and `RAFTBENCH_DATA_DIR`; they are how a run injects failures into
+//! a cluster it did not start.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -173,6 +181,47 @@ pub struct ClusterNode {
     pub client_addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "ControlCommands::is_empty")]
+    pub control: ControlCommands,
+}
+
+/// Shell commands that control a node raftbench did not start (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCommands {
+    /// Start the node's process on its data directory (used by `restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Stop it gracefully (SIGTERM or the service manager's stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    /// Kill it without warning (SIGKILL), as in a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<String>,
+    /// Freeze it (SIGSTOP): it keeps its sockets but stops answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// Unfreeze a paused node (SIGCONT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+impl ControlCommands {
+    pub fn is_empty(&self) -> bool {
+        *self == ControlCommands::default()
+    }
+
+    /// The command for `name` (`start`, `stop`, `kill`, `pause`, `resume`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "start" => self.start.as_deref(),
+            "stop" => self.stop.as_deref(),
+            "kill" => self.kill.as_deref(),
+            "pause" => self.pause.as_deref(),
+            "resume" => self.resume.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A cluster file (see the module docs).
@@ -258,6 +307,10 @@ mod tests {
                 peer_addr: "127.0.0.1:1".into(),
                 client_addr: "127.0.0.1:2".into(),
                 data_dir: None,
+                control: ControlCommands {
+                    kill: Some("kill -9 $(cat /tmp/pid)".into()),
+                    ..Default::default()
+                },
             }],
         };
         let path = t.path().join("c.toml");

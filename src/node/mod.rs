@@ -27,7 +27,9 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use config::{ClusterFile, ClusterNode, ConfigError, MemberAddrs, NodeConfig, RaftSettings};
+pub use config::{
+    ClusterFile, ClusterNode, ConfigError, ControlCommands, MemberAddrs, NodeConfig, RaftSettings,
+};
 pub use members::{MEMBER_KEY_PREFIX, Members, member_key};
 
 use crate::kv::KvCommand;

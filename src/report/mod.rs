@@ -99,6 +99,7 @@ impl Launch {
             quiet: self.quiet,
             binary: self.binary.clone(),
             cli: self.cli.clone(),
+            cluster: None,
         })
         .await?;
         if let Some(v) = &result.verify

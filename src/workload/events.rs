@@ -135,7 +135,7 @@ pub async fn execute(
     };
     let node_list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
     let old_leader = c.leader().await;
-    let now = Instant::now();
+    let mut now = Instant::now();
     let http = crate::cluster::http_client();
     let mut details = Vec::new();
     let mut follow = Followup::None;
@@ -154,6 +154,9 @@ pub async fn execute(
                     Err(e) => details.push(e.to_string()),
                 }
             }
+            // The fault took effect when the process was gone: a control command (ssh,
+            // a service manager) can take a while, and the node served until then.
+            now = Instant::now();
             if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
                 follow = Followup::LeaderLost { old: l, at: now };
             }
@@ -167,6 +170,7 @@ pub async fn execute(
                     Err(e) => details.push(e.to_string()),
                 }
             }
+            now = Instant::now();
             if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
                 follow = Followup::LeaderLost { old: l, at: now };
             }

@@ -85,6 +85,9 @@ pub struct RunInfo<'a> {
     pub duration_s: f64,
     /// Distinct keys the run put a value in (acknowledged or in doubt).
     pub keys_written: u64,
+    /// For a run against a live cluster: its cluster file and nodes (with their control
+    /// commands).
+    pub live_cluster: Option<serde_json::Value>,
 }
 
 /// One line per phase for the terminal.
@@ -295,6 +298,7 @@ pub fn write_all(
         "started_at": humantime::format_rfc3339_seconds(info.started_at).to_string(),
         "duration_s": info.duration_s,
         "keys_written": info.keys_written,
+        "live_cluster": info.live_cluster,
         "phases": phases.iter().map(|p| serde_json::json!({
             "name": p.name,
             "elapsed_s": p.elapsed.as_secs_f64(),

@@ -8,7 +8,7 @@
 //! the actual send) is recorded beside it. Writes carry a unique id in their first 8 bytes
 //! and every acknowledged or in-doubt write goes into the verification [`Model`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use super::events::{self, EventRow, Faults, RecoveryRow};
 use super::keys::{KeyChooser, SharedKeys, ValueMaker, key_name};
 use super::output::{self, PhaseOutput, ResourceRow};
-use super::spec::{HumanDuration, Phase, ReadConsistency};
+use super::spec::{Action, HumanDuration, Phase, ReadConsistency, Target};
 use super::verify::{Model, Seen, VerifyReport, write_id};
 use super::{SpecError, Workload};
 use crate::client::{Client, ClientError, Consistency};
@@ -67,6 +67,8 @@ pub struct RunOptions {
     pub binary: PathBuf,
     /// The command line, for `run.json`.
     pub cli: Vec<String>,
+    /// Run against the running cluster this cluster file describes instead of starting one.
+    pub cluster: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -75,6 +77,97 @@ pub struct RunResult {
     pub dir: PathBuf,
     pub verify: Option<VerifyReport>,
     pub summary: Vec<output::SummaryRow>,
+}
+
+/// Before any load against a live cluster: every node answers `/status`, and they agree on
+/// one leader.
+async fn check_live(c: &LocalCluster) -> Result<(), RunError> {
+    let file = c
+        .attached()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut leaders = std::collections::BTreeMap::new();
+    let mut bad = Vec::new();
+    for n in c.nodes().values() {
+        match c.status(n.id).await {
+            Ok(s) => {
+                leaders.insert(n.id, s.raft.leader_id);
+            }
+            Err(e) => bad.push(format!("node {} at {}: {e}", n.id, n.client_addr)),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(RunError::Invalid(format!(
+            "{file}: nodes do not answer GET /status: {}",
+            bad.join("; ")
+        )));
+    }
+    let distinct: std::collections::BTreeSet<u64> = leaders.values().copied().collect();
+    if distinct.len() != 1 || distinct.contains(&0) {
+        return Err(RunError::Invalid(format!(
+            "{file}: the nodes do not agree on a leader (node -> leader it reports: {leaders:?})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse, before anything runs, events that need a control command the cluster file
+/// does not give (a live cluster is controlled only through those commands).
+pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
+    let file =
+        crate::node::ClusterFile::load(path).map_err(|e| RunError::Invalid(e.to_string()))?;
+    for p in &w.file.phases {
+        let p = p.get_ref();
+        for e in &p.events {
+            let e = e.get_ref();
+            let which = match e.action {
+                Action::Kill => "kill",
+                Action::Stop => "stop",
+                Action::Restart => "start",
+                Action::Pause => "pause",
+                Action::Resume => "resume",
+                Action::AddNode => {
+                    return Err(RunError::Invalid(format!(
+                        "{}: phase {:?}: add-node starts a new node process, which raftbench cannot do for the cluster of {}",
+                        w.path.display(),
+                        p.name,
+                        path.display()
+                    )));
+                }
+                _ => continue,
+            };
+            let targets: Vec<&crate::node::ClusterNode> = match e.target {
+                Target::Node(n) => match file.nodes.iter().find(|x| x.id == n) {
+                    Some(x) => vec![x],
+                    None => {
+                        return Err(RunError::Invalid(format!(
+                            "{}: phase {:?}: event {} targets node {n}, which {} does not list",
+                            w.path.display(),
+                            p.name,
+                            which,
+                            path.display()
+                        )));
+                    }
+                },
+                // The leader, a follower or "the killed ones" are only known at run time.
+                _ => file.nodes.iter().collect(),
+            };
+            for n in targets {
+                if n.control.get(which).is_none() {
+                    return Err(RunError::Invalid(format!(
+                        "{}: phase {:?}: event `{}` at {} needs node {}'s `{which}` control command, which {} does not give",
+                        w.path.display(),
+                        p.name,
+                        format!("{:?}", e.action).to_lowercase(),
+                        humantime::format_duration(e.at.0),
+                        n.id,
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Apply CLI overrides and `--scale` to a workload.
@@ -205,6 +298,14 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         None => Workload::load(&o.workload)?,
     };
     let w = resolve(w, &o)?;
+    if let Some(path) = &o.cluster {
+        if o.backend.is_some() || o.nodes.is_some() {
+            return Err(RunError::Invalid(
+                "--backend and --nodes describe a cluster raftbench starts; with --cluster the cluster file says what runs".into(),
+            ));
+        }
+        check_controls(&w, path)?;
+    }
     let f = &w.file;
     let started_at = SystemTime::now();
     let dir = o.out.clone().unwrap_or_else(|| {
@@ -227,24 +328,40 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         path: dir.clone(),
         source,
     })?;
-    let c = &f.cluster;
-    let mut backend = BackendConfig::new(c.backend, "").with_fsync(c.fsync);
-    backend.memwal = c.memwal.clone();
-    backend.rocksdb = c.rocksdb.clone();
-    let spec = ClusterSpec {
-        nodes: c.nodes,
-        backend: backend.clone(),
-        raft: RaftSettings {
-            tick_ms: c.tick_ms,
-            election_ticks: c.election_ticks,
-            snapshot_interval: c.snapshot_interval,
-            compact_lag: c.compact_lag,
-        },
-        dir: dir.join("cluster"),
-        binary: o.binary.clone(),
+    let (cluster, backend, live) = match &o.cluster {
+        Some(path) => {
+            let cluster = LocalCluster::attach(path, &dir.join("cluster"))?;
+            check_live(&cluster).await?;
+            let file = crate::node::ClusterFile::load(path)
+                .map_err(|e| RunError::Invalid(e.to_string()))?;
+            let live = serde_json::json!({
+                "cluster_file": path,
+                "nodes": file.nodes,
+            });
+            (cluster, file.backend, Some(live))
+        }
+        None => {
+            let c = &f.cluster;
+            let mut backend = BackendConfig::new(c.backend, "").with_fsync(c.fsync);
+            backend.memwal = c.memwal.clone();
+            backend.rocksdb = c.rocksdb.clone();
+            let spec = ClusterSpec {
+                nodes: c.nodes,
+                backend: backend.clone(),
+                raft: RaftSettings {
+                    tick_ms: c.tick_ms,
+                    election_ticks: c.election_ticks,
+                    snapshot_interval: c.snapshot_interval,
+                    compact_lag: c.compact_lag,
+                },
+                dir: dir.join("cluster"),
+                binary: o.binary.clone(),
+            };
+            let cluster = LocalCluster::start(spec)?;
+            cluster.wait_for_leader(Duration::from_secs(30)).await?;
+            (cluster, backend, None)
+        }
     };
-    let cluster = LocalCluster::start(spec)?;
-    cluster.wait_for_leader(Duration::from_secs(30)).await?;
     let endpoints: Vec<String> = cluster
         .nodes()
         .values()
@@ -324,6 +441,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             started_at,
             duration_s: shared.run_start.elapsed().as_secs_f64(),
             keys_written: shared.model.key_count(),
+            live_cluster: live,
         },
         &phases,
         &event_rows,
@@ -694,7 +812,16 @@ async fn sample_resources(
         interval.tick().await;
         let c = cluster.lock().await;
         for n in c.nodes().values() {
-            let Ok(r) = c.resources(n.id) else { continue };
+            let r = if c.attached().is_some() {
+                // Another host's process: only what the node itself reports.
+                if !n.is_running() || n.is_paused() {
+                    continue;
+                }
+                c.reported_resources(n.id).await
+            } else {
+                c.resources(n.id)
+            };
+            let Ok(r) = r else { continue };
             let cpu = n.pid().and_then(|pid| {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
                 let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();

@@ -1,0 +1,239 @@
+//! `raftbench run --cluster`: workloads against a cluster raftbench did not start, driven
+//! only through its cluster file's addresses and control commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+fn raftbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        .args(args)
+        .output()
+        .expect("run raftbench")
+}
+
+fn manifest(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `raftbench cluster up` in the background, until its cluster file is written.
+struct Up {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Up {
+    fn start(dir: &Path, file: &Path) -> Up {
+        // Its stdout goes to a file: a pipe closed early would make its last lines fail.
+        let log = dir.with_extension("out");
+        let child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+            .args(["cluster", "up", "--nodes", "3", "--dir"])
+            .arg(dir)
+            .arg("--cluster-file")
+            .arg(file)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Ctrl-C")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cluster up did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Up {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIGINT, and check that no node outlives it (including nodes restarted by a
+    /// control command, which are not its children).
+    fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        assert!(self.child.wait().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let pids = Command::new("pgrep")
+            .args(["-f", &format!("data-dir '?{}", self.dir.display())])
+            .output()
+            .unwrap();
+        assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records().map(|x| x.unwrap()).collect()
+}
+
+#[test]
+fn failover_against_a_cluster_started_elsewhere() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("cluster.toml");
+    let up = Up::start(&t.path().join("c"), &file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("[node.control]") && text.contains("kill -KILL"),
+        "{text}"
+    );
+
+    let out = t.path().join("results");
+    let o = raftbench(&[
+        "run",
+        manifest("workloads/failover-leader.toml").to_str().unwrap(),
+        "--cluster",
+        file.to_str().unwrap(),
+        "--scale",
+        "0.2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(" 0 lost, 0 stale"), "{stdout}");
+
+    let recovery = csv_rows(&out.join("recovery.csv"));
+    let metric = |m: &str| -> f64 {
+        recovery
+            .iter()
+            .find(|r| &r[3] == m)
+            .unwrap_or_else(|| panic!("no {m} in {recovery:?}"))[4]
+            .parse()
+            .unwrap()
+    };
+    assert!(metric("leader_elected_ms") > 0.0);
+    assert!(metric("caught_up_ms") > 0.0);
+    // The kill was measured from when the process was gone, so writes stalled for the
+    // election rather than resuming at once.
+    let resumed: Vec<f64> = recovery
+        .iter()
+        .filter(|r| &r[1] == "kill" && &r[3] == "writes_resumed_ms")
+        .map(|r| r[4].parse().unwrap())
+        .collect();
+    assert!(resumed.iter().all(|ms| *ms > 50.0), "{resumed:?}");
+
+    // The commands ran, and run.json records them.
+    let log = std::fs::read_to_string(out.join("cluster/control.log")).unwrap();
+    assert!(log.contains(" kill: ") && log.contains(" start: "), "{log}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let nodes = run["live_cluster"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(
+        nodes[0]["control"]["kill"]
+            .as_str()
+            .unwrap()
+            .contains("kill -KILL")
+    );
+    // Resources come from the nodes' /status: RSS and data-directory size per node.
+    let res = csv_rows(&out.join("resources.csv"));
+    assert!(
+        res.iter()
+            .any(|r| r[2].parse::<u64>().unwrap() > 0 && r[3].parse::<u64>().unwrap() > 0)
+    );
+    up.stop();
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+const HEAD: &str = "[backend]\nkind = \"memwal\"\ndir = \"\"\n";
+
+#[test]
+fn bad_cluster_files_are_refused_before_any_load() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = manifest("workloads/failover-leader.toml");
+    let run = |file: &Path, out: &str| {
+        raftbench(&[
+            "run",
+            wl.to_str().unwrap(),
+            "--cluster",
+            file.to_str().unwrap(),
+            "--out",
+            t.path().join(out).to_str().unwrap(),
+        ])
+    };
+    let node = |id: u64, port: u16, control: &str| {
+        format!(
+            "[[node]]\nid = {id}\npeer_addr = \"127.0.0.1:{}\"\nclient_addr = \"127.0.0.1:{port}\"\n{control}",
+            port + 1
+        )
+    };
+    let full = "[node.control]\nkill = \"true\"\nstart = \"true\"\n";
+
+    // A duplicate id.
+    let f = t.path().join("dup.toml");
+    write(
+        &f,
+        &format!("{HEAD}{}{}", node(1, 1, full), node(1, 3, full)),
+    );
+    let o = run(&f, "r1");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("dup.toml") && e.contains("listed twice"), "{e}");
+
+    // The workload kills and restarts nodes: node 2 has no `kill` command.
+    let f = t.path().join("nokill.toml");
+    write(
+        &f,
+        &format!(
+            "{HEAD}{}{}",
+            node(1, 1, full),
+            node(2, 3, "[node.control]\nstart = \"true\"\n")
+        ),
+    );
+    let o = run(&f, "r2");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("node 2's `kill` control command") && e.contains("nokill.toml"),
+        "{e}"
+    );
+    assert!(!t.path().join("r2").exists(), "refused before anything ran");
+
+    // A node that does not answer (nothing listens on these ports).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let f = t.path().join("down.toml");
+    write(&f, &format!("{HEAD}{}", node(1, port, full)));
+    let o = run(&f, "r3");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("do not answer GET /status") && e.contains("node 1"),
+        "{e}"
+    );
+    assert!(
+        !t.path().join("r3/summary.csv").exists(),
+        "no load was sent"
+    );
+
+    // --backend makes no sense with --cluster.
+    let o = raftbench(&[
+        "run",
+        wl.to_str().unwrap(),
+        "--cluster",
+        f.to_str().unwrap(),
+        "--backend",
+        "rocksdb",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--cluster"));
+}
