@@ -42,6 +42,10 @@ pub enum Command {
         /// Workload files (TOML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also check that this cluster file gives every control command the files' events
+        /// need (for `raftbench run --cluster`).
+        #[arg(long)]
+        cluster: Option<PathBuf>,
     },
     /// Closed-loop load against a running cluster: throughput and latency percentiles.
     Loadtest(LoadtestArgs),

@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
         Command::Loadtest(args) => run_loadtest(args)?,
-        Command::Validate { files } => validate(&files)?,
+        Command::Validate { files, cluster } => validate(&files, cluster.as_deref())?,
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
         Command::Capacity(args) => capacity(args)?,
@@ -369,10 +369,18 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
 }
 
 /// `raftbench validate`: check every file, report each problem, fail if any.
-fn validate(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+fn validate(files: &[std::path::PathBuf], cluster: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut bad = 0;
     for f in files {
-        match raftbench::workload::Workload::load(f) {
+        let checked = raftbench::workload::Workload::load(f)
+            .map_err(anyhow::Error::from)
+            .and_then(|w| {
+                if let Some(c) = cluster {
+                    raftbench::workload::runner::check_controls(&w, c)?;
+                }
+                Ok(w)
+            });
+        match checked {
             Ok(w) => println!(
                 "{}: ok ({} phases, {} keys)",
                 f.display(),

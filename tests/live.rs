@@ -206,6 +206,16 @@ fn bad_cluster_files_are_refused_before_any_load() {
         "{e}"
     );
     assert!(!t.path().join("r2").exists(), "refused before anything ran");
+    // `validate --cluster` says the same without running anything.
+    let o = raftbench(&[
+        "validate",
+        wl.to_str().unwrap(),
+        "--cluster",
+        f.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("node 2's `kill` control command"), "{e}");
 
     // A node that does not answer (nothing listens on these ports).
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
