@@ -31,6 +31,19 @@ pub enum Command {
     /// snapshot and restart costs against data size, projected to a target data set.
     /// `--scale` shortens the rate-search probes only: growth runs load exactly each size.
     Capacity(CapacityArgs),
+    /// Merge the results of several load generators (`run --client-id I --clients N`) into
+    /// one: histograms added (never percentiles averaged), rates summed, charts and report.
+    Merge {
+        /// Results directories of the generators.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Output directory (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Merge runs of different workloads or seeds anyway.
+        #[arg(long)]
+        force: bool,
+    },
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html; for a
     /// `compare` directory, every run's and the comparison's.
     Plot {
@@ -230,6 +243,14 @@ pub struct RunArgs {
     /// control commands) instead of starting one; the workload's [cluster] is ignored.
     #[arg(long)]
     pub cluster: Option<PathBuf>,
+    /// This is load generator I (1-based) of --clients N: it takes 1/N of each phase's
+    /// rate, op count and concurrency and every N-th key (writes never overlap); only
+    /// generator 1 injects events. Merge the results with `raftbench merge`.
+    #[arg(long, requires = "clients")]
+    pub client_id: Option<u64>,
+    /// Number of load generators sharing the workload (see --client-id).
+    #[arg(long, requires = "client_id")]
+    pub clients: Option<u64>,
     #[command(flatten)]
     pub replay: ReplayArgs,
 }

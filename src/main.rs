@@ -31,6 +31,21 @@ fn main() -> anyhow::Result<()> {
         Command::Validate { files, cluster } => validate(&files, cluster.as_deref())?,
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
+        Command::Merge { dirs, out, force } => {
+            let m = raftbench::report::merge::merge(&raftbench::report::merge::MergeOptions {
+                dirs,
+                out,
+                force,
+                cli: std::env::args().collect(),
+            })?;
+            println!("results: {}", m.dir.display());
+            println!("report: {}", m.dir.join("report.html").display());
+            if let Some(v) = &m.verify
+                && v.lost + v.stale > 0
+            {
+                anyhow::bail!("{} acknowledged writes were lost", v.lost + v.stale);
+            }
+        }
         Command::Capacity(args) => capacity(args)?,
         Command::Plot { dir } if raftbench::report::compare::is_comparison(&dir) => {
             let report = raftbench::report::compare::replot(&dir)?;
@@ -413,6 +428,11 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         binary: std::env::current_exe().context("locating the raftbench executable")?,
         cli: std::env::args().collect(),
         cluster: args.cluster.clone(),
+        generator: match (args.client_id, args.clients) {
+            (Some(i), Some(n)) => Some((i, n)),
+            (None, None) => None,
+            _ => anyhow::bail!("--client-id and --clients go together"),
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(raftbench::workload::runner::run(opts))?;

@@ -247,3 +247,136 @@ fn bad_cluster_files_are_refused_before_any_load() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--cluster"));
 }
+
+#[test]
+fn two_generators_merge_exactly() {
+    use raftbench::report::data::{Kind, RunData};
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("cluster.toml");
+    let up = Up::start(&t.path().join("c"), &file);
+    let wl = manifest("workloads/smoke.toml");
+    let gen_args = |i: &str| -> Vec<String> {
+        [
+            "run",
+            wl.to_str().unwrap(),
+            "--cluster",
+            file.to_str().unwrap(),
+            "--client-id",
+            i,
+            "--clients",
+            "2",
+            "--quiet",
+            "--out",
+            t.path().join(format!("g{i}")).to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // Both at once, as two hosts would.
+    let spawn = |i: &str| {
+        Command::new(env!("CARGO_BIN_EXE_raftbench"))
+            .args(gen_args(i))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn("1"), spawn("2"));
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    for o in [&first, &second] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    up.stop();
+    let (g1, g2) = (t.path().join("g1"), t.path().join("g2"));
+    let (r1, r2) = (RunData::load(&g1).unwrap(), RunData::load(&g2).unwrap());
+    // Each took half of the 400-op load and half of the 200 keys, and verified its own.
+    for r in [&r1, &r2] {
+        assert_eq!(r.ok_row("load", "put").unwrap().count, 200);
+        assert_eq!(r.info.keys_written, Some(100));
+        let v = r.info.verify.as_ref().unwrap();
+        assert_eq!((v.keys, v.lost, v.stale), (100, 0, 0));
+    }
+
+    let m = t.path().join("merged");
+    let o = raftbench(&[
+        "merge",
+        g1.to_str().unwrap(),
+        g2.to_str().unwrap(),
+        "--out",
+        m.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = RunData::load(&m).unwrap();
+    for (phase, op) in [("load", "put"), ("mixed", "put"), ("mixed", "get")] {
+        let key = (phase.to_string(), op.to_string(), Kind::Corrected);
+        let mut added = r1.histograms[&key].clone();
+        added.add(&r2.histograms[&key]).unwrap();
+        let row = merged.ok_row(phase, op).unwrap();
+        assert_eq!(
+            row.count,
+            r1.ok_row(phase, op).unwrap().count + r2.ok_row(phase, op).unwrap().count
+        );
+        assert_eq!(row.count, added.len());
+        for (q, v) in [(0.5, row.p50_us), (0.99, row.p99_us), (0.999, row.p999_us)] {
+            assert_eq!(v, added.value_at_quantile(q), "{phase}.{op} p{q}");
+        }
+        assert_eq!(row.max_us, added.max());
+        // The merged interval log holds the added histogram.
+        assert_eq!(
+            merged.histograms[&key], added,
+            "{phase}.{op} in latency.hlog"
+        );
+    }
+    assert_eq!(merged.info.verify.as_ref().unwrap().keys, 200);
+    assert!(m.join("report.html").is_file() && m.join("charts/spectrum.png").is_file());
+
+    // Runs of another seed, or the same generator twice, are refused without --force.
+    let other = t.path().join("other");
+    copy_run(&g2, &other, |j| j["seed"] = serde_json::json!(99));
+    let o = raftbench(&[
+        "merge",
+        g1.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out",
+        t.path().join("m2").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("seed 99") && e.contains("--force"), "{e}");
+    let o = raftbench(&[
+        "merge",
+        g1.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--force",
+        "--out",
+        t.path().join("m3").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let twin = t.path().join("twin");
+    copy_run(&g1, &twin, |_| {});
+    let o = raftbench(&[
+        "merge",
+        g1.to_str().unwrap(),
+        twin.to_str().unwrap(),
+        "--out",
+        t.path().join("m4").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("both generator 1 of 2"));
+}
+
+/// Copy a results directory's files, editing its run.json.
+fn copy_run(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(to.join("run.json")).unwrap()).unwrap();
+    edit(&mut j);
+    std::fs::write(to.join("run.json"), j.to_string()).unwrap();
+}

@@ -30,6 +30,10 @@ pub enum Kind {
 /// Histograms of successful operations keyed by (phase, op, kind).
 pub type Histograms = BTreeMap<(String, String, Kind), Histogram<u64>>;
 
+/// Corrected-latency histograms of failed/in-doubt operations and of warm-up (phase
+/// `<name>:warmup`), keyed by (phase, op, outcome).
+pub type OtherHistograms = BTreeMap<(String, String, String), Histogram<u64>>;
+
 /// What `run.json` says about a phase.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PhaseInfo {
@@ -76,6 +80,8 @@ pub struct RunData {
     pub resources: Vec<ResourceRow>,
     /// Successful operations' latency per (phase, op, kind), from `latency.hlog`.
     pub histograms: Histograms,
+    /// Failed/in-doubt operations and warm-up (absent from results of older versions).
+    pub other_histograms: OtherHistograms,
 }
 
 fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, ReportError> {
@@ -147,11 +153,15 @@ impl RunInfo {
     }
 }
 
-/// Read `latency.hlog` into histograms keyed by (phase, op, kind).
-fn read_hlog(dir: &Path, phases: &[PhaseInfo]) -> Result<Histograms, ReportError> {
+/// Read `latency.hlog`: successful operations of measured phases by (phase, op, kind), and
+/// the rest — failed and in-doubt operations, warm-up — by (phase, op, outcome).
+fn read_hlog(
+    dir: &Path,
+    phases: &[PhaseInfo],
+) -> Result<(Histograms, OtherHistograms), ReportError> {
     let path = dir.join("latency.hlog");
     let text = std::fs::read(&path).map_err(|e| ReportError::file(&path, e))?;
-    let mut out = BTreeMap::new();
+    let mut out: (Histograms, OtherHistograms) = Default::default();
     let mut de = Deserializer::new();
     for entry in IntervalLogIterator::new(&text) {
         let entry = entry.map_err(|e| ReportError::file(&path, format!("{e:?}")))?;
@@ -160,9 +170,14 @@ fn read_hlog(dir: &Path, phases: &[PhaseInfo]) -> Result<Histograms, ReportError
         };
         let Some(tag) = iv.tag() else { continue };
         let tag = tag.as_str();
-        let (base, kind) = match tag.strip_suffix(".service") {
-            Some(b) => (b, Kind::Service),
-            None => (tag, Kind::Corrected),
+        let (base, kind, outcome) = if let Some(b) = tag.strip_suffix(".service") {
+            (b, Kind::Service, "ok")
+        } else if let Some(b) = tag.strip_suffix(".error") {
+            (b, Kind::Corrected, "error")
+        } else if let Some(b) = tag.strip_suffix(".indeterminate") {
+            (b, Kind::Corrected, "indeterminate")
+        } else {
+            (tag, Kind::Corrected, "ok")
         };
         let Some((phase_tag, op)) = base.rsplit_once('.') else {
             return Err(ReportError::file(
@@ -183,13 +198,23 @@ fn read_hlog(dir: &Path, phases: &[PhaseInfo]) -> Result<Histograms, ReportError
         let h: Histogram<u64> = de
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| ReportError::file(&path, format!("tag {tag}: {e:?}")))?;
-        out.entry((phase, op.to_string(), kind))
-            .and_modify(|acc: &mut Histogram<u64>| {
-                let _ = acc.add(&h);
-            })
-            .or_insert(h);
+        // Successful operations of measured phases feed the spectra; everything else
+        // (failures, warm-up) is kept for exact merging.
+        if outcome == "ok" && !phase.ends_with(":warmup") {
+            add(&mut out.0, (phase, op.to_string(), kind), h);
+        } else if kind == Kind::Corrected {
+            add(&mut out.1, (phase, op.to_string(), outcome.to_string()), h);
+        }
     }
     Ok(out)
+}
+
+fn add<K: Ord>(map: &mut BTreeMap<K, Histogram<u64>>, key: K, h: Histogram<u64>) {
+    map.entry(key)
+        .and_modify(|acc| {
+            let _ = acc.add(&h);
+        })
+        .or_insert(h);
 }
 
 impl RunData {
@@ -202,7 +227,7 @@ impl RunData {
             ));
         }
         let info = RunInfo::load(dir)?;
-        let histograms = read_hlog(dir, &info.phases)?;
+        let (histograms, other_histograms) = read_hlog(dir, &info.phases)?;
         Ok(RunData {
             dir: dir.to_path_buf(),
             summary: read_csv(dir, "summary.csv")?,
@@ -211,6 +236,7 @@ impl RunData {
             recovery: read_csv(dir, "recovery.csv")?,
             resources: read_csv(dir, "resources.csv")?,
             histograms,
+            other_histograms,
             info,
         })
     }

@@ -10,6 +10,7 @@
 //! - [`compare`]: `raftbench compare` — the same workload on every backend, side by side.
 //! - [`capacity`]: `raftbench capacity` — throughput at an SLO, growth with data size and a
 //!   projection to a target data set.
+//! - [`merge`]: `raftbench merge` — several load generators' results as one, histograms added.
 //! - [`slo`], [`fit`]: SLO expressions, and the growth models.
 
 pub mod capacity;
@@ -18,6 +19,7 @@ pub mod compare;
 pub mod data;
 pub mod fit;
 pub mod html;
+pub mod merge;
 pub mod plot;
 pub mod run_charts;
 pub mod slo;
@@ -100,6 +102,7 @@ impl Launch {
             binary: self.binary.clone(),
             cli: self.cli.clone(),
             cluster: None,
+            generator: None,
         })
         .await?;
         if let Some(v) = &result.verify

@@ -48,6 +48,10 @@ pub struct SummaryRow {
     pub max_us: u64,
     /// `corrected` (from the intended start) or `service` (from the send).
     pub latency_kind: String,
+    /// `I/N` for load generator I of N (`run --client-id I --clients N`), `merged` for
+    /// `raftbench merge` output, empty for a single generator.
+    #[serde(default)]
+    pub generator: String,
 }
 
 /// A line of `resources.csv`.
@@ -88,6 +92,8 @@ pub struct RunInfo<'a> {
     /// For a run against a live cluster: its cluster file and nodes (with their control
     /// commands).
     pub live_cluster: Option<serde_json::Value>,
+    /// `(I, N)` when this run was load generator I of N.
+    pub generator: Option<(u64, u64)>,
 }
 
 /// One line per phase for the terminal.
@@ -122,7 +128,8 @@ fn measured_secs(out: &PhaseOutput) -> f64 {
         .max(1e-3)
 }
 
-fn row(
+/// A summary row from a histogram measured over `secs` seconds.
+pub fn summary_row(
     phase: &str,
     op: &str,
     outcome: &str,
@@ -144,6 +151,7 @@ fn row(
         p9999_us: h.value_at_quantile(0.9999),
         max_us: h.max(),
         latency_kind: kind.to_string(),
+        generator: String::new(),
     }
 }
 
@@ -190,13 +198,20 @@ pub fn write_all(
         let secs = measured_secs(p);
         for ((op, outcome), pair) in &p.recorder.ops {
             for (kind, h) in [("corrected", &pair.corrected), ("service", &pair.service)] {
-                summary.push(row(&p.name, op.as_str(), outcome.as_str(), h, secs, kind));
+                summary.push(summary_row(
+                    &p.name,
+                    op.as_str(),
+                    outcome.as_str(),
+                    h,
+                    secs,
+                    kind,
+                ));
             }
         }
         let wsecs = p.warmup.map_or(1.0, |w| w.as_secs_f64().max(1e-3));
         for ((op, outcome), pair) in &p.recorder.warmup {
             let phase = format!("{}:warmup", p.name);
-            summary.push(row(
+            summary.push(summary_row(
                 &phase,
                 op.as_str(),
                 outcome.as_str(),
@@ -282,7 +297,13 @@ pub fn write_all(
         .map_err(io::Error::other)?;
         w.flush()?;
     }
-    write_hlog(dir, info.started_at, phases)?;
+    let generator = info
+        .generator
+        .map_or(String::new(), |(i, n)| format!("{i}/{n}"));
+    for r in &mut summary {
+        r.generator = generator.clone();
+    }
+    write_hlog(dir, info.started_at, phases, info.generator)?;
 
     let f = &info.workload.file;
     let run = serde_json::json!({
@@ -299,6 +320,7 @@ pub fn write_all(
         "duration_s": info.duration_s,
         "keys_written": info.keys_written,
         "live_cluster": info.live_cluster,
+        "generator": info.generator.map(|(i, n)| serde_json::json!({"id": i, "of": n})),
         "phases": phases.iter().map(|p| serde_json::json!({
             "name": p.name,
             "elapsed_s": p.elapsed.as_secs_f64(),
@@ -315,45 +337,92 @@ pub fn write_all(
     Ok(summary)
 }
 
-/// The `latency.hlog` tag of a phase's op: `phase.op` for corrected latency,
-/// `phase.op.service` for service time. Commas and spaces (not allowed in tags) become `_`.
-pub fn hlog_tag(phase: &str, op: &str, service: bool) -> String {
+/// The `latency.hlog` tag of a histogram: `phase.op` for successful operations' corrected
+/// latency, `phase.op.service` for their service time, `phase.op.error` and
+/// `phase.op.indeterminate` for the corrected latency of failed and in-doubt operations.
+/// Warm-up is phase `<name>:warmup`. Commas and spaces (not allowed in tags) become `_`.
+pub fn hlog_tag(phase: &str, op: &str, outcome: Outcome, service: bool) -> String {
     let tag = format!("{phase}.{op}").replace([',', ' '], "_");
-    if service {
-        format!("{tag}.service")
-    } else {
-        tag
+    match (outcome, service) {
+        (Outcome::Ok, false) => tag,
+        (Outcome::Ok, true) => format!("{tag}.service"),
+        (o, _) => format!("{tag}.{}", o.as_str()),
     }
 }
 
-/// `latency.hlog`: one interval per (phase, op) of successful operations, corrected latency
-/// tagged `phase.op` and service time tagged `phase.op.service`, in the standard HdrHistogram
-/// interval-log format (µs).
-fn write_hlog(dir: &Path, started_at: SystemTime, phases: &[PhaseOutput]) -> io::Result<()> {
-    let mut file = BufWriter::new(File::create(dir.join("latency.hlog"))?);
+/// One interval of `latency.hlog`.
+pub struct HlogEntry<'a> {
+    pub tag: String,
+    /// From the log's start time.
+    pub start: Duration,
+    pub duration: Duration,
+    pub histogram: &'a Histogram<u64>,
+}
+
+/// Write an HdrHistogram interval log (V2, deflate, values in µs).
+pub fn write_hlog_entries(
+    path: &Path,
+    started_at: SystemTime,
+    entries: &[HlogEntry<'_>],
+    note: Option<&str>,
+) -> io::Result<()> {
+    let mut file = BufWriter::new(File::create(path)?);
     let mut ser = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
-        .add_comment("raftbench latency (us) of successful operations: phase.op = corrected, phase.op.service = service time")
+        .add_comment("raftbench latency (us) per phase.op: successful operations' corrected latency; .service = their service time; .error/.indeterminate = failed/in-doubt operations; phase:warmup = warm-up")
         .with_start_time(started_at)
         .with_max_value_divisor(1.0);
+    if let Some(n) = note {
+        builder.add_comment(n);
+    }
     let mut log = builder.begin_log_with(&mut file, &mut ser)?;
-    for p in phases {
-        for ((op, outcome), pair) in &p.recorder.ops {
-            if *outcome != Outcome::Ok {
-                continue;
-            }
-            for (h, service) in [(&pair.corrected, false), (&pair.service, true)] {
-                log.write_histogram(
-                    h,
-                    Duration::from_secs_f64(p.offset_s),
-                    p.elapsed,
-                    Tag::new(&hlog_tag(&p.name, op.as_str(), service)),
-                )
-                .map_err(|e| io::Error::other(format!("{e:?}")))?;
-            }
-        }
+    for e in entries {
+        log.write_histogram(e.histogram, e.start, e.duration, Tag::new(&e.tag))
+            .map_err(|err| io::Error::other(format!("{err:?}")))?;
     }
     drop(log);
     file.flush()
+}
+
+/// `latency.hlog` of a run: per phase and op, every outcome (see [`hlog_tag`]).
+fn write_hlog(
+    dir: &Path,
+    started_at: SystemTime,
+    phases: &[PhaseOutput],
+    generator: Option<(u64, u64)>,
+) -> io::Result<()> {
+    let mut entries = Vec::new();
+    for p in phases {
+        let start = Duration::from_secs_f64(p.offset_s);
+        let warmup_name = format!("{}:warmup", p.name);
+        for (name, map) in [
+            (&p.name, &p.recorder.ops),
+            (&warmup_name, &p.recorder.warmup),
+        ] {
+            for ((op, outcome), pair) in map {
+                entries.push(HlogEntry {
+                    tag: hlog_tag(name, op.as_str(), *outcome, false),
+                    start,
+                    duration: p.elapsed,
+                    histogram: &pair.corrected,
+                });
+                if *outcome == Outcome::Ok && name == &p.name {
+                    entries.push(HlogEntry {
+                        tag: hlog_tag(name, op.as_str(), *outcome, true),
+                        start,
+                        duration: p.elapsed,
+                        histogram: &pair.service,
+                    });
+                }
+            }
+        }
+    }
+    let note = generator.map(|(i, n)| format!("load generator {i} of {n}"));
+    write_hlog_entries(
+        &dir.join("latency.hlog"),
+        started_at,
+        &entries,
+        note.as_deref(),
+    )
 }

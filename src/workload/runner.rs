@@ -69,6 +69,43 @@ pub struct RunOptions {
     pub cli: Vec<String>,
     /// Run against the running cluster this cluster file describes instead of starting one.
     pub cluster: Option<PathBuf>,
+    /// `(I, N)`: this is load generator I of N running the same workload against one
+    /// cluster (see [`split`]).
+    pub generator: Option<(u64, u64)>,
+}
+
+/// Generator `i` of `n`'s share of a workload: 1/n of every phase's rate and op count
+/// (the remainder to the first generators), ceil(1/n) of its concurrency, and — applied by
+/// the runner — every n-th key starting at key i-1, so that generators never write the
+/// same key and each can verify its own writes. Only generator 1 injects events: the
+/// others would kill the same nodes again.
+pub fn split(w: &mut Workload, i: u64, n: u64) -> Result<(), RunError> {
+    if n == 0 || i == 0 || i > n {
+        return Err(RunError::Invalid(format!(
+            "--client-id must be between 1 and --clients ({n}), got {i}"
+        )));
+    }
+    if w.file.data.keys < n {
+        return Err(RunError::Invalid(format!(
+            "{} keys cannot be split between {n} generators",
+            w.file.data.keys
+        )));
+    }
+    for p in &mut w.file.phases {
+        let p = p.get_mut();
+        if let Some(ops) = &mut p.ops {
+            *ops = *ops / n + u64::from(i - 1 < *ops % n);
+            *ops = (*ops).max(1);
+        }
+        if let Some(r) = &mut p.rate {
+            *r /= n as f64;
+        }
+        p.concurrency = p.concurrency.div_ceil(n as usize).max(1);
+        if i != 1 {
+            p.events.clear();
+        }
+    }
+    Ok(())
 }
 
 /// What a run produced.
@@ -287,7 +324,11 @@ struct Shared {
     next_write_id: AtomicU64,
     run_start: Instant,
     key_size: usize,
+    /// Keys this generator chooses from: its partition of the key space (all of it
+    /// unless split), mapped to real key indexes as `local * key_stride + key_offset`.
     keys: u64,
+    key_stride: u64,
+    key_offset: u64,
     quiet: bool,
 }
 
@@ -297,7 +338,11 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         Some(w) => w,
         None => Workload::load(&o.workload)?,
     };
-    let w = resolve(w, &o)?;
+    let mut w = resolve(w, &o)?;
+    if let Some((i, n)) = o.generator {
+        split(&mut w, i, n)?;
+        w.revalidate()?;
+    }
     if let Some(path) = &o.cluster {
         if o.backend.is_some() || o.nodes.is_some() {
             return Err(RunError::Invalid(
@@ -312,7 +357,13 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         let ts = humantime::format_rfc3339_seconds(started_at)
             .to_string()
             .replace(':', "");
-        PathBuf::from("results").join(format!("{ts}-{}-{}", f.name, f.cluster.backend))
+        {
+            let gen_suffix = o
+                .generator
+                .map_or(String::new(), |(i, n)| format!("-g{i}of{n}"));
+            PathBuf::from("results")
+                .join(format!("{ts}-{}-{}{gen_suffix}", f.name, f.cluster.backend))
+        }
     });
     if dir.exists()
         && std::fs::read_dir(&dir)
@@ -368,15 +419,26 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         .map(|n| n.client_addr.clone())
         .collect();
     let cluster = Arc::new(Mutex::new(cluster));
+    // Split generators: a partition of the keys, and their own random streams (the
+    // workload's seed, recorded, stays the same for all of them).
+    let (partition, seed) = match o.generator {
+        Some((i, n)) => (
+            ((f.data.keys - (i - 1)).div_ceil(n), n, i - 1),
+            f.seed ^ (i - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ),
+        None => ((f.data.keys, 1, 0), f.seed),
+    };
     let shared = Arc::new(Shared {
         client: Client::new(&endpoints, client_timeout(f)),
         model: Model::default(),
         keys_shared: Arc::new(SharedKeys::default()),
-        values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, f.seed),
+        values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, seed),
         next_write_id: AtomicU64::new(1),
         run_start: Instant::now(),
         key_size: f.data.key_size,
-        keys: f.data.keys,
+        keys: partition.0,
+        key_stride: partition.1,
+        key_offset: partition.2,
         quiet: o.quiet,
     });
     let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -415,7 +477,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             &shared,
             &cluster,
             &mut faults,
-            f.seed,
+            seed,
             i,
             p,
             &f.data.key_distribution,
@@ -442,6 +504,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             duration_s: shared.run_start.elapsed().as_secs_f64(),
             keys_written: shared.model.key_count(),
             live_cluster: live,
+            generator: o.generator,
         },
         &phases,
         &event_rows,
@@ -573,7 +636,8 @@ async fn run_phase(
                     }
                 };
                 let op = choose_op(&mix, &mut rng);
-                let key = chooser.next(&mut rng);
+                let local = chooser.next(&mut rng);
+                let key = local * shared.key_stride + shared.key_offset;
                 let name = key_name(key, shared.key_size);
                 let sent = Instant::now();
                 let invoked_us = sent.duration_since(shared.run_start).as_micros() as u64;
@@ -609,7 +673,7 @@ async fn run_phase(
                             shared
                                 .model
                                 .record(key, id, op == Op::Delete, invoked_us, acked);
-                            shared.keys_shared.wrote(key);
+                            shared.keys_shared.wrote(local);
                         }
                         outcome
                     }
@@ -869,4 +933,43 @@ fn client_timeout(f: &super::spec::WorkloadFile) -> Duration {
         .max()
         .unwrap_or_default()
         .max(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_shares_rates_ops_concurrency_and_events() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/workloads/quickstart.toml"
+        ));
+        let w = Workload::load(path).unwrap();
+        let mut a = w.clone();
+        let mut b = w.clone();
+        split(&mut a, 1, 3).unwrap();
+        split(&mut b, 3, 3).unwrap();
+        let phase = |w: &Workload, n: &str| {
+            w.file
+                .phases
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .find(|p| p.name == n)
+                .unwrap()
+        };
+        // 10000 ops: 3334 + 3333 + 3333.
+        assert_eq!(phase(&a, "load").ops, Some(3334));
+        assert_eq!(phase(&b, "load").ops, Some(3333));
+        assert_eq!(phase(&a, "run").rate, Some(1000.0 / 3.0));
+        assert_eq!(phase(&a, "run").concurrency, 11);
+        assert_eq!(
+            phase(&a, "run").events.len(),
+            3,
+            "generator 1 injects the events"
+        );
+        assert!(phase(&b, "run").events.is_empty(), "the others do not");
+        assert!(split(&mut w.clone(), 4, 3).is_err());
+        assert!(split(&mut w.clone(), 0, 3).is_err());
+    }
 }
