@@ -264,35 +264,7 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
             a
         });
     if let Some(v) = &verify {
-        let mut w = csv::Writer::from_path(dir.join("verify.csv"))
-            .map_err(|e| ReportError::file(&dir.join("verify.csv"), e))?;
-        let fail = |e: csv::Error| ReportError::file(&dir.join("verify.csv"), e);
-        w.write_record([
-            "keys",
-            "acknowledged",
-            "ok",
-            "lost",
-            "stale",
-            "indeterminate",
-            "indeterminate_resolved",
-            "unreadable",
-        ])
-        .map_err(fail)?;
-        w.write_record(
-            [
-                v.keys,
-                v.acknowledged,
-                v.ok,
-                v.lost,
-                v.stale,
-                v.indeterminate,
-                v.indeterminate_resolved,
-                v.unreadable,
-            ]
-            .map(|n| n.to_string()),
-        )
-        .map_err(fail)?;
-        w.flush()
+        output::write_verify_csv(dir, v)
             .map_err(|e| ReportError::file(&dir.join("verify.csv"), e))?;
     }
 

@@ -264,30 +264,10 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
                 )
             };
             page.p_class(class, &verdict);
+            let cols = v.columns();
             page.table(
-                &[
-                    "keys",
-                    "acknowledged",
-                    "ok",
-                    "lost",
-                    "stale",
-                    "in doubt",
-                    "in doubt, resolved",
-                    "unreadable",
-                ],
-                &[[
-                    v.keys,
-                    v.acknowledged,
-                    v.ok,
-                    v.lost,
-                    v.stale,
-                    v.indeterminate,
-                    v.indeterminate_resolved,
-                    v.unreadable,
-                ]
-                .iter()
-                .map(|n| n.to_string())
-                .collect()],
+                &cols.map(|c| c.0),
+                &[cols.iter().map(|c| c.1.to_string()).collect()],
             );
         }
     }

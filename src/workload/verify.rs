@@ -50,6 +50,22 @@ pub struct VerifyReport {
     pub bad_keys: Vec<u64>,
 }
 
+impl VerifyReport {
+    /// The counts under their `verify.csv` column names.
+    pub fn columns(&self) -> [(&'static str, u64); 8] {
+        [
+            ("keys", self.keys),
+            ("acknowledged", self.acknowledged),
+            ("ok", self.ok),
+            ("lost", self.lost),
+            ("stale", self.stale),
+            ("indeterminate", self.indeterminate),
+            ("indeterminate_resolved", self.indeterminate_resolved),
+            ("unreadable", self.unreadable),
+        ]
+    }
+}
+
 /// What a verify read saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
