@@ -245,8 +245,9 @@ pub struct RunArgs {
     pub cluster: Option<PathBuf>,
     /// This is load generator I (1-based) of --clients N: it takes 1/N of each phase's
     /// rate, op count and concurrency and every N-th key (writes never overlap); only
-    /// generator 1 injects events. Merge the results with `raftbench merge`.
-    #[arg(long, requires = "clients")]
+    /// generator 1 injects events. Needs --cluster (all generators drive one cluster).
+    /// Merge the results with `raftbench merge`.
+    #[arg(long, requires = "clients", requires = "cluster")]
     pub client_id: Option<u64>,
     /// Number of load generators sharing the workload (see --client-id).
     #[arg(long, requires = "client_id")]

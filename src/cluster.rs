@@ -149,7 +149,11 @@ pub fn free_addr() -> Result<String, ClusterError> {
 impl LocalCluster {
     /// Create the cluster directory, write the cluster file and start every node. Does not
     /// wait for a leader (see [`Self::wait_for_leader`]).
-    pub fn start(spec: ClusterSpec) -> Result<LocalCluster, ClusterError> {
+    pub fn start(mut spec: ClusterSpec) -> Result<LocalCluster, ClusterError> {
+        // Absolute: the cluster file and its control commands are used from other
+        // working directories.
+        spec.dir = std::path::absolute(&spec.dir)
+            .map_err(io(format!("resolving {}", spec.dir.display())))?;
         if spec.nodes == 0 {
             return Err(ClusterError::Invalid(
                 "a cluster needs at least one node".into(),
@@ -259,6 +263,21 @@ impl LocalCluster {
 
     /// Run a control command that starts (`up`) or takes down a node, and record it.
     fn control_and_mark(&mut self, id: u64, which: &str, up: bool) -> Result<(), ClusterError> {
+        let node = self.node(id)?;
+        if node.up == up {
+            return Err(ClusterError::Node {
+                id,
+                message: if up {
+                    "already running".into()
+                } else {
+                    "already down".into()
+                },
+            });
+        }
+        // A frozen process cannot act on a stop signal: unfreeze it first.
+        if !up && node.paused && node.control.as_ref().is_some_and(|c| c.resume.is_some()) {
+            self.control(id, "resume")?;
+        }
         self.control(id, which)?;
         let node = self.nodes.get_mut(&id).expect("checked by control");
         node.up = up;
@@ -386,8 +405,12 @@ impl LocalCluster {
                 )
             };
             n.control = ControlCommands {
+                // Refuses to start a second process; `setsid` puts the node in its own
+                // session, so a Ctrl-C aimed at `raftbench run` does not reach it.
                 start: Some(format!(
-                    "nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
+                    "if [ -f {pid_file} ] && kill -0 $(cat {pid_file}) 2>/dev/null; then \
+                     echo \"node {id} is already running\" >&2; exit 1; fi; \
+                     setsid nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
                      --client-addr {client} --data-dir {data} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
                     id = n.id,
                     peer = sh_quote(&node.peer_addr),
@@ -402,6 +425,43 @@ impl LocalCluster {
             };
         }
         file
+    }
+
+    /// Stop node processes that a `start` control command relaunched (they are not this
+    /// process's children): the pid in `node-<id>.pid`, if it is a node on this node's
+    /// data directory, gets SIGCONT and SIGTERM, and SIGKILL if still there after 10 s.
+    pub fn stop_relaunched(&mut self) {
+        let mut pids = Vec::new();
+        for node in self.nodes.values().filter(|n| n.child.is_none()) {
+            let pid_file = self.spec.dir.join(format!("node-{}.pid", node.id));
+            let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let data_dir = node.data_dir.to_string_lossy();
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"--data-dir" && w[1] == data_dir.as_bytes());
+            if ours {
+                let pid = Pid::from_raw(pid);
+                let _ = kill(pid, Signal::SIGCONT);
+                let _ = kill(pid, Signal::SIGTERM);
+                pids.push(pid);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for pid in pids {
+            while kill(pid, None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if kill(pid, None).is_ok() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
     }
 
     /// Notice node processes that exited (killed from outside, e.g. by a control command)
@@ -583,19 +643,7 @@ impl LocalCluster {
 
     /// `GET /status` of node `id`.
     pub async fn status(&self, id: u64) -> Result<StatusReport, ClusterError> {
-        let url = format!("{}/status", self.url(id)?);
-        let node_err = |e: reqwest::Error| ClusterError::Node {
-            id,
-            message: format!("GET /status: {e}"),
-        };
-        let resp = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map_err(node_err)?;
-        resp.json().await.map_err(node_err)
+        fetch_status(&self.http, &self.url(id)?, id).await
     }
 
     /// The leader that a majority of the running, unpaused nodes agree on, if any.
@@ -714,17 +762,6 @@ impl LocalCluster {
         Ok(r)
     }
 
-    /// RSS and data-directory size of node `id` as the node reports them in `/status` —
-    /// the only view of a node on another host (no storage I/O counters there).
-    pub async fn reported_resources(&self, id: u64) -> Result<ProcResources, ClusterError> {
-        let s = self.status(id).await?;
-        Ok(ProcResources {
-            rss_bytes: s.rss_bytes,
-            disk_bytes: s.storage.disk_bytes,
-            ..Default::default()
-        })
-    }
-
     /// Stop every node gracefully (SIGTERM). An attached cluster is left running.
     pub fn shutdown(&mut self) {
         if self.attached.is_some() {
@@ -758,6 +795,35 @@ impl Drop for LocalCluster {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// `GET {url}/status` of node `id` (2 s timeout).
+pub async fn fetch_status(
+    http: &reqwest::Client,
+    url: &str,
+    id: u64,
+) -> Result<StatusReport, ClusterError> {
+    let node_err = |e: reqwest::Error| ClusterError::Node {
+        id,
+        message: format!("GET /status: {e}"),
+    };
+    let resp = http
+        .get(format!("{url}/status"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(node_err)?;
+    resp.json().await.map_err(node_err)
+}
+
+/// RSS and data-directory size as a node reports them in `/status` — the only view of a
+/// node on another host (no storage I/O counters there).
+pub fn reported_resources(s: &StatusReport) -> ProcResources {
+    ProcResources {
+        rss_bytes: s.rss_bytes,
+        disk_bytes: s.storage.disk_bytes,
+        ..Default::default()
     }
 }
 

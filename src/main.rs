@@ -236,28 +236,8 @@ fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
     })?;
     println!("stopping...");
     cluster.shutdown();
-    // Nodes restarted by a control command are not our children: stop them by pid file.
-    for id in cluster.nodes().keys() {
-        let pid_file = args.dir.join(format!("node-{id}.pid"));
-        let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let is_our_node = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c).contains("raftbench")
-                    && c.windows(4).any(|w| w == b"node")
-            })
-            .unwrap_or(false);
-        if is_our_node {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
+    // Nodes relaunched by a `start` control command are not our children.
+    cluster.stop_relaunched();
     Ok(())
 }
 

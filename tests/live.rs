@@ -125,7 +125,10 @@ fn failover_against_a_cluster_started_elsewhere() {
         .filter(|r| &r[1] == "kill" && &r[3] == "writes_resumed_ms")
         .map(|r| r[4].parse().unwrap())
         .collect();
-    assert!(resumed.iter().all(|ms| *ms > 50.0), "{resumed:?}");
+    assert!(
+        !resumed.is_empty() && resumed.iter().all(|ms| *ms > 50.0),
+        "{resumed:?}"
+    );
 
     // The commands ran, and run.json records them.
     let log = std::fs::read_to_string(out.join("cluster/control.log")).unwrap();
@@ -329,6 +332,14 @@ fn two_generators_merge_exactly() {
         );
     }
     assert_eq!(merged.info.verify.as_ref().unwrap().keys, 200);
+    // Rates add up; every row says where it came from.
+    let rate = |r: &RunData| r.ok_row("mixed", "put").unwrap().ops_per_sec;
+    assert!((rate(&merged) - rate(&r1) - rate(&r2)).abs() < 1e-6);
+    assert!(r1.summary.iter().all(|r| r.generator == "1/2"));
+    assert!(r2.summary.iter().all(|r| r.generator == "2/2"));
+    assert!(merged.summary.iter().all(|r| r.generator == "merged"));
+    // Warm-up and failures were merged too (warm-up rows exist in the smoke workload).
+    assert!(merged.summary.iter().any(|r| r.phase == "mixed:warmup"));
     assert!(m.join("report.html").is_file() && m.join("charts/spectrum.png").is_file());
 
     // Runs of another seed, or the same generator twice, are refused without --force.
@@ -364,6 +375,28 @@ fn two_generators_merge_exactly() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("both generator 1 of 2"));
+    let untagged = t.path().join("untagged");
+    copy_run(&g2, &untagged, |j| j["generator"] = serde_json::Value::Null);
+    let o = raftbench(&[
+        "merge",
+        g1.to_str().unwrap(),
+        untagged.to_str().unwrap(),
+        "--out",
+        t.path().join("m5").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a split generator"));
+    // Splitting needs one shared cluster.
+    let o = raftbench(&[
+        "run",
+        wl.to_str().unwrap(),
+        "--client-id",
+        "1",
+        "--clients",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--cluster"));
 }
 
 /// Copy a results directory's files, editing its run.json.

@@ -126,7 +126,14 @@ impl RunInfo {
             description: str_at(&raw, "/workload/description"),
             backend: str_at(&raw, "/backend/kind"),
             fsync: str_at(&raw, "/fsync"),
-            nodes: u64_at(&raw, "/workload/cluster/nodes"),
+            // A live cluster's size is in its cluster file, not in the workload.
+            nodes: raw
+                .pointer("/live_cluster/nodes")
+                .and_then(|n| n.as_array())
+                .map_or_else(
+                    || u64_at(&raw, "/workload/cluster/nodes"),
+                    |n| n.len() as u64,
+                ),
             seed: u64_at(&raw, "/seed"),
             keys: u64_at(&raw, "/workload/data/keys"),
             keys_written: raw.get("keys_written").and_then(|k| k.as_u64()),
@@ -186,10 +193,15 @@ fn read_hlog(
             ));
         };
         // Tags had commas and spaces replaced; map back to the phase's real name.
+        let (base_tag, suffix) = match phase_tag.strip_suffix(":warmup") {
+            Some(b) => (b, ":warmup"),
+            None => (phase_tag, ""),
+        };
         let phase = phases
             .iter()
-            .find(|p| p.name.replace([',', ' '], "_") == phase_tag)
-            .map_or_else(|| phase_tag.to_string(), |p| p.name.clone());
+            .find(|p| p.name.replace([',', ' '], "_") == base_tag)
+            .map_or_else(|| base_tag.to_string(), |p| p.name.clone())
+            + suffix;
         let bytes = base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
             iv.encoded_histogram(),

@@ -69,19 +69,31 @@ fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
             )));
         }
     }
+    // Exactly generators 1..N of one split: anything else double-counts or misses load.
     let mut seen = BTreeMap::new();
     for r in runs {
-        if let Some(g) = generator(r)
-            && let Some(other) = seen.insert(g, &r.dir)
-        {
+        let Some(g) = generator(r) else {
+            return Err(ReportError::Invalid(format!(
+                "{} is not a split generator's result (run it with --client-id I --clients N; --force merges it anyway)",
+                r.dir.display()
+            )));
+        };
+        if let Some(other) = seen.insert(g.0, (g.1, &r.dir)) {
             return Err(ReportError::Invalid(format!(
                 "{} and {} are both generator {} of {} (--force merges them anyway)",
-                other.display(),
+                other.1.display(),
                 r.dir.display(),
                 g.0,
                 g.1
             )));
         }
+    }
+    let n = seen.values().next().map_or(0, |v| v.0);
+    if seen.values().any(|v| v.0 != n) || seen.len() as u64 != n {
+        return Err(ReportError::Invalid(format!(
+            "merging generators {:?}, but a complete run is generators 1 to {n} (--force merges them anyway)",
+            seen.keys().collect::<Vec<_>>()
+        )));
     }
     Ok(())
 }
@@ -277,6 +289,26 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
     run["verify"] = serde_json::to_value(&verify).unwrap_or_default();
     run["keys_written"] =
         serde_json::json!(runs.iter().filter_map(|r| r.info.keys_written).sum::<u64>());
+    // The workload as a whole: each generator's share summed back.
+    if let Some(phases) = run["workload"]["phase"].as_array_mut() {
+        for (pi, p) in phases.iter_mut().enumerate() {
+            let share = |field: &str| -> Option<f64> {
+                runs.iter()
+                    .map(|r| r.info.raw["workload"]["phase"][pi][field].as_f64())
+                    .sum()
+            };
+            for field in ["ops", "concurrency"] {
+                if let Some(v) = share(field) {
+                    p[field] = serde_json::json!(v as u64);
+                }
+            }
+            if let Some(v) = share("rate") {
+                p["rate"] = serde_json::json!(v);
+            }
+        }
+    }
+    let duration = runs.iter().map(|r| r.info.duration_s).fold(0.0, f64::max);
+    run["duration_s"] = serde_json::json!(duration);
     if let Some(phases) = run["phases"].as_array_mut() {
         for p in phases {
             let name = p["name"].as_str().unwrap_or_default().to_string();
@@ -294,6 +326,13 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
                 .map(|x| x.target_rate)
                 .sum();
             p["target_rate"] = serde_json::json!(target);
+            let elapsed = runs
+                .iter()
+                .flat_map(|r| &r.info.phases)
+                .filter(|x| x.name == name)
+                .map(|x| x.elapsed_s)
+                .fold(0.0, f64::max);
+            p["elapsed_s"] = serde_json::json!(elapsed);
         }
     }
     let path = dir.join("run.json");

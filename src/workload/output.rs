@@ -233,6 +233,12 @@ pub fn write_all(
             });
         }
     }
+    let generator = info
+        .generator
+        .map_or(String::new(), |(i, n)| format!("{i}/{n}"));
+    for r in &mut summary {
+        r.generator = generator.clone();
+    }
     csv_file(dir, "summary.csv", &summary, &[])?;
     csv_file(
         dir,
@@ -270,12 +276,6 @@ pub fn write_all(
     )?;
     if let Some(v) = verify {
         write_verify_csv(dir, v)?;
-    }
-    let generator = info
-        .generator
-        .map_or(String::new(), |(i, n)| format!("{i}/{n}"));
-    for r in &mut summary {
-        r.generator = generator.clone();
     }
     write_hlog(dir, info.started_at, phases, info.generator)?;
 

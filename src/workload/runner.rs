@@ -433,7 +433,13 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         model: Model::default(),
         keys_shared: Arc::new(SharedKeys::default()),
         values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, seed),
-        next_write_id: AtomicU64::new(1),
+        // Unique across runs and generators: a value left by an earlier run on the same
+        // (live) cluster must never pass for this run's write.
+        next_write_id: AtomicU64::new(
+            (u64::from(rand::random::<u16>()) << 48)
+                | (o.generator.map_or(0, |g| g.0 & 0xFF) << 40)
+                | 1,
+        ),
         run_start: Instant::now(),
         key_size: f.data.key_size,
         keys: partition.0,
@@ -871,37 +877,48 @@ async fn sample_resources(
     let mut rows = Vec::new();
     let mut last_cpu: std::collections::HashMap<u64, (u64, Instant)> = Default::default();
     let ticks = 100.0; // USER_HZ on Linux
+    let http = crate::cluster::http_client();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
-        let c = cluster.lock().await;
-        for n in c.nodes().values() {
-            let r = if c.attached().is_some() {
-                // Another host's process: only what the node itself reports.
-                if !n.is_running() || n.is_paused() {
-                    continue;
+        // Local nodes: /proc, read under the lock (fast). Attached nodes: their /status,
+        // queried after releasing it, so a slow node cannot hold up event injection.
+        let mut sampled = Vec::new();
+        let mut remote = Vec::new();
+        {
+            let c = cluster.lock().await;
+            for n in c.nodes().values() {
+                if c.attached().is_some() {
+                    if n.is_running() && !n.is_paused() {
+                        remote.push((n.id, c.url(n.id).unwrap_or_default()));
+                    }
+                } else if let Ok(r) = c.resources(n.id) {
+                    sampled.push((n.id, n.pid(), r));
                 }
-                c.reported_resources(n.id).await
-            } else {
-                c.resources(n.id)
-            };
-            let Ok(r) = r else { continue };
-            let cpu = n.pid().and_then(|pid| {
+            }
+        }
+        for (id, url) in remote {
+            if let Ok(s) = crate::cluster::fetch_status(&http, &url, id).await {
+                sampled.push((id, None, crate::cluster::reported_resources(&s)));
+            }
+        }
+        for (id, pid, r) in sampled {
+            let cpu = pid.and_then(|pid| {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
                 let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
                 let used: u64 =
                     fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
                 let now = Instant::now();
-                let pct = last_cpu.get(&n.id).map(|(u, t)| {
+                let pct = last_cpu.get(&id).map(|(u, t)| {
                     used.saturating_sub(*u) as f64 / ticks / now.duration_since(*t).as_secs_f64()
                         * 100.0
                 });
-                last_cpu.insert(n.id, (used, now));
+                last_cpu.insert(id, (used, now));
                 pct
             });
             rows.push(ResourceRow {
                 t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
-                node: n.id,
+                node: id,
                 rss_bytes: r.rss_bytes,
                 disk_bytes: r.disk_bytes,
                 read_bytes: r.read_bytes,
