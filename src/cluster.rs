@@ -6,7 +6,12 @@
 //! as it would to a cluster on other hosts.
 //!
 //! Layout of a cluster directory: `cluster.toml` (the cluster file), `node-<id>/` (each
-//! node's data) and `logs/node-<id>.log` (each node's stderr, appended across restarts).
+//! node's data), `node-<id>.pid` and `logs/node-<id>.log` (each node's stderr, appended
+//! across restarts).
+//!
+//! The same type also drives a cluster someone else started ([`LocalCluster::attach`]):
+//! its nodes are reached through the cluster file's addresses and killed, stopped, paused
+//! or restarted only through the file's control commands.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -254,11 +259,6 @@ impl LocalCluster {
     /// The cluster file of an attached cluster (`None` for a cluster raftbench started).
     pub fn attached(&self) -> Option<&Path> {
         self.attached.as_deref()
-    }
-
-    /// The backend settings every node uses.
-    pub fn backend(&self) -> &BackendConfig {
-        &self.spec.backend
     }
 
     /// Run a control command that starts (`up`) or takes down a node, and record it.

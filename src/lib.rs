@@ -16,7 +16,8 @@
 //! - [`transport`] — peer TCP with per-peer queues, reconnects and fault injection.
 //! - [`api`] — a node's HTTP API (client and admin endpoints).
 //! - [`cluster`] — the local cluster launcher (spawn, kill, restart, pause nodes; find the
-//!   leader; per-process resources) used by `raftbench cluster up`, tests and the runner.
+//!   leader; per-process resources) used by `raftbench cluster up`, tests and the runner,
+//!   and the same control of live clusters through their cluster files' commands.
 //! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries.
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
 //! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
