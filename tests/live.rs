@@ -338,6 +338,25 @@ fn two_generators_merge_exactly() {
     assert!(r1.summary.iter().all(|r| r.generator == "1/2"));
     assert!(r2.summary.iter().all(|r| r.generator == "2/2"));
     assert!(merged.summary.iter().all(|r| r.generator == "merged"));
+    // Per-second percentiles come from the added per-second histograms.
+    let (t1, t2) = (
+        r1.timeline_histograms.as_ref().unwrap(),
+        r2.timeline_histograms.as_ref().unwrap(),
+    );
+    let mut checked = 0;
+    for row in merged.timeline.iter().filter(|r| r.phase == "mixed") {
+        let key = (row.t_s, row.phase.clone(), row.op.clone());
+        let (Some(a), Some(b)) = (t1.get(&key), t2.get(&key)) else {
+            continue;
+        };
+        let mut added = a.clone();
+        added.add(b).unwrap();
+        assert_eq!(row.ops, added.len(), "{key:?}");
+        assert_eq!(row.p99_us, added.value_at_quantile(0.99), "{key:?}");
+        assert_eq!(row.max_us, added.max(), "{key:?}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} seconds in both generators");
     // Warm-up and failures were merged too (warm-up rows exist in the smoke workload).
     assert!(merged.summary.iter().any(|r| r.phase == "mixed:warmup"));
     assert!(m.join("report.html").is_file() && m.join("charts/spectrum.png").is_file());

@@ -35,6 +35,8 @@ fn smoke(backend: &str) {
         "resources.csv",
         "verify.csv",
         "latency.hlog",
+        "timeline.hlog",
+        "report.html",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }

@@ -30,6 +30,9 @@ pub enum Kind {
 /// Histograms of successful operations keyed by (phase, op, kind).
 pub type Histograms = BTreeMap<(String, String, Kind), Histogram<u64>>;
 
+/// Per-second histograms of successful operations keyed by (second, phase, op).
+pub type TimelineHistograms = BTreeMap<(u64, String, String), Histogram<u64>>;
+
 /// Corrected-latency histograms of failed/in-doubt operations and of warm-up (phase
 /// `<name>:warmup`), keyed by (phase, op, outcome).
 pub type OtherHistograms = BTreeMap<(String, String, String), Histogram<u64>>;
@@ -82,6 +85,8 @@ pub struct RunData {
     pub histograms: Histograms,
     /// Failed/in-doubt operations and warm-up (absent from results of older versions).
     pub other_histograms: OtherHistograms,
+    /// From `timeline.hlog`, when the run wrote one.
+    pub timeline_histograms: Option<TimelineHistograms>,
 }
 
 fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, ReportError> {
@@ -160,6 +165,77 @@ impl RunInfo {
     }
 }
 
+/// One interval of an HdrHistogram interval log.
+struct Interval {
+    tag: String,
+    /// From the log's start.
+    start: std::time::Duration,
+    histogram: Histogram<u64>,
+}
+
+/// Every tagged interval of an interval log.
+fn read_intervals(path: &Path) -> Result<Vec<Interval>, ReportError> {
+    let text = std::fs::read(path).map_err(|e| ReportError::file(path, e))?;
+    let mut de = Deserializer::new();
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(&text) {
+        let entry = entry.map_err(|e| ReportError::file(path, format!("{e:?}")))?;
+        let LogEntry::Interval(iv) = entry else {
+            continue;
+        };
+        let Some(tag) = iv.tag() else { continue };
+        let tag = tag.as_str().to_string();
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            iv.encoded_histogram(),
+        )
+        .map_err(|e| ReportError::file(path, format!("tag {tag}: {e}")))?;
+        let histogram: Histogram<u64> = de
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| ReportError::file(path, format!("tag {tag}: {e:?}")))?;
+        out.push(Interval {
+            tag,
+            start: iv.start_timestamp(),
+            histogram,
+        });
+    }
+    Ok(out)
+}
+
+/// A tag's (phase, op, kind, outcome); phase names had commas and spaces replaced in tags
+/// and are mapped back.
+fn parse_tag(
+    path: &Path,
+    tag: &str,
+    phases: &[PhaseInfo],
+) -> Result<(String, String, Kind, &'static str), ReportError> {
+    let (base, kind, outcome) = if let Some(b) = tag.strip_suffix(".service") {
+        (b, Kind::Service, "ok")
+    } else if let Some(b) = tag.strip_suffix(".error") {
+        (b, Kind::Corrected, "error")
+    } else if let Some(b) = tag.strip_suffix(".indeterminate") {
+        (b, Kind::Corrected, "indeterminate")
+    } else {
+        (tag, Kind::Corrected, "ok")
+    };
+    let Some((phase_tag, op)) = base.rsplit_once('.') else {
+        return Err(ReportError::file(
+            path,
+            format!("tag {tag:?} is not phase.op[.service|.error|.indeterminate]"),
+        ));
+    };
+    let (base_tag, suffix) = match phase_tag.strip_suffix(":warmup") {
+        Some(b) => (b, ":warmup"),
+        None => (phase_tag, ""),
+    };
+    let phase = phases
+        .iter()
+        .find(|p| p.name.replace([',', ' '], "_") == base_tag)
+        .map_or_else(|| base_tag.to_string(), |p| p.name.clone())
+        + suffix;
+    Ok((phase, op.to_string(), kind, outcome))
+}
+
 /// Read `latency.hlog`: successful operations of measured phases by (phase, op, kind), and
 /// the rest — failed and in-doubt operations, warm-up — by (phase, op, outcome).
 fn read_hlog(
@@ -167,58 +243,36 @@ fn read_hlog(
     phases: &[PhaseInfo],
 ) -> Result<(Histograms, OtherHistograms), ReportError> {
     let path = dir.join("latency.hlog");
-    let text = std::fs::read(&path).map_err(|e| ReportError::file(&path, e))?;
     let mut out: (Histograms, OtherHistograms) = Default::default();
-    let mut de = Deserializer::new();
-    for entry in IntervalLogIterator::new(&text) {
-        let entry = entry.map_err(|e| ReportError::file(&path, format!("{e:?}")))?;
-        let LogEntry::Interval(iv) = entry else {
-            continue;
-        };
-        let Some(tag) = iv.tag() else { continue };
-        let tag = tag.as_str();
-        let (base, kind, outcome) = if let Some(b) = tag.strip_suffix(".service") {
-            (b, Kind::Service, "ok")
-        } else if let Some(b) = tag.strip_suffix(".error") {
-            (b, Kind::Corrected, "error")
-        } else if let Some(b) = tag.strip_suffix(".indeterminate") {
-            (b, Kind::Corrected, "indeterminate")
-        } else {
-            (tag, Kind::Corrected, "ok")
-        };
-        let Some((phase_tag, op)) = base.rsplit_once('.') else {
-            return Err(ReportError::file(
-                &path,
-                format!("tag {tag:?} is not phase.op[.service]"),
-            ));
-        };
-        // Tags had commas and spaces replaced; map back to the phase's real name.
-        let (base_tag, suffix) = match phase_tag.strip_suffix(":warmup") {
-            Some(b) => (b, ":warmup"),
-            None => (phase_tag, ""),
-        };
-        let phase = phases
-            .iter()
-            .find(|p| p.name.replace([',', ' '], "_") == base_tag)
-            .map_or_else(|| base_tag.to_string(), |p| p.name.clone())
-            + suffix;
-        let bytes = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            iv.encoded_histogram(),
-        )
-        .map_err(|e| ReportError::file(&path, format!("tag {tag}: {e}")))?;
-        let h: Histogram<u64> = de
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| ReportError::file(&path, format!("tag {tag}: {e:?}")))?;
+    for iv in read_intervals(&path)? {
+        let (phase, op, kind, outcome) = parse_tag(&path, &iv.tag, phases)?;
         // Successful operations of measured phases feed the spectra; everything else
         // (failures, warm-up) is kept for exact merging.
         if outcome == "ok" && !phase.ends_with(":warmup") {
-            add(&mut out.0, (phase, op.to_string(), kind), h);
+            add(&mut out.0, (phase, op, kind), iv.histogram);
         } else if kind == Kind::Corrected {
-            add(&mut out.1, (phase, op.to_string(), outcome.to_string()), h);
+            add(&mut out.1, (phase, op, outcome.to_string()), iv.histogram);
         }
     }
     Ok(out)
+}
+
+/// Read `timeline.hlog` (absent in results of older versions): successful operations'
+/// corrected latency per (second since the run started, phase, op).
+fn read_timeline_hlog(
+    dir: &Path,
+    phases: &[PhaseInfo],
+) -> Result<Option<TimelineHistograms>, ReportError> {
+    let path = dir.join("timeline.hlog");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut out = TimelineHistograms::new();
+    for iv in read_intervals(&path)? {
+        let (phase, op, _, _) = parse_tag(&path, &iv.tag, phases)?;
+        add(&mut out, (iv.start.as_secs(), phase, op), iv.histogram);
+    }
+    Ok(Some(out))
 }
 
 fn add<K: Ord>(map: &mut BTreeMap<K, Histogram<u64>>, key: K, h: Histogram<u64>) {
@@ -240,6 +294,7 @@ impl RunData {
         }
         let info = RunInfo::load(dir)?;
         let (histograms, other_histograms) = read_hlog(dir, &info.phases)?;
+        let timeline_histograms = read_timeline_hlog(dir, &info.phases)?;
         Ok(RunData {
             dir: dir.to_path_buf(),
             summary: read_csv(dir, "summary.csv")?,
@@ -249,6 +304,7 @@ impl RunData {
             resources: read_csv(dir, "resources.csv")?,
             histograms,
             other_histograms,
+            timeline_histograms,
             info,
         })
     }

@@ -3,8 +3,8 @@
 //!
 //! Latency is merged by adding the generators' HdrHistograms (from `latency.hlog`), never
 //! by averaging percentiles, so every merged percentile is the percentile of all operations
-//! together. Rates add up (the generators ran at the same time). `timeline.csv` keeps no
-//! histograms, so per-second operation and error counts are summed exactly but per-second
+//! together. Rates add up (the generators ran at the same time). Per-second timelines are
+//! merged from each generator's `timeline.hlog` (exact); for results without one, per-second
 //! p50/p99/max are the maximum over generators (an upper bound). The cluster-side files —
 //! `events.csv`, `recovery.csv`, `resources.csv` — come from generator 1, the only one that
 //! injects events.
@@ -191,7 +191,7 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
     });
     write_csv(&dir.join("summary.csv"), &summary)?;
 
-    // Timeline: counts summed, percentiles an upper bound (no per-second histograms).
+    // Timeline: counts summed; percentiles exact from timeline.hlog below, else the maximum.
     let mut tl: BTreeMap<(u64, String, String), TimelineRow> = BTreeMap::new();
     for r in runs.iter().flat_map(|r| &r.timeline) {
         let e = tl
@@ -209,6 +209,36 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
         e.p50_us = e.p50_us.max(r.p50_us);
         e.p99_us = e.p99_us.max(r.p99_us);
         e.max_us = e.max_us.max(r.max_us);
+    }
+    // With every generator's per-second histograms, the percentiles are exact too.
+    if runs.iter().all(|r| r.timeline_histograms.is_some()) {
+        let mut per_sec = BTreeMap::new();
+        for r in &runs {
+            if let Some(t) = &r.timeline_histograms {
+                add_into(&mut per_sec, t);
+            }
+        }
+        for ((t, phase, op), row) in tl.iter_mut() {
+            if let Some(h) = per_sec.get(&(*t, phase.clone(), op.clone())) {
+                row.p50_us = h.value_at_quantile(0.5);
+                row.p99_us = h.value_at_quantile(0.99);
+                row.max_us = h.max();
+            }
+        }
+        let entries: Vec<HlogEntry> = per_sec
+            .iter()
+            .map(|((t, phase, op), h)| HlogEntry {
+                tag: output::hlog_tag(phase, op, Outcome::Ok, false),
+                start: Duration::from_secs(*t),
+                duration: Duration::from_secs(1),
+                histogram: h,
+            })
+            .collect();
+        let started_at =
+            humantime::parse_rfc3339(&runs[0].info.started_at).unwrap_or(SystemTime::now());
+        let path = dir.join("timeline.hlog");
+        output::write_hlog_entries(&path, started_at, &entries, Some("merged"))
+            .map_err(|e| ReportError::file(&path, e))?;
     }
     write_csv(
         &dir.join("timeline.csv"),

@@ -409,5 +409,26 @@ fn write_hlog(
         started_at,
         &entries,
         note.as_deref(),
+    )?;
+    // timeline.hlog: the per-second histograms behind timeline.csv, so that several
+    // generators' timelines merge exactly.
+    let mut seconds = Vec::new();
+    for p in phases {
+        for ((s, op), sec) in &p.recorder.timeline {
+            if !sec.ok.is_empty() {
+                seconds.push(HlogEntry {
+                    tag: hlog_tag(&p.name, op.as_str(), Outcome::Ok, false),
+                    start: Duration::from_secs(*s),
+                    duration: Duration::from_secs(1),
+                    histogram: &sec.ok,
+                });
+            }
+        }
+    }
+    write_hlog_entries(
+        &dir.join("timeline.hlog"),
+        started_at,
+        &seconds,
+        note.as_deref(),
     )
 }
