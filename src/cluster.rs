@@ -358,7 +358,8 @@ impl LocalCluster {
         self.spec.dir.join("cluster.toml")
     }
 
-    /// The cluster file describing the initial members.
+    /// The cluster file describing the initial members (for an attached cluster: the file
+    /// it was attached with, control commands included).
     pub fn cluster_file(&self) -> ClusterFile {
         ClusterFile {
             raft: self.spec.raft.clone(),
@@ -371,8 +372,8 @@ impl LocalCluster {
                     id: n.id,
                     peer_addr: n.peer_addr.clone(),
                     client_addr: n.client_addr.clone(),
-                    data_dir: Some(n.data_dir.clone()),
-                    control: ControlCommands::default(),
+                    data_dir: (!n.data_dir.as_os_str().is_empty()).then(|| n.data_dir.clone()),
+                    control: n.control.clone().unwrap_or_default(),
                 })
                 .collect(),
         }

@@ -383,8 +383,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         Some(path) => {
             let cluster = LocalCluster::attach(path, &dir.join("cluster"))?;
             check_live(&cluster).await?;
-            let file = crate::node::ClusterFile::load(path)
-                .map_err(|e| RunError::Invalid(e.to_string()))?;
+            let file = cluster.cluster_file();
             let live = serde_json::json!({
                 "cluster_file": path,
                 "nodes": file.nodes,
