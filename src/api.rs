@@ -178,10 +178,12 @@ impl ApiState {
     }
 
     /// Wait until a linearizable read may be served locally; retries ReadIndex rounds that
-    /// raft dropped (no leader yet, or the leader has not committed in its term).
+    /// raft dropped (no leader yet, or the leader has not committed in its term). Each
+    /// round waits twice as long as the last (up to 2 s): a round that is merely slow — a
+    /// long fsync holding up the raft loop — must eventually be given time to finish.
     async fn read_barrier(&self) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        let attempt = Duration::from_millis((self.raft.tick_ms * 4).max(20));
+        let mut attempt = Duration::from_millis((self.raft.tick_ms * 4).max(20));
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
@@ -196,7 +198,9 @@ impl ApiState {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => continue,
+                Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => {
+                    attempt = (attempt * 2).min(Duration::from_secs(2));
+                }
                 Err(e) => return Err(e),
             }
         }

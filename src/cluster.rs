@@ -129,8 +129,9 @@ pub struct LocalCluster {
 /// unless someone else takes it first. Ports are therefore drawn at random *below* the
 /// kernel's ephemeral range: outgoing connections (every HTTP client, every peer link) take
 /// ephemeral ports, and a port from `bind(:0)` could be handed to one of them before the
-/// node binds it.
-pub fn free_addr() -> Result<String, ClusterError> {
+/// node binds it. Ports in `taken` (those already given to this cluster's nodes, which
+/// may not have bound them yet) are never returned.
+pub fn free_addr(taken: &std::collections::BTreeSet<u16>) -> Result<String, ClusterError> {
     use rand::Rng;
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -140,6 +141,9 @@ pub fn free_addr() -> Result<String, ClusterError> {
         let mut rng = rand::rng();
         for _ in 0..100 {
             let port = rng.random_range(10_000..low);
+            if taken.contains(&port) {
+                continue;
+            }
             if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
                 drop(l);
                 return Ok(format!("127.0.0.1:{port}"));
@@ -193,10 +197,24 @@ impl LocalCluster {
     }
 
     fn add_node_entry(&mut self, id: u64, join: bool) -> Result<(), ClusterError> {
+        let mut taken: std::collections::BTreeSet<u16> = self
+            .nodes
+            .values()
+            .flat_map(|n| [&n.peer_addr, &n.client_addr])
+            .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+            .collect();
+        let peer_addr = free_addr(&taken)?;
+        taken.extend(
+            peer_addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok()),
+        );
+        let client_addr = free_addr(&taken)?;
         let node = LocalNode {
             id,
-            peer_addr: free_addr()?,
-            client_addr: free_addr()?,
+            peer_addr,
+            client_addr,
             data_dir: self.spec.dir.join(format!("node-{id}")),
             log_path: self.spec.dir.join("logs").join(format!("node-{id}.log")),
             join,

@@ -182,10 +182,28 @@ fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
         dir: args.dir.clone(),
         binary: std::env::current_exe().context("locating the raftbench executable")?,
     };
+    // The SIGINT handler is installed before any node starts: a Ctrl-C that arrived before
+    // it would kill this process with the default action and orphan the nodes, which run
+    // in their own sessions.
+    let mut sigint = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("installing the SIGINT handler")?
+    };
     let mut cluster = LocalCluster::start(spec)?;
-    let leader = match rt.block_on(cluster.wait_for_leader(std::time::Duration::from_secs(30))) {
-        Ok(l) => l,
-        Err(e) => {
+    let waited = rt.block_on(async {
+        tokio::select! {
+            l = cluster.wait_for_leader(std::time::Duration::from_secs(30)) => Some(l),
+            _ = sigint.recv() => None,
+        }
+    });
+    let leader = match waited {
+        None => {
+            cluster.shutdown();
+            anyhow::bail!("interrupted before the cluster elected a leader; nodes stopped");
+        }
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
             cluster.shutdown();
             anyhow::bail!(
                 "{e}; see the node logs in {}",
@@ -226,14 +244,13 @@ fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
     println!("  curl {url}/status");
     println!("Ctrl-C stops every node.");
     rt.block_on(async {
-        let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
         loop {
             tokio::select! {
-                r = &mut interrupted => return r,
+                _ = sigint.recv() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => cluster.reap(),
             }
         }
-    })?;
+    });
     println!("stopping...");
     cluster.shutdown();
     // Nodes relaunched by a `start` control command are not our children.

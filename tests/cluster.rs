@@ -79,6 +79,20 @@ async fn put_get_and_redirects(kind: BackendKind) {
     let (_t, c) = start(kind, 3, RaftSettings::default());
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let follower = *c.nodes().keys().find(|id| **id != leader).unwrap();
+    // `wait_for_leader` needs only a majority to know the leader; the redirect and the
+    // reads below need every node to (a node that knows no leader rightly answers 503).
+    for id in c.nodes().keys() {
+        wait_until(
+            &format!("node {id} to know leader {leader}"),
+            LEADER_WAIT,
+            || async {
+                c.status(*id)
+                    .await
+                    .is_ok_and(|s| s.raft.leader_id == leader)
+            },
+        )
+        .await;
+    }
 
     // A write to a follower is refused with the leader's address.
     let resp = http()
@@ -138,7 +152,10 @@ async fn put_get_and_redirects(kind: BackendKind) {
         None
     );
     let s = c.status(follower).await.unwrap();
-    assert_eq!(s.raft.leader_id, leader);
+    assert_eq!(
+        s.raft.leader_id,
+        c.wait_for_leader(LEADER_WAIT).await.unwrap()
+    );
     assert_eq!(s.backend.kind, kind);
 }
 
@@ -176,9 +193,12 @@ async fn kill_leader_under_writes(kind: BackendKind) {
     let client = Arc::new(all_client(&c));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (acked, tasks) = spawn_writers(client.clone(), 4, stop.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = acked.lock().unwrap().len();
-    assert!(before > 0, "no writes acknowledged before the kill");
+    wait_until(
+        "writes acknowledged before the kill",
+        LEADER_WAIT,
+        || async { acked.lock().unwrap().len() >= 20 },
+    )
+    .await;
     c.kill(old).unwrap();
     let new = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     assert_ne!(new, old);
@@ -200,12 +220,13 @@ async fn kill_leader_under_writes(kind: BackendKind) {
             "acknowledged write {k} lost after killing the leader"
         );
     }
-    // The killed node restarts, replays, and catches up.
-    let commit = c.status(new).await.unwrap().raft.commit_index;
+    // The killed node restarts, replays, and catches up (to the commit index of whoever
+    // leads now: leadership may have moved again on a loaded machine).
+    let current = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let commit = c.status(current).await.unwrap().raft.commit_index;
     c.spawn(old).unwrap();
     wait_applied(&c, old, commit).await;
     let s = c.status(old).await.unwrap();
-    assert_eq!(s.raft.role, Role::Follower);
     assert!(!s.startup.fresh, "restart reopened the existing data");
     let local = client_for(&c, &[old]);
     let (k, v) = acked.iter().next_back().unwrap();
@@ -293,7 +314,9 @@ async fn membership_changes(kind: BackendKind) {
         Some(Bytes::from("x"))
     );
 
-    // Remove a follower that is not the new node.
+    // Remove a follower that is not the new node (asking who leads now: the leader may
+    // have changed while the new node caught up, and the leader cannot be removed).
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let removed = *c
         .nodes()
         .keys()
@@ -310,8 +333,10 @@ async fn membership_changes(kind: BackendKind) {
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let voters = c.status(leader).await.unwrap().raft.voters;
     assert!(!voters.contains(&removed), "{voters:?}");
-    // The removed node stops receiving traffic: its log stops growing.
-    let before = c.status(removed).await.unwrap().raft.last_index;
+    // The removed node stops receiving traffic: nothing written after its removal reaches
+    // its log. (Compared with the leader's log, not the removed node's own last index,
+    // which may still be catching up on appends sent before the removal.)
+    let before = c.status(leader).await.unwrap().raft.last_index;
     for i in 0..20 {
         client
             .put(&format!("s{i}"), Bytes::from("z"))
@@ -320,9 +345,11 @@ async fn membership_changes(kind: BackendKind) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = c.status(removed).await.unwrap();
-    assert_eq!(
-        after.raft.last_index, before,
-        "removed node still receives entries"
+    assert!(
+        after.raft.last_index <= before,
+        "removed node still receives entries: its last index {} > {before}, the leader's \
+         before the writes",
+        after.raft.last_index
     );
     // (Whether the removed node itself ever learns of its removal is up to timing: the
     // leader may stop replicating before it sends the commit.)

@@ -202,8 +202,10 @@ read_consistency = "local"
         corrected >= 1_000_000,
         "corrected p99.9 {corrected} us does not show the 1.5 s stall"
     );
+    // Half the stall: only the 4 requests in flight saw it as service time, which is fewer
+    // than the 9 slowest ops p99.9 looks past; the bound leaves room for a loaded machine.
     assert!(
-        service < 500_000,
+        service < 750_000,
         "service-time p99.9 {service} us should not show the stall (only 4 requests were in flight)"
     );
 }

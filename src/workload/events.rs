@@ -134,7 +134,12 @@ pub async fn execute(
         }
     };
     let node_list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
-    let old_leader = c.leader().await;
+    // A leader target was just resolved by waiting for the leader: asking again could
+    // find none for a moment (a slow /status) and lose the leader-loss follow-up.
+    let old_leader = match ev.target {
+        Target::Leader => ids.first().copied(),
+        _ => c.leader().await,
+    };
     let mut now = Instant::now();
     let http = crate::cluster::http_client();
     let mut details = Vec::new();

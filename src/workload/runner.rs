@@ -117,36 +117,50 @@ pub struct RunResult {
 }
 
 /// Before any load against a live cluster: every node answers `/status`, and they agree on
-/// one leader.
+/// one leader. A node that does not answer is refused at once; disagreement is given
+/// [`LEADER_AGREEMENT_GRACE`] to settle, since a cluster that has just elected a leader
+/// (`cluster up` returns once a majority knows it) may still have a node that has not
+/// heard from it yet.
 async fn check_live(c: &LocalCluster) -> Result<(), RunError> {
     let file = c
         .attached()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut leaders = std::collections::BTreeMap::new();
-    let mut bad = Vec::new();
-    for n in c.nodes().values() {
-        match c.status(n.id).await {
-            Ok(s) => {
-                leaders.insert(n.id, s.raft.leader_id);
+    let deadline = Instant::now() + LEADER_AGREEMENT_GRACE;
+    loop {
+        let mut leaders = std::collections::BTreeMap::new();
+        let mut bad = Vec::new();
+        for n in c.nodes().values() {
+            match c.status(n.id).await {
+                Ok(s) => {
+                    leaders.insert(n.id, s.raft.leader_id);
+                }
+                Err(e) => bad.push(format!("node {} at {}: {e}", n.id, n.client_addr)),
             }
-            Err(e) => bad.push(format!("node {} at {}: {e}", n.id, n.client_addr)),
         }
+        if !bad.is_empty() {
+            return Err(RunError::Invalid(format!(
+                "{file}: nodes do not answer GET /status: {}",
+                bad.join("; ")
+            )));
+        }
+        let distinct: std::collections::BTreeSet<u64> = leaders.values().copied().collect();
+        if distinct.len() == 1 && !distinct.contains(&0) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::Invalid(format!(
+                "{file}: the nodes do not agree on a leader after {:?} \
+                 (node -> leader it reports, 0 = none: {leaders:?})",
+                LEADER_AGREEMENT_GRACE
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if !bad.is_empty() {
-        return Err(RunError::Invalid(format!(
-            "{file}: nodes do not answer GET /status: {}",
-            bad.join("; ")
-        )));
-    }
-    let distinct: std::collections::BTreeSet<u64> = leaders.values().copied().collect();
-    if distinct.len() != 1 || distinct.contains(&0) {
-        return Err(RunError::Invalid(format!(
-            "{file}: the nodes do not agree on a leader (node -> leader it reports: {leaders:?})"
-        )));
-    }
-    Ok(())
 }
+
+/// How long [`check_live`] waits for the nodes of a live cluster to agree on a leader.
+const LEADER_AGREEMENT_GRACE: Duration = Duration::from_secs(5);
 
 /// Refuse, before anything runs, events that need a control command the cluster file
 /// does not give (a live cluster is controlled only through those commands).
