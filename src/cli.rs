@@ -323,4 +323,9 @@ pub struct ReplayArgs {
     /// No per-phase progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Make every `restart` event warm (the node finds its data in the page cache, as after
+    /// a process crash) or cold (its data directory is evicted from the page cache first,
+    /// as after a reboot), whatever the workload file says.
+    #[arg(long, value_enum)]
+    pub restart_cache: Option<crate::workload::spec::CacheState>,
 }

@@ -18,6 +18,7 @@
 //! - [`cluster`] — the local cluster launcher (spawn, kill, restart, pause nodes; find the
 //!   leader; per-process resources) used by `raftbench cluster up`, tests and the runner,
 //!   and the same control of live clusters through their cluster files' commands.
+//! - [`pagecache`] — evicting a node's data directory from the page cache (cold restarts).
 //! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries.
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
 //! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
@@ -41,6 +42,7 @@ pub mod kv;
 pub mod loadtest;
 pub mod metrics;
 pub mod node;
+pub mod pagecache;
 pub mod report;
 pub mod storage;
 pub mod transport;

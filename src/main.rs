@@ -309,6 +309,7 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
 fn launch(r: &ReplayArgs) -> anyhow::Result<raftbench::report::Launch> {
     Ok(raftbench::report::Launch {
         seed: r.seed,
+        restart_cache: r.restart_cache,
         scale: r.scale,
         quiet: r.quiet,
         binary: std::env::current_exe().context("locating the raftbench executable")?,
@@ -420,6 +421,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         nodes: args.nodes,
         out: args.out.clone(),
         seed: args.replay.seed,
+        restart_cache: args.replay.restart_cache,
         scale: args.replay.scale,
         quiet: args.replay.quiet,
         binary: std::env::current_exe().context("locating the raftbench executable")?,

@@ -220,6 +220,40 @@ fn bad_cluster_files_are_refused_before_any_load() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("node 2's `kill` control command"), "{e}");
 
+    // A cold-cache restart needs the data directory on this machine.
+    let f = t.path().join("full.toml");
+    write(
+        &f,
+        &format!("{HEAD}{}{}", node(1, 1, full), node(2, 3, full)),
+    );
+    let cold = t.path().join("cold.toml");
+    write(
+        &cold,
+        &std::fs::read_to_string(manifest("workloads/failover-follower.toml"))
+            .unwrap()
+            .replace(
+                "action = \"restart\"\n",
+                "action = \"restart\"\ncache = \"cold\"\n",
+            ),
+    );
+    assert!(
+        std::fs::read_to_string(&cold)
+            .unwrap()
+            .contains("cache = \"cold\"")
+    );
+    let o = raftbench(&[
+        "validate",
+        cold.to_str().unwrap(),
+        "--cluster",
+        f.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("cold") && e.contains("start` command") && e.contains("cold.toml"),
+        "{e}"
+    );
+
     // A node that does not answer (nothing listens on these ports).
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();

@@ -116,6 +116,7 @@ mix = { put = 0.7, get = 0.3 }
   at = "5s"
   action = "restart"
   target = "killed"
+  cache = "cold"
 [[phase]]
 name = "verify"
 verify = true
@@ -140,6 +141,14 @@ verify = true
     let events = csv_rows(&out.join("events.csv"));
     assert_eq!(events.len(), 2);
     assert_eq!(&events[0][2], "kill");
+    // The cold restart evicted the killed node's files, which were in the cache just before.
+    assert_eq!(&events[1][2], "restart");
+    let detail = &events[1][4];
+    assert!(
+        detail.contains("cold cache: ") && detail.contains(" after eviction"),
+        "{detail}"
+    );
+    assert!(!detail.contains("resident 0 B before"), "{detail}");
     let verify = csv_rows(&out.join("verify.csv"));
     assert_eq!(
         (&verify[0][3], &verify[0][4]),

@@ -102,6 +102,18 @@ fn rejected_cases_name_the_field_and_line() {
             "nothing killed",
         ),
         (
+            "cold cache on a kill",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"kill\"\ncache = \"cold\"\n"),
+            "event.cache",
+            "restart",
+        ),
+        (
+            "unknown cache state",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"kill\"\ncache = \"frozen\"\n"),
+            "syntax",
+            "cold",
+        ),
+        (
             "verify with no writes",
             &format!(
                 "{}[[phase]]\nname = \"v\"\nverify = true\n",

@@ -31,7 +31,8 @@ use super::{Launch, ReportError};
 use crate::storage::BackendKind;
 use crate::workload::Workload;
 use crate::workload::spec::{
-    Action, Event, HumanDuration, KeyDistribution, Mix, Phase, ReadConsistency, Target, ValueSize,
+    Action, CacheState, Event, HumanDuration, KeyDistribution, Mix, Phase, ReadConsistency, Target,
+    ValueSize,
 };
 
 /// `raftbench capacity` options.
@@ -234,7 +235,7 @@ fn check(o: &CapacityOptions, w: &Workload) -> Result<(), ReportError> {
         .revalidate()
         .map_err(|e| ReportError::Invalid(format!("rate-search probe: {e}")))?;
     for s in &sizes {
-        growth_workload(w, *s, o.target_value_size)
+        growth_workload(w, *s, o.target_value_size, restart_cache(o))
             .revalidate()
             .map_err(|e| ReportError::Invalid(format!("growth run with {s} keys: {e}")))?;
     }
@@ -290,13 +291,26 @@ fn phase(name: &str, mix: Mix) -> Phase {
     }
 }
 
+/// The page cache of growth runs' restarts: cold unless `--restart-cache` says otherwise.
+/// Capacity planning wants the restart a machine sees after a reboot, not the memory-speed
+/// replay of a process restarted over its warm cache.
+fn restart_cache(o: &CapacityOptions) -> CacheState {
+    o.launch.restart_cache.unwrap_or(CacheState::Cold)
+}
+
 /// The growth run for `keys` keys: load them, then under light traffic snapshot the
 /// leader, kill a follower and restart it.
-fn growth_workload(w: &Workload, keys: u64, value_size: Option<u64>) -> Workload {
+fn growth_workload(
+    w: &Workload,
+    keys: u64,
+    value_size: Option<u64>,
+    cache: CacheState,
+) -> Workload {
     let mut g = w.clone();
     let f = &mut g.file;
     f.name = format!("{}-growth-{keys}", w.file.name);
-    f.description = format!("capacity growth run: load {keys} keys, snapshot, restart a follower");
+    f.description =
+        format!("capacity growth run: load {keys} keys, snapshot, restart a follower cold");
     f.data.keys = keys;
     f.data.key_size = f
         .data
@@ -333,6 +347,11 @@ fn growth_workload(w: &Workload, keys: u64, value_size: Option<u64>) -> Workload
                 at: HumanDuration(std::time::Duration::from_secs_f64(s)),
                 action,
                 target,
+                cache: if action == Action::Restart {
+                    cache
+                } else {
+                    CacheState::Warm
+                },
             },
         )
     };
@@ -431,7 +450,12 @@ impl Ctx<'_> {
             .o
             .launch
             .run(
-                &growth_workload(self.w, keys, self.o.target_value_size),
+                &growth_workload(
+                    self.w,
+                    keys,
+                    self.o.target_value_size,
+                    restart_cache(self.o),
+                ),
                 backend,
                 &dir,
                 // Never scaled: the load must write exactly `keys` keys.
@@ -1060,11 +1084,18 @@ fn write_report(
         "Assumptions: each metric grows as the fitted model below says (a line unless a power law fits three or more points clearly better); \
          the projection extrapolates {ratio:.1}× beyond the largest measured size ({largest} keys); same key size, value size and \
          compressibility, node count, fsync policy and raft settings ({} snapshot interval, {} compaction lag) as measured; \
-         this machine ({}); RSS includes each process's fixed baseline; disk and RSS are taken after loading, before the forced snapshot. \
+         this machine ({}); RSS includes each process's fixed baseline; disk and RSS are taken after loading, before the forced snapshot; \
+         restart times are for {} on this machine's disk. \
          The max rate at the SLO was measured with the workload's own data set ({} keys) and phases, each probe a fresh cluster; \
          a probe passes when every SLO term holds on corrected latency (failed or in-doubt operations counting as over the bound) and each measured phase achieves ≥ 95 % of the offered rate; a rate passes when most of its {} probe(s) do.",
         f.cluster.snapshot_interval,
         f.cluster.compact_lag,
+        match restart_cache(o) {
+            CacheState::Cold =>
+                "a cold page cache (the follower's data evicted before it starts, as after a reboot)",
+            CacheState::Warm =>
+                "a warm page cache (--restart-cache warm: a process restart, as after a crash)",
+        },
         machine(),
         f.data.keys,
         o.repeat.max(1),
@@ -1394,7 +1425,7 @@ mod tests {
         assert_eq!(mixed.concurrency, 400);
         let load = phases.iter().find(|p| p.name == "load").unwrap();
         assert_eq!(load.rate, None);
-        let g = growth_workload(&w, 123_456, Some(1000));
+        let g = growth_workload(&w, 123_456, Some(1000), CacheState::Cold);
         assert_eq!(g.file.data.keys, 123_456);
         assert_eq!(g.file.data.value_size, ValueSize::Fixed(1000));
         g.revalidate().unwrap();

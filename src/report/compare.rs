@@ -22,7 +22,7 @@ use super::run_charts::spectrum_points;
 use super::{Launch, ReportError, plot};
 use crate::storage::BackendKind;
 use crate::workload::Workload;
-use crate::workload::spec::ValueSize;
+use crate::workload::spec::{Action, CacheState, ValueSize};
 
 /// `raftbench compare` options.
 #[derive(Debug, Clone)]
@@ -301,10 +301,28 @@ pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
             serde_json::to_string(other).unwrap_or_default()
         ),
     };
+    let restarts: Vec<CacheState> = f
+        .phases
+        .iter()
+        .flat_map(|p| p.get_ref().events.iter())
+        .map(|e| e.get_ref())
+        .filter(|e| e.action == Action::Restart)
+        .map(|e| e.cache)
+        .collect();
+    let restarts = match (
+        restarts.contains(&CacheState::Warm),
+        restarts.contains(&CacheState::Cold),
+    ) {
+        (false, false) => String::new(),
+        (true, false) => ", restarts with a warm page cache".into(),
+        (false, true) => ", restarts with a cold page cache (data evicted first)".into(),
+        (true, true) => ", restarts warm and cold as each event says".into(),
+    };
     format!(
         "Same for every backend ({}): workload file {} (\"{}\"), seed {}, fsync={}, {} nodes, \
          data set {} keys of {} B with {value} ({}% random bytes), snapshot every {} entries \
-         keeping {} behind, a fresh data directory per run. Engine options: memwal {}, rocksdb {}.",
+         keeping {} behind, a fresh data directory per run{restarts}. Engine options: memwal {}, \
+         rocksdb {}.",
         backends
             .iter()
             .map(|b| b.to_string())

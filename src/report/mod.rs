@@ -32,6 +32,7 @@ use thiserror::Error;
 use crate::storage::BackendKind;
 use crate::workload::Workload;
 use crate::workload::runner::{self, RunOptions};
+use crate::workload::spec::CacheState;
 
 /// Why a report could not be produced.
 #[derive(Debug, Error)]
@@ -62,6 +63,8 @@ impl ReportError {
 pub struct Launch {
     /// Overrides the workload's seed (the same for every run).
     pub seed: Option<u64>,
+    /// Overrides every `restart` event's page-cache state (the same for every run).
+    pub restart_cache: Option<CacheState>,
     /// Multiplies op counts, durations, warm-ups and event times of every run.
     pub scale: f64,
     pub quiet: bool,
@@ -77,6 +80,9 @@ impl Launch {
         let mut w = Workload::load(path).map_err(runner::RunError::from)?;
         if let Some(s) = self.seed {
             w.file.seed = s;
+        }
+        if let Some(c) = self.restart_cache {
+            w.set_restart_cache(c);
         }
         Ok(w)
     }
@@ -97,6 +103,7 @@ impl Launch {
             nodes: None,
             out: Some(out.to_path_buf()),
             seed: None,
+            restart_cache: None,
             scale,
             quiet: self.quiet,
             binary: self.binary.clone(),

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use super::events::{self, EventRow, Faults, RecoveryRow};
 use super::keys::{KeyChooser, SharedKeys, ValueMaker, key_name};
 use super::output::{self, PhaseOutput, ResourceRow};
-use super::spec::{Action, HumanDuration, Phase, ReadConsistency, Target};
+use super::spec::{Action, CacheState, HumanDuration, Phase, ReadConsistency, Target};
 use super::verify::{Model, Seen, VerifyReport, write_id};
 use super::{SpecError, Workload};
 use crate::client::{Client, ClientError, Consistency};
@@ -60,6 +60,8 @@ pub struct RunOptions {
     /// Results directory (default `results/<utc>-<workload>-<backend>`).
     pub out: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// Overrides every `restart` event's `cache`.
+    pub restart_cache: Option<CacheState>,
     /// Multiplies op counts, durations, warm-ups and event times.
     pub scale: f64,
     pub quiet: bool,
@@ -171,6 +173,17 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
         let p = p.get_ref();
         for e in &p.events {
             let e = e.get_ref();
+            if e.cache == CacheState::Cold {
+                return Err(RunError::Invalid(format!(
+                    "{}: phase {:?}: a `cache = \"cold\"` restart evicts the node's data \
+                     directory from this machine's page cache, which raftbench cannot do on the \
+                     hosts of {}; drop the cache in the node's `start` command instead (for \
+                     example `sync; echo 1 > /proc/sys/vm/drop_caches` before starting it)",
+                    w.path.display(),
+                    p.name,
+                    path.display()
+                )));
+            }
             let which = match e.action {
                 Action::Kill => "kill",
                 Action::Stop => "stop",
@@ -242,6 +255,10 @@ fn resolve(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
     if let Some(s) = o.seed {
         f.seed = s;
     }
+    if let Some(c) = o.restart_cache {
+        w.set_restart_cache(c);
+    }
+    let f = &mut w.file;
     let scale_d = |d: &mut HumanDuration| d.0 = d.0.mul_f64(o.scale);
     for p in &mut f.phases {
         let p = p.get_mut();
@@ -1001,5 +1018,56 @@ mod tests {
         assert!(phase(&b, "run").events.is_empty(), "the others do not");
         assert!(split(&mut w.clone(), 4, 3).is_err());
         assert!(split(&mut w.clone(), 0, 3).is_err());
+    }
+
+    /// `--restart-cache` changes every restart and nothing else; the file's own `cache`
+    /// stands without it.
+    #[test]
+    fn restart_cache_override_applies_to_restarts_only() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/workloads/restart-recovery.toml"
+        ));
+        let opts = |c: Option<CacheState>| RunOptions {
+            workload: path.to_path_buf(),
+            loaded: None,
+            backend: None,
+            nodes: None,
+            out: None,
+            seed: None,
+            restart_cache: c,
+            scale: 1.0,
+            quiet: true,
+            binary: "raftbench".into(),
+            cli: Vec::new(),
+            cluster: None,
+            generator: None,
+        };
+        let events = |w: &Workload| -> Vec<(Action, CacheState)> {
+            w.file
+                .phases
+                .iter()
+                .flat_map(|p| p.get_ref().events.iter())
+                .map(|e| (e.get_ref().action, e.get_ref().cache))
+                .collect()
+        };
+        let w = Workload::load(path).unwrap();
+        let cold = resolve(w.clone(), &opts(Some(CacheState::Cold))).unwrap();
+        let ev = events(&cold);
+        assert_eq!(ev.len(), 4);
+        for (action, cache) in ev {
+            let want = if action == Action::Restart {
+                CacheState::Cold
+            } else {
+                CacheState::Warm
+            };
+            assert_eq!(cache, want, "{action:?}");
+        }
+        let mut file_cold = w.clone();
+        file_cold.set_restart_cache(CacheState::Cold);
+        let kept = resolve(file_cold.clone(), &opts(None)).unwrap();
+        assert_eq!(events(&kept), events(&cold));
+        let warm = resolve(file_cold, &opts(Some(CacheState::Warm))).unwrap();
+        assert!(events(&warm).iter().all(|(_, c)| *c == CacheState::Warm));
     }
 }

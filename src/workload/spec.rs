@@ -284,6 +284,22 @@ pub struct Event {
     pub action: Action,
     #[serde(default = "default_target")]
     pub target: Target,
+    /// `restart` only: whether the node finds its data in the page cache (`warm`, as after
+    /// a process crash) or must read it from disk (`cold`, as after a reboot).
+    #[serde(default)]
+    pub cache: CacheState,
+}
+
+/// The page cache a restarted node finds (see [`crate::pagecache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheState {
+    /// Left as the node's last run left it: a process restart on the same machine.
+    #[default]
+    Warm,
+    /// The node's data directory is written back and evicted from the page cache before
+    /// it starts: a restart after a reboot. Local clusters only.
+    Cold,
 }
 
 fn default_target() -> Target {
@@ -401,6 +417,19 @@ impl Workload {
 }
 
 impl Workload {
+    /// Make every `restart` event warm or cold (`--restart-cache`), so that one workload
+    /// file measures both cases.
+    pub fn set_restart_cache(&mut self, cache: CacheState) {
+        for p in &mut self.file.phases {
+            for e in &mut p.get_mut().events {
+                let e = e.get_mut();
+                if e.action == Action::Restart {
+                    e.cache = cache;
+                }
+            }
+        }
+    }
+
     /// Check the rules again after the command line changed the workload (`--nodes`,
     /// `--scale`); problems are reported against the file without a line number.
     pub fn revalidate(&self) -> Result<(), SpecError> {
@@ -617,6 +646,14 @@ fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                         "node:{n} does not exist (cluster.nodes = {})",
                         f.cluster.nodes
                     ),
+                );
+            }
+            if ev.cache == CacheState::Cold && ev.action != Action::Restart {
+                return ebad(
+                    "cache",
+                    "`cache = \"cold\"` applies to `restart` events only (the node's data is \
+                     evicted from the page cache before it starts)"
+                        .into(),
                 );
             }
             match ev.action {
