@@ -253,6 +253,29 @@ fn bad_cluster_files_are_refused_before_any_load() {
         e.contains("cold") && e.contains("start` command") && e.contains("cold.toml"),
         "{e}"
     );
+    // The same from the command line, refused by `run` before it connects to anything.
+    let o = raftbench(&[
+        "run",
+        manifest("workloads/failover-follower.toml")
+            .to_str()
+            .unwrap(),
+        "--cluster",
+        f.to_str().unwrap(),
+        "--restart-cache",
+        "cold",
+        "--out",
+        t.path().join("r-cold").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--restart-cache cold") && e.contains("the restart at"),
+        "{e}"
+    );
+    assert!(
+        !t.path().join("r-cold").exists(),
+        "refused before anything ran"
+    );
 
     // A node that does not answer (nothing listens on these ports).
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -75,7 +75,7 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Load the workload file with the seed override applied.
+    /// Load the workload file with the seed and restart-cache overrides applied.
     pub fn load(&self, path: &Path) -> Result<Workload, ReportError> {
         let mut w = Workload::load(path).map_err(runner::RunError::from)?;
         if let Some(s) = self.seed {

@@ -59,11 +59,13 @@ pub enum Followup {
         old: u64,
         at: Instant,
     },
-    /// Nodes restarted at `at`.
+    /// Nodes restarted at `at`; `cache_resident` = (node, bytes of its data directory still
+    /// in the page cache after a cold restart's eviction).
     Restarted {
         ids: Vec<u64>,
         at: Instant,
         commit: u64,
+        cache_resident: Vec<(u64, u64)>,
     },
     /// A node was added at `at`: time its catch-up.
     Added {
@@ -105,21 +107,28 @@ async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Ve
     })
 }
 
-/// Write back and evict a stopped node's data directory from the page cache (a cold
-/// restart); the returned line goes into the event's detail. Runs on a blocking thread: a
-/// large directory's fdatasync and residency scans take a while.
-async fn evict_node(c: &LocalCluster, id: u64) -> Result<String, String> {
+/// The data directory of node `id`, which must be down for a cold restart (pages written
+/// by a live process after the eviction would stay resident).
+fn down_data_dir(c: &LocalCluster, id: u64) -> Result<std::path::PathBuf, String> {
     let node = c.node(id).map_err(|e| e.to_string())?;
     if node.is_running() {
         return Err("still running: a cold restart needs the node down".into());
     }
-    let dir = node.data_dir.clone();
+    Ok(node.data_dir.clone())
+}
+
+/// Write back and evict a data directory from the page cache, on a blocking thread: a
+/// large directory's fdatasync and residency scans take a while.
+async fn evict_dir(dir: std::path::PathBuf) -> crate::pagecache::Eviction {
+    let shown = dir.display().to_string();
     let ev = tokio::task::spawn_blocking(move || crate::pagecache::evict(&dir))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    tracing::info!(node = id, %ev, "evicted data directory from the page cache");
-    Ok(format!("node {id}: {ev}"))
+        .unwrap_or_else(|e| crate::pagecache::Eviction {
+            errors: vec![format!("eviction task failed: {e}")],
+            ..Default::default()
+        });
+    tracing::info!(dir = %shown, %ev, "evicted data directory from the page cache");
+    ev
 }
 
 /// What [`execute`] did.
@@ -138,6 +147,32 @@ pub async fn execute(
     faults: &mut Faults,
     ev: &Event,
 ) -> Executed {
+    // A cold restart first evicts the nodes' data from the page cache. That can take
+    // seconds on a large directory, so it runs without the cluster lock: the resource
+    // sampler and earlier events' recovery timers go on meanwhile. Events of a phase run
+    // one after another, so nothing starts these nodes in between.
+    let mut evicted = Vec::new();
+    let mut cache_resident = Vec::new();
+    if ev.action == Action::Restart && ev.cache == CacheState::Cold {
+        let dirs: Vec<(u64, Result<std::path::PathBuf, String>)> = {
+            let c = cluster.lock().await;
+            match resolve(&c, faults, ev.target).await {
+                Ok(ids) => ids.iter().map(|id| (*id, down_data_dir(&c, *id))).collect(),
+                // Reported below, when the target is resolved again.
+                Err(_) => Vec::new(),
+            }
+        };
+        for (id, dir) in dirs {
+            match dir {
+                Ok(dir) => {
+                    let ev = evict_dir(dir).await;
+                    cache_resident.push((id, ev.resident_after));
+                    evicted.push(format!("node {id}: {ev}"));
+                }
+                Err(e) => evicted.push(format!("node {id}: not evicted: {e}")),
+            }
+        }
+    }
     let mut c = cluster.lock().await;
     let ids = match resolve(&c, faults, ev.target).await {
         Ok(ids) => ids,
@@ -210,20 +245,14 @@ pub async fn execute(
             }
         }
         Action::Restart => {
+            // Read after any eviction: the target is what was committed when the node
+            // starts, and recovery is timed from then (`now`), not from the eviction.
             let commit = match old_leader {
                 Some(l) => c.status(l).await.map(|s| s.raft.commit_index).unwrap_or(0),
                 None => 0,
             };
-            if ev.cache == CacheState::Cold {
-                for id in &ids {
-                    match evict_node(&c, *id).await {
-                        Ok(line) => details.push(line),
-                        Err(e) => details.push(format!("node {id}: {e}")),
-                    }
-                }
-                // Recovery is timed from the start of the process, not of the eviction.
-                now = Instant::now();
-            }
+            details.append(&mut evicted);
+            now = Instant::now();
             let mut started = Vec::new();
             for id in &ids {
                 match c.spawn(*id) {
@@ -238,6 +267,7 @@ pub async fn execute(
                 ids: started,
                 at: now,
                 commit,
+                cache_resident,
             };
         }
         Action::Partition => {
@@ -383,7 +413,15 @@ pub async fn measure(
                 tokio::time::sleep(POLL).await;
             }
         }
-        Followup::Restarted { ids, at, commit } => {
+        Followup::Restarted {
+            ids,
+            at,
+            commit,
+            cache_resident,
+        } => {
+            for (id, bytes) in cache_resident {
+                rows.push((id, "cache_resident_bytes", bytes as f64));
+            }
             for id in ids {
                 let mut up = false;
                 while at.elapsed() < RECOVERY_LIMIT {

@@ -175,12 +175,15 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
             let e = e.get_ref();
             if e.cache == CacheState::Cold {
                 return Err(RunError::Invalid(format!(
-                    "{}: phase {:?}: a `cache = \"cold\"` restart evicts the node's data \
-                     directory from this machine's page cache, which raftbench cannot do on the \
-                     hosts of {}; drop the cache in the node's `start` command instead (for \
-                     example `sync; echo 1 > /proc/sys/vm/drop_caches` before starting it)",
+                    "{}: phase {:?}: the restart at {} is cold (`cache = \"cold\"` in the file, \
+                     or --restart-cache cold): it evicts the node's data directory from this \
+                     machine's page cache, which raftbench cannot do on the hosts of {}; run it \
+                     warm, and drop the cache in the node's `start` command instead (for example \
+                     `sync; echo 1 > /proc/sys/vm/drop_caches`, as root, which empties that \
+                     host's whole page cache)",
                     w.path.display(),
                     p.name,
+                    humantime::format_duration(e.at.0),
                     path.display()
                 )));
             }
