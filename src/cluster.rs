@@ -197,19 +197,15 @@ impl LocalCluster {
     }
 
     fn add_node_entry(&mut self, id: u64, join: bool) -> Result<(), ClusterError> {
+        let port = |a: &str| a.rsplit(':').next()?.parse::<u16>().ok();
         let mut taken: std::collections::BTreeSet<u16> = self
             .nodes
             .values()
-            .flat_map(|n| [&n.peer_addr, &n.client_addr])
-            .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+            .flat_map(|n| [port(&n.peer_addr), port(&n.client_addr)])
+            .flatten()
             .collect();
         let peer_addr = free_addr(&taken)?;
-        taken.extend(
-            peer_addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse::<u16>().ok()),
-        );
+        taken.extend(port(&peer_addr));
         let client_addr = free_addr(&taken)?;
         let node = LocalNode {
             id,

@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 use thiserror::Error;
 
-/// An eviction that failed, naming the file.
+/// One step of an eviction that failed, naming the file ([`evict`] collects them as text).
 #[derive(Debug, Error)]
 #[error("{what} {path}: {source}")]
-pub struct EvictError {
+struct EvictError {
     what: &'static str,
     path: PathBuf,
     #[source]
@@ -153,18 +153,6 @@ fn resident(file: &File, len: u64, path: &Path) -> Result<u64, EvictError> {
     Ok((in_cache * page).min(len))
 }
 
-/// Page-cache residency of every regular file below `dir`, in bytes.
-pub fn resident_bytes(dir: &Path) -> Result<u64, EvictError> {
-    let mut total = 0;
-    for path in files(dir)? {
-        let Some((f, len)) = open(&path)? else {
-            continue;
-        };
-        total += resident(&f, len, &path)?;
-    }
-    Ok(total)
-}
-
 /// Open a file for reading, or `None` if it disappeared since it was listed.
 fn open(path: &Path) -> Result<Option<(File, u64)>, EvictError> {
     match File::open(path) {
@@ -230,6 +218,18 @@ pub fn evict(dir: &Path) -> Eviction {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    /// Page-cache residency of every regular file below `dir`, in bytes.
+    fn resident_bytes(dir: &Path) -> Result<u64, EvictError> {
+        let mut total = 0;
+        for path in files(dir)? {
+            let Some((f, len)) = open(&path)? else {
+                continue;
+            };
+            total += resident(&f, len, &path)?;
+        }
+        Ok(total)
+    }
 
     /// The type of the filesystem holding `path` (the longest matching mount point).
     fn filesystem(path: &Path) -> String {

@@ -309,12 +309,8 @@ fn growth_workload(
     let mut g = w.clone();
     let f = &mut g.file;
     f.name = format!("{}-growth-{keys}", w.file.name);
-    let how = match cache {
-        CacheState::Cold => "cold",
-        CacheState::Warm => "warm",
-    };
     f.description = format!(
-        "capacity growth run: load {keys} keys, snapshot, restart a follower ({how} page cache)"
+        "capacity growth run: load {keys} keys, snapshot, restart a follower ({cache} page cache)"
     );
     f.data.keys = keys;
     f.data.key_size = f

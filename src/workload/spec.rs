@@ -302,6 +302,15 @@ pub enum CacheState {
     Cold,
 }
 
+impl std::fmt::Display for CacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheState::Warm => "warm",
+            CacheState::Cold => "cold",
+        })
+    }
+}
+
 fn default_target() -> Target {
     Target::Leader
 }
