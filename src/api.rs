@@ -11,11 +11,10 @@
 //! POST   /admin/partition   {"isolate_from": [ids]}; POST /admin/heal
 //! ```
 //! Keys are one path segment (percent-encode `/`), at most [`MAX_KEY_BYTES`]; values at
-//! most [`MAX_VALUE_BYTES`]. Errors are JSON `{"code": ..., "message": ...}` with a stable
-//! `code`. A write sent to a follower gets `421 Misdirected Request` with `leader_id` and
+//! most [`MAX_VALUE_BYTES`]. Errors are JSON [`ErrorBody`]s with a stable
+//! [`ErrorCode`]. A write sent to a follower gets `421 Misdirected Request` with `leader_id` and
 //! `leader_addr` (the leader's client address) so the client can follow it.
 
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
@@ -28,38 +27,19 @@ use bytes::Bytes;
 use raft::eraftpb::{ConfChange, ConfChangeType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use crate::kv::KvCommand;
-use crate::node::config::RaftSettings;
-use crate::node::status::{Role, StatusCell, StatusReport, self_rss_bytes};
-use crate::node::{Input, MEMBER_KEY_PREFIX, MemberAddrs, Members, NodeError};
-use crate::storage::{BackendConfig, KvReader, OpenReport};
-use crate::transport::Transport;
+use crate::node::{MEMBER_KEY_PREFIX, NodeError, NodeHandle};
+use crate::wire::api::RESERVED_KEY_BYTE;
+use crate::wire::{
+    ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemberAddrs, Role, StatusReport,
+};
 
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Largest value accepted, in bytes.
-pub const MAX_VALUE_BYTES: usize = 4 << 20;
 /// How long a write or read may wait for raft before the client gets a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the handlers share.
-#[derive(Clone)]
-pub struct ApiState {
-    pub id: u64,
-    pub tx: Sender<Input>,
-    pub reader: KvReader,
-    pub status: StatusCell,
-    pub members: Members,
-    pub transport: std::sync::Arc<Transport>,
-    pub backend: BackendConfig,
-    pub startup: OpenReport,
-    pub raft: RaftSettings,
-}
-
-/// Serve the API on `listener` until the runtime stops.
-pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+/// Serve the API of `node` on `listener` until the task is dropped or the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle) {
     let app = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/status", get(status))
@@ -69,10 +49,14 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
         .route("/admin/partition", post(partition))
         .route("/admin/heal", post(heal))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
-        .with_state(state);
+        .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("HTTP server stopped: {e}");
     }
@@ -82,19 +66,23 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: serde_json::Value,
+    body: ErrorBody,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: json!({ "code": code, "message": message.into() }),
+            body: ErrorBody::new(code, message),
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+
+    fn timeout(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout, message)
     }
 }
 
@@ -104,105 +92,90 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl ApiState {
-    fn not_leader(&self, leader: u64) -> ApiError {
-        if leader == 0 {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_leader",
-                "no leader is known right now; retry shortly",
-            );
-        }
-        let addr = self.members.get(leader).map(|a| a.client_addr);
-        ApiError {
-            status: StatusCode::MISDIRECTED_REQUEST,
-            body: json!({
-                "code": "not_leader",
-                "message": format!("node {} is not the leader; send writes to node {leader}", self.id),
-                "leader_id": leader,
-                "leader_addr": addr,
-            }),
-        }
+fn not_leader(s: &NodeHandle, leader: u64) -> ApiError {
+    if leader == 0 {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoLeader,
+            "no leader is known right now; retry shortly",
+        );
     }
-
-    fn node_error(&self, e: NodeError) -> ApiError {
-        match e {
-            NodeError::NotLeader { leader } => self.not_leader(leader),
-            NodeError::Dropped(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "proposal_dropped", m)
-            }
-            NodeError::Indeterminate(m) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "indeterminate", m)
-            }
-            NodeError::Rejected(m) => ApiError::new(StatusCode::CONFLICT, "rejected", m),
-            NodeError::ShuttingDown => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the node is shutting down",
+    ApiError {
+        status: StatusCode::MISDIRECTED_REQUEST,
+        body: ErrorBody {
+            code: ErrorCode::NotLeader,
+            message: format!(
+                "node {} is not the leader; send writes to node {leader}",
+                s.id()
             ),
-        }
+            leader_id: Some(leader),
+            leader_addr: s.member(leader).map(|a| a.client_addr),
+        },
     }
+}
 
-    /// Send `make(reply)` to the raft loop and wait for the answer.
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(crate::node::Reply<T>) -> Input,
-        timeout: Duration,
-    ) -> Result<T, ApiError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .map_err(|_| self.node_error(NodeError::ShuttingDown))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r.map_err(|e| self.node_error(e)),
-            // The loop accepted the request and then went away: a write may still commit.
-            Ok(Err(_)) => Err(self.node_error(NodeError::Indeterminate(
-                "the node stopped before answering".into(),
-            ))),
-            Err(_) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!("no answer within {timeout:?}; the outcome is unknown"),
-            )),
+fn node_error(s: &NodeHandle, e: NodeError) -> ApiError {
+    match e {
+        NodeError::NotLeader { leader } => not_leader(s, leader),
+        NodeError::Dropped(m) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ProposalDropped,
+            m,
+        ),
+        NodeError::Indeterminate(m) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Indeterminate, m)
         }
+        NodeError::Rejected(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Rejected, m),
+        NodeError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "the node is shutting down",
+        ),
     }
+}
 
-    /// Refuse early on a node that knows it is not the leader.
-    fn require_leader(&self) -> Result<(), ApiError> {
-        let s = self.status.raft();
-        if s.role == Role::Leader {
-            Ok(())
-        } else {
-            Err(self.not_leader(s.leader_id))
+/// Turn the answer of a request to the raft loop into the API's error vocabulary.
+fn answered<T>(
+    s: &NodeHandle,
+    r: Result<T, Option<NodeError>>,
+    timeout: Duration,
+) -> Result<T, ApiError> {
+    r.map_err(|e| match e {
+        Some(e) => node_error(s, e),
+        None => ApiError::timeout(format!(
+            "no answer within {timeout:?}; the outcome is unknown"
+        )),
+    })
+}
+
+/// Refuse early on a node that knows it is not the leader.
+fn require_leader(s: &NodeHandle) -> Result<(), ApiError> {
+    let r = s.raft_status();
+    if r.role == Role::Leader {
+        Ok(())
+    } else {
+        Err(not_leader(s, r.leader_id))
+    }
+}
+
+/// Wait until a linearizable read may be served locally; retries ReadIndex rounds that
+/// raft dropped (no leader yet, or the leader has not committed in its term). Each
+/// round waits twice as long as the last (up to 2 s): a round that is merely slow — a
+/// long fsync holding up the raft loop — must eventually be given time to finish.
+async fn read_barrier(s: &NodeHandle) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut attempt = Duration::from_millis((s.raft_settings().tick_ms * 4).max(20));
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::timeout(
+                "could not confirm leadership for a linearizable read; try consistency=local or retry",
+            ));
         }
-    }
-
-    /// Wait until a linearizable read may be served locally; retries ReadIndex rounds that
-    /// raft dropped (no leader yet, or the leader has not committed in its term). Each
-    /// round waits twice as long as the last (up to 2 s): a round that is merely slow — a
-    /// long fsync holding up the raft loop — must eventually be given time to finish.
-    async fn read_barrier(&self) -> Result<(), ApiError> {
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        let mut attempt = Duration::from_millis((self.raft.tick_ms * 4).max(20));
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    "could not confirm leadership for a linearizable read; try consistency=local or retry",
-                ));
-            }
-            match self
-                .ask(|reply| Input::ReadIndex { reply }, attempt.min(left))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => {
-                    attempt = (attempt * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
+        match s.read_index(attempt.min(left)).await {
+            Ok(_) => return Ok(()),
+            Err(None) => attempt = (attempt * 2).min(Duration::from_secs(2)),
+            Err(Some(e)) => return Err(node_error(s, e)),
         }
     }
 }
@@ -216,11 +189,11 @@ fn check_key(key: Result<Path<String>, PathRejection>) -> Result<Vec<u8>, ApiErr
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "key_too_large",
+            ErrorCode::KeyTooLarge,
             format!("key is {} bytes; the limit is {MAX_KEY_BYTES}", key.len()),
         ));
     }
-    if key.starts_with(MEMBER_KEY_PREFIX) || key.first() == Some(&0) {
+    if key.starts_with(MEMBER_KEY_PREFIX) || key.first() == Some(&RESERVED_KEY_BYTE) {
         return Err(ApiError::bad_request(
             "keys starting with a NUL byte are reserved for raftbench",
         ));
@@ -228,8 +201,14 @@ fn check_key(key: Result<Path<String>, PathRejection>) -> Result<Vec<u8>, ApiErr
     Ok(key)
 }
 
+async fn write(s: &NodeHandle, cmd: KvCommand) -> Result<StatusCode, ApiError> {
+    require_leader(s)?;
+    answered(s, s.propose(cmd, REQUEST_TIMEOUT).await, REQUEST_TIMEOUT)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn put_kv(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     key: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -237,30 +216,23 @@ async fn put_kv(
     let value = body.map_err(|e| {
         ApiError::new(
             e.status(),
-            "bad_body",
+            ErrorCode::BadBody,
             format!("{e} (values are limited to {MAX_VALUE_BYTES} bytes)"),
         )
     })?;
-    s.require_leader()?;
     let cmd = KvCommand::Put {
         key,
         value: value.to_vec(),
     };
-    s.ask(|reply| Input::Propose { cmd, reply }, REQUEST_TIMEOUT)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    write(&s, cmd).await
 }
 
 async fn delete_kv(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let key = check_key(key)?;
-    s.require_leader()?;
-    let cmd = KvCommand::Delete { key };
-    s.ask(|reply| Input::Propose { cmd, reply }, REQUEST_TIMEOUT)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    write(&s, KvCommand::Delete { key }).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,13 +241,13 @@ struct ReadParams {
 }
 
 async fn get_kv(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     key: Result<Path<String>, PathRejection>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     let key = check_key(key)?;
     match params.consistency.as_deref() {
-        None | Some("linearizable") => s.read_barrier().await?,
+        None | Some("linearizable") => read_barrier(&s).await?,
         Some("local") => {}
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -283,37 +255,23 @@ async fn get_kv(
             )));
         }
     }
-    match s.reader.get(&key) {
+    match s.get(&key) {
         Ok(Some(v)) => Ok((StatusCode::OK, v).into_response()),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "key_not_found",
+            ErrorCode::KeyNotFound,
             "no such key",
         )),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_error",
+            ErrorCode::StorageError,
             e.to_string(),
         )),
     }
 }
 
-async fn status(State(s): State<ApiState>) -> Json<StatusReport> {
-    let raft = s.status.raft();
-    let leader_addr = (raft.leader_id != 0)
-        .then(|| s.members.get(raft.leader_id).map(|a| a.client_addr))
-        .flatten();
-    Json(StatusReport {
-        id: s.id,
-        leader_addr,
-        raft,
-        backend: s.backend.clone(),
-        storage: s.status.storage(),
-        rss_bytes: self_rss_bytes(),
-        uptime_ms: s.status.started.elapsed().as_millis() as u64,
-        startup: s.startup.clone(),
-        dropped_messages: s.transport.dropped(),
-    })
+async fn status(State(s): State<NodeHandle>) -> Json<StatusReport> {
+    Json(s.status_report())
 }
 
 fn member_id(id: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
@@ -325,7 +283,7 @@ fn member_id(id: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
 }
 
 async fn add_member(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     id: Result<Path<u64>, PathRejection>,
     body: Result<Json<MemberAddrs>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -345,68 +303,53 @@ async fn add_member(
             )));
         }
     }
-    s.require_leader()?;
+    require_leader(&s)?;
     let mut cc = ConfChange::default();
     cc.set_change_type(ConfChangeType::AddNode);
     cc.node_id = id;
-    s.ask(
-        |reply| Input::ConfChange {
-            cc,
-            addrs: Some(addrs),
-            reply,
-        },
-        REQUEST_TIMEOUT,
-    )
-    .await?;
+    let r = s.conf_change(cc, Some(addrs), REQUEST_TIMEOUT).await;
+    answered(&s, r, REQUEST_TIMEOUT)?;
     Ok(Json(
-        json!({ "added": id, "voters": s.status.raft().voters }),
+        json!({ "added": id, "voters": s.raft_status().voters }),
     ))
 }
 
 async fn remove_member(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = member_id(id)?;
-    s.require_leader()?;
-    if !s.status.raft().voters.contains(&id) {
+    require_leader(&s)?;
+    if !s.raft_status().voters.contains(&id) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_member",
+            ErrorCode::UnknownMember,
             format!("node {id} is not a member"),
         ));
     }
     let mut cc = ConfChange::default();
     cc.set_change_type(ConfChangeType::RemoveNode);
     cc.node_id = id;
-    s.ask(
-        |reply| Input::ConfChange {
-            cc,
-            addrs: None,
-            reply,
-        },
-        REQUEST_TIMEOUT,
-    )
-    .await?;
+    let r = s.conf_change(cc, None, REQUEST_TIMEOUT).await;
+    answered(&s, r, REQUEST_TIMEOUT)?;
     Ok(Json(
-        json!({ "removed": id, "voters": s.status.raft().voters }),
+        json!({ "removed": id, "voters": s.raft_status().voters }),
     ))
 }
 
-async fn admin_snapshot(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    let report = s
-        .ask(|reply| Input::Snapshot { reply }, Duration::from_secs(600))
-        .await?;
+async fn admin_snapshot(State(s): State<NodeHandle>) -> Result<Response, ApiError> {
+    const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
+    let report = answered(&s, s.snapshot(SNAPSHOT_TIMEOUT).await, SNAPSHOT_TIMEOUT)?;
     Ok(Json(report).into_response())
 }
 
 async fn transfer_leader(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let to = member_id(id)?;
-    s.ask(|reply| Input::TransferLeader { to, reply }, REQUEST_TIMEOUT)
-        .await?;
+    let r = s.transfer_leader(to, REQUEST_TIMEOUT).await;
+    answered(&s, r, REQUEST_TIMEOUT)?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -417,22 +360,22 @@ struct PartitionRequest {
 }
 
 async fn partition(
-    State(s): State<ApiState>,
+    State(s): State<NodeHandle>,
     body: Result<Json<PartitionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|e| {
         ApiError::bad_request(format!("{e}; expected {{\"isolate_from\": [node ids]}}"))
     })?;
-    if req.isolate_from.contains(&s.id) {
+    if req.isolate_from.contains(&s.id()) {
         return Err(ApiError::bad_request(
             "a node cannot be isolated from itself",
         ));
     }
-    s.transport.isolate(&req.isolate_from);
-    Ok(Json(json!({ "isolated_from": s.transport.isolated() })))
+    s.transport().isolate(&req.isolate_from);
+    Ok(Json(json!({ "isolated_from": s.transport().isolated() })))
 }
 
-async fn heal(State(s): State<ApiState>) -> Json<serde_json::Value> {
-    s.transport.heal();
+async fn heal(State(s): State<NodeHandle>) -> Json<serde_json::Value> {
+    s.transport().heal();
     Json(json!({ "isolated_from": [] }))
 }

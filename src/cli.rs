@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::storage::{BackendKind, FsyncPolicy};
+use crate::wire::{BackendKind, FsyncPolicy};
 
 /// raftbench: benchmark storage engines under raft consensus.
 #[derive(Debug, Parser)]
@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one raft key-value node (an OS process; SIGTERM stops it gracefully).
-    Node(Box<NodeArgs>),
+    Node(Box<crate::node::NodeArgs>),
     /// Start and control local clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -113,56 +113,6 @@ pub struct StressArgs {
     /// Stop after this index.
     #[arg(long)]
     pub max_index: Option<u64>,
-}
-
-/// `raftbench node`
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// Raft id of this node (1 or more).
-    #[arg(long)]
-    pub id: u64,
-    /// Take addresses, peers and settings from this cluster file (flags override it).
-    #[arg(long)]
-    pub cluster_file: Option<PathBuf>,
-    /// Listen address of the raft transport.
-    #[arg(long)]
-    pub peer_addr: Option<String>,
-    /// Listen address of the HTTP API.
-    #[arg(long)]
-    pub client_addr: Option<String>,
-    /// Peer address other nodes should use (default: --peer-addr).
-    #[arg(long)]
-    pub advertise_peer_addr: Option<String>,
-    /// Client address clients should be redirected to (default: --client-addr).
-    #[arg(long)]
-    pub advertise_client_addr: Option<String>,
-    /// Initial members: ID=PEER_ADDR/CLIENT_ADDR,... (this node included).
-    #[arg(long)]
-    pub peers: Option<String>,
-    /// Start empty and wait to be added with POST /members/{id} on the leader.
-    #[arg(long)]
-    pub join: bool,
-    /// Node directory (the backend's data goes to <data-dir>/storage).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Storage engine.
-    #[arg(long, value_parser = clap::value_parser!(BackendKind))]
-    pub backend: Option<BackendKind>,
-    /// When writes are forced to disk: always | never.
-    #[arg(long, value_parser = clap::value_parser!(FsyncPolicy))]
-    pub fsync: Option<FsyncPolicy>,
-    /// Snapshot + compact every this many applied entries (0 = never).
-    #[arg(long)]
-    pub snapshot_interval: Option<u64>,
-    /// Entries kept below a snapshot when compacting.
-    #[arg(long)]
-    pub compact_lag: Option<u64>,
-    /// Milliseconds per raft tick.
-    #[arg(long)]
-    pub tick_ms: Option<u64>,
-    /// Ticks before a follower without a leader campaigns.
-    #[arg(long)]
-    pub election_ticks: Option<usize>,
 }
 
 /// `raftbench cluster ...`

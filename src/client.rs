@@ -6,15 +6,16 @@
 //! classified the way a benchmark must count them: a write that timed out or whose
 //! connection broke after sending is **indeterminate**, never "failed".
 
-use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
-use serde::Deserialize;
 use thiserror::Error;
 use tokio::time::Instant;
+
+use crate::wire::{ErrorBody, ErrorCode};
 
 /// How long one attempt at one node may take before the client stops trusting that node.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,7 +37,7 @@ pub enum ClientError {
     #[error("HTTP {status} {code}: {message}")]
     Rejected {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The node said the outcome is unknown (e.g. its log was replaced by a snapshot).
@@ -52,15 +53,6 @@ impl ClientError {
             ClientError::Timeout(_) | ClientError::Indeterminate(_)
         )
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    code: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    leader_addr: Option<String>,
 }
 
 /// Read consistency of a GET.
@@ -103,7 +95,7 @@ impl Client {
             "a client needs at least one endpoint"
         );
         Client {
-            http: crate::cluster::http_client(),
+            http: http_client(),
             leader: RwLock::new(endpoints[0].clone()),
             endpoints,
             timeout,
@@ -112,7 +104,7 @@ impl Client {
 
     /// The node currently believed to lead.
     pub fn leader(&self) -> String {
-        self.leader.read().expect("leader lock").clone()
+        self.leader.read().clone()
     }
 
     fn url(base: &str, key: &str) -> String {
@@ -161,7 +153,7 @@ impl Client {
                 match req.send().await {
                     Ok(r) if r.status() == StatusCode::NOT_FOUND => {
                         let body: Option<ErrorBody> = r.json().await.ok();
-                        if body.is_some_and(|b| b.code == "key_not_found") {
+                        if body.is_some_and(|b| b.code == ErrorCode::KeyNotFound) {
                             Ok(Attempt::Done(None))
                         } else {
                             Ok(Attempt::Retry(None))
@@ -213,17 +205,16 @@ impl Client {
                 Err(()) => Ok(Attempt::Retry(None)),
             };
         }
-        let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
-            code: "unknown".into(),
-            message: String::new(),
-            leader_addr: None,
-        });
-        match (status, body.code.as_str()) {
+        let body: ErrorBody = resp
+            .json()
+            .await
+            .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Unknown, "no error body"));
+        match (status, body.code) {
             (StatusCode::MISDIRECTED_REQUEST, _) => Ok(Attempt::Retry(
                 body.leader_addr.map(|a| format!("http://{a}")),
             )),
             (StatusCode::SERVICE_UNAVAILABLE, _) => Ok(Attempt::Retry(None)),
-            (_, "indeterminate") | (_, "timeout") => Err(ClientError::Indeterminate(body.message)),
+            (_, code) if code.is_indeterminate() => Err(ClientError::Indeterminate(body.message)),
             _ => Err(ClientError::Rejected {
                 status: status.as_u16(),
                 code: body.code,
@@ -266,7 +257,7 @@ impl Client {
                     next = (next + 1) % self.endpoints.len();
                     let other = self.endpoints[next].clone();
                     if to_leader {
-                        *self.leader.write().expect("leader lock") = other.clone();
+                        *self.leader.write() = other.clone();
                     }
                     if write {
                         return Err(ClientError::Timeout(left.min(ATTEMPT_TIMEOUT)));
@@ -276,12 +267,12 @@ impl Client {
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Attempt::Done(v))) => {
                     if to_leader {
-                        *self.leader.write().expect("leader lock") = base;
+                        *self.leader.write() = base;
                     }
                     return Ok(v);
                 }
                 Ok(Ok(Attempt::Retry(Some(redirect)))) => {
-                    *self.leader.write().expect("leader lock") = redirect.clone();
+                    *self.leader.write() = redirect.clone();
                     base = redirect;
                     // Stale leader hints during an election can bounce a request between
                     // nodes: back off after the first hop.
@@ -300,4 +291,14 @@ impl Client {
             }
         }
     }
+}
+
+/// The HTTP client the harness uses for nodes' APIs (requests, status and admin calls): no
+/// proxy (nodes are addressed directly), up to 64 kept-alive connections per node.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("a TLS-less reqwest client always builds")
 }

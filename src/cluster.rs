@@ -25,9 +25,11 @@ use serde::Serialize;
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::node::status::{Role, StatusReport, rss_of};
-use crate::node::{ClusterFile, ClusterNode, ControlCommands, RaftSettings};
-use crate::storage::BackendConfig;
+use crate::client::http_client;
+use crate::procinfo;
+use crate::wire::{
+    BackendConfig, ClusterFile, ClusterNode, ControlCommands, RaftSettings, Role, StatusReport,
+};
 
 /// Why a cluster operation failed.
 #[derive(Debug, Error)]
@@ -44,6 +46,8 @@ pub enum ClusterError {
     Node { id: u64, message: String },
     #[error("no leader after {0:?}")]
     NoLeader(Duration),
+    #[error(transparent)]
+    ClusterFile(#[from] crate::wire::ClusterFileError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -185,10 +189,7 @@ impl LocalCluster {
         for id in 1..=cluster.spec.nodes {
             cluster.add_node_entry(id, false)?;
         }
-        cluster
-            .cluster_file()
-            .save(&cluster.cluster_file_path())
-            .map_err(io("writing the cluster file"))?;
+        cluster.cluster_file().save(&cluster.cluster_file_path())?;
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.spawn(id)?;
@@ -227,7 +228,7 @@ impl LocalCluster {
     /// other hosts). Nothing is started or checked here; `log_dir` receives
     /// `control.log`, the output of every control command run.
     pub fn attach(path: &Path, log_dir: &Path) -> Result<LocalCluster, ClusterError> {
-        let file = ClusterFile::load(path).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        let file = ClusterFile::load(path)?;
         if file.nodes.is_empty() {
             return Err(ClusterError::Invalid(format!(
                 "{}: lists no [[node]]",
@@ -754,25 +755,12 @@ impl LocalCluster {
     pub fn resources(&self, id: u64) -> Result<ProcResources, ClusterError> {
         let node = self.node(id)?;
         let mut r = ProcResources {
-            disk_bytes: crate::storage::datadir::dir_size(&node.data_dir),
+            disk_bytes: procinfo::dir_size(&node.data_dir),
             ..Default::default()
         };
         if let Some(pid) = node.pid() {
-            r.rss_bytes = rss_of(&pid.to_string());
-            if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/io")) {
-                for line in text.lines() {
-                    let mut parts = line.split(':');
-                    let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
-                        continue;
-                    };
-                    let v: u64 = v.trim().parse().unwrap_or(0);
-                    match k {
-                        "read_bytes" => r.read_bytes = v,
-                        "write_bytes" => r.write_bytes = v,
-                        _ => {}
-                    }
-                }
-            }
+            r.rss_bytes = procinfo::rss_bytes(pid);
+            (r.read_bytes, r.write_bytes) = procinfo::io_bytes(pid);
         }
         Ok(r)
     }
@@ -845,13 +833,4 @@ pub fn reported_resources(s: &StatusReport) -> ProcResources {
 /// `s` quoted for `sh`.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The HTTP client the launcher uses for status and admin calls.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("HTTP client")
 }

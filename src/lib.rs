@@ -34,16 +34,24 @@
 // they are built with `default()` and field assignments, as raft-rs itself does.
 #![allow(clippy::field_reassign_with_default)]
 
+pub mod wire;
+
+// The server wing.
 pub mod api;
-pub mod cli;
-pub mod client;
-pub mod cluster;
 pub mod kv;
-pub mod loadtest;
-pub mod metrics;
 pub mod node;
-pub mod pagecache;
-pub mod report;
+pub mod server;
 pub mod storage;
 pub mod transport;
+
+// The harness wing.
+pub mod client;
+pub mod cluster;
+pub mod loadtest;
+pub mod metrics;
+pub mod pagecache;
+pub mod procinfo;
+pub mod report;
 pub mod workload;
+
+pub mod cli;

@@ -6,12 +6,13 @@ use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
     BackendArgs, CapacityArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs,
-    LoadtestArgs, NodeArgs, ReplayArgs, RunArgs, StorageCommand,
+    LoadtestArgs, ReplayArgs, RunArgs, StorageCommand,
 };
 use raftbench::cluster::{ClusterSpec, LocalCluster};
 use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
-use raftbench::node::{self, ClusterFile, MemberAddrs, NodeConfig, RaftSettings};
-use raftbench::storage::{self, BackendConfig, BackendKind, StorageBackend, stress};
+use raftbench::node::NodeConfig;
+use raftbench::storage::{self, BackendConfig, StorageBackend, stress};
+use raftbench::wire::{ClusterFile, RaftSettings};
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -23,8 +24,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Node(args) => {
-            let cfg = node_config(*args)?;
-            node::run(cfg)?;
+            let cfg = NodeConfig::from_args(*args)?;
+            raftbench::server::run_process(cfg)?;
         }
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
         Command::Loadtest(args) => run_loadtest(args)?,
@@ -96,76 +97,6 @@ fn main() -> anyhow::Result<()> {
 
 fn backend_config(args: &BackendArgs) -> BackendConfig {
     BackendConfig::new(args.backend, &args.dir).with_fsync(args.fsync)
-}
-
-/// Build a node's configuration from its flags and, if given, its cluster file (flags win).
-fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
-    let file = args
-        .cluster_file
-        .as_deref()
-        .map(ClusterFile::load)
-        .transpose()?;
-    let me = file
-        .as_ref()
-        .and_then(|f| f.nodes.iter().find(|n| n.id == args.id).cloned());
-    let pick = |flag: Option<String>, from_file: Option<String>, what: &str| {
-        flag.or(from_file).ok_or_else(|| {
-            anyhow::anyhow!(
-                "node {}: no {what}: pass --{what} or list the node in --cluster-file",
-                args.id
-            )
-        })
-    };
-    let peer_addr = pick(
-        args.peer_addr,
-        me.as_ref().map(|n| n.peer_addr.clone()),
-        "peer-addr",
-    )?;
-    let client_addr = pick(
-        args.client_addr,
-        me.as_ref().map(|n| n.client_addr.clone()),
-        "client-addr",
-    )?;
-    let data_dir = args
-        .data_dir
-        .or_else(|| me.as_ref().and_then(|n| n.data_dir.clone()))
-        .ok_or_else(|| anyhow::anyhow!("node {}: no --data-dir given", args.id))?;
-    let peers = match (&args.peers, &file) {
-        (Some(p), _) => node::config::parse_peers(p)?,
-        (None, Some(f)) if !args.join => f.members(),
-        _ => Vec::new(),
-    };
-    let mut backend = file
-        .as_ref()
-        .map(|f| f.backend.clone())
-        .unwrap_or_else(|| BackendConfig::new(BackendKind::Memwal, ""));
-    if let Some(kind) = args.backend {
-        backend.kind = kind;
-    }
-    if let Some(fsync) = args.fsync {
-        backend.fsync = fsync;
-    }
-    let mut raft = file.as_ref().map(|f| f.raft.clone()).unwrap_or_default();
-    raft.snapshot_interval = args.snapshot_interval.unwrap_or(raft.snapshot_interval);
-    raft.compact_lag = args.compact_lag.unwrap_or(raft.compact_lag);
-    raft.tick_ms = args.tick_ms.unwrap_or(raft.tick_ms);
-    raft.election_ticks = args.election_ticks.unwrap_or(raft.election_ticks);
-    let cfg = NodeConfig {
-        id: args.id,
-        peer_listen: node::resolve(&peer_addr)?,
-        client_listen: node::resolve(&client_addr)?,
-        advertise: MemberAddrs {
-            peer_addr: args.advertise_peer_addr.unwrap_or(peer_addr),
-            client_addr: args.advertise_client_addr.unwrap_or(client_addr),
-        },
-        peers,
-        join: args.join,
-        data_dir,
-        backend,
-        raft,
-    };
-    cfg.validate()?;
-    Ok(cfg)
 }
 
 /// `raftbench cluster up`: start nodes, wait for a leader, print how to reach them, and

@@ -117,7 +117,7 @@ fn cluster_up_serves_until_interrupted() {
     // The printed endpoint works.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let h = raftbench::cluster::http_client();
+        let h = raftbench::client::http_client();
         let r = h
             .put(format!("{url}/kv/hello"))
             .body("world")

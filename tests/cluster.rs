@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftbench::client::{Client, Consistency};
 use raftbench::cluster::{ClusterSpec, LocalCluster};
-use raftbench::node::RaftSettings;
-use raftbench::node::status::Role;
 use raftbench::storage::{BackendConfig, BackendKind, FsyncPolicy};
+use raftbench::wire::RaftSettings;
+use raftbench::wire::Role;
 use serde_json::Value;
 
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -46,7 +46,7 @@ fn all_client(c: &LocalCluster) -> Client {
 }
 
 fn http() -> reqwest::Client {
-    raftbench::cluster::http_client()
+    raftbench::client::http_client()
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
@@ -418,8 +418,8 @@ async fn bad_input_is_a_json_4xx(kind: BackendKind) {
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let url = c.url(leader).unwrap();
     let h = http();
-    let long_key = "k".repeat(raftbench::api::MAX_KEY_BYTES + 1);
-    let big = vec![0u8; raftbench::api::MAX_VALUE_BYTES + 1];
+    let long_key = "k".repeat(raftbench::wire::MAX_KEY_BYTES + 1);
+    let big = vec![0u8; raftbench::wire::MAX_VALUE_BYTES + 1];
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
         (
             "long key",

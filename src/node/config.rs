@@ -1,93 +1,66 @@
 //! Node configuration: from `raftbench node` flags or from a cluster file.
 //!
-//! A **cluster file** (TOML) lists every node of a cluster with its addresses, plus the
-//! settings all nodes share. `raftbench node --cluster-file F --id N` starts node N of it;
-//! the local launcher writes one for the clusters it starts, and the workload runner reads
-//! it to find a live cluster.
-//!
-//! ```toml
-//! tick_ms = 50
-//! election_ticks = 10
-//! snapshot_interval = 100000
-//! compact_lag = 5000
-//! [backend]
-//! kind = "rocksdb"
-//! fsync = "always"
-//! [[node]]
-//! id = 1
-//! peer_addr = "127.0.0.1:7001"
-//! client_addr = "127.0.0.1:8001"
-//! data_dir = "data/1"          # optional; `raftbench node --data-dir` overrides
-//! [node.control]                # optional: how `raftbench run --cluster` controls the node
-//! kill = "ssh db1 sudo systemctl kill -s KILL raftbench"
-//! start = "ssh db1 sudo systemctl start raftbench"
-//! ```
-//!
-//! Control commands (`start`, `stop`, `kill`, `pause`, `resume`) run through `sh -c` with
-//! the node's id and addresses in `RAFTBENCH_NODE_ID`, `RAFTBENCH_CLIENT_ADDR`,
-//! `RAFTBENCH_PEER_ADDR` and `RAFTBENCH_DATA_DIR`; they are how a run injects failures into
-//! a cluster it did not start.
+//! The cluster file's format is shared vocabulary: [`crate::wire::cluster_file`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::storage::BackendConfig;
+use crate::wire::{
+    BackendConfig, BackendKind, ClusterFile, ClusterFileError, FsyncPolicy, MemberAddrs, RaftArgs,
+    RaftSettings,
+};
 
 /// Why a node configuration is unusable.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
-    #[error("reading cluster file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cluster file {}: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    ClusterFile(#[from] ClusterFileError),
 }
 
-/// One member's addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberAddrs {
-    /// Where peers reach its raft transport.
-    pub peer_addr: String,
-    /// Where clients reach its HTTP API.
-    pub client_addr: String,
-}
-
-/// Raft timing and log-retention settings shared by a cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RaftSettings {
-    /// Milliseconds per raft tick.
-    pub tick_ms: u64,
-    /// Ticks without a leader before a follower campaigns (heartbeats go every tick).
-    pub election_ticks: usize,
-    /// Take a snapshot (and compact the log) every this many applied entries; 0 = never.
-    pub snapshot_interval: u64,
-    /// Entries kept below the snapshot when compacting, so slightly lagging followers catch
-    /// up from the log instead of a snapshot.
-    pub compact_lag: u64,
-}
-
-impl Default for RaftSettings {
-    fn default() -> Self {
-        RaftSettings {
-            tick_ms: 50,
-            election_ticks: 10,
-            // etcd's defaults: snapshots are expensive (the whole state), so take them rarely
-            // and keep enough log for a briefly lagging follower to catch up without one.
-            snapshot_interval: 100_000,
-            compact_lag: 5_000,
-        }
-    }
+/// `raftbench node`'s flags. Merged with the cluster file, if any, by
+/// [`NodeConfig::from_args`] (flags win).
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Raft id of this node (1 or more).
+    #[arg(long)]
+    pub id: u64,
+    /// Take addresses, peers and settings from this cluster file (flags override it).
+    #[arg(long)]
+    pub cluster_file: Option<PathBuf>,
+    /// Listen address of the raft transport.
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// Listen address of the HTTP API.
+    #[arg(long)]
+    pub client_addr: Option<String>,
+    /// Peer address other nodes should use (default: --peer-addr).
+    #[arg(long)]
+    pub advertise_peer_addr: Option<String>,
+    /// Client address clients should be redirected to (default: --client-addr).
+    #[arg(long)]
+    pub advertise_client_addr: Option<String>,
+    /// Initial members: ID=PEER_ADDR/CLIENT_ADDR,... (this node included).
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Start empty and wait to be added with POST /members/{id} on the leader.
+    #[arg(long)]
+    pub join: bool,
+    /// Node directory (the backend's data goes to <data-dir>/storage).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine.
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    /// When writes are forced to disk: always | never.
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    #[command(flatten)]
+    pub raft: RaftArgs,
 }
 
 /// Everything one `raftbench node` process needs.
@@ -113,6 +86,75 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Build a node's configuration from its flags and, if given, its cluster file (flags
+    /// win), and check it.
+    pub fn from_args(args: NodeArgs) -> Result<NodeConfig, ConfigError> {
+        let file = args
+            .cluster_file
+            .as_deref()
+            .map(ClusterFile::load)
+            .transpose()?;
+        let me = file
+            .as_ref()
+            .and_then(|f| f.nodes.iter().find(|n| n.id == args.id).cloned());
+        let id = args.id;
+        let pick = |flag: Option<String>, from_file: Option<String>, what: &str| {
+            flag.or(from_file).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "node {id}: no {what}: pass --{what} or list the node in --cluster-file"
+                ))
+            })
+        };
+        let peer_addr = pick(
+            args.peer_addr,
+            me.as_ref().map(|n| n.peer_addr.clone()),
+            "peer-addr",
+        )?;
+        let client_addr = pick(
+            args.client_addr,
+            me.as_ref().map(|n| n.client_addr.clone()),
+            "client-addr",
+        )?;
+        let data_dir = args
+            .data_dir
+            .or_else(|| me.as_ref().and_then(|n| n.data_dir.clone()))
+            .ok_or_else(|| ConfigError::Invalid(format!("node {id}: no --data-dir given")))?;
+        let peers = match (&args.peers, &file) {
+            (Some(p), _) => parse_peers(p)?,
+            (None, Some(f)) if !args.join => f.members(),
+            _ => Vec::new(),
+        };
+        let mut backend = file
+            .as_ref()
+            .map(|f| f.backend.clone())
+            .unwrap_or_else(|| BackendConfig::new(BackendKind::Memwal, ""));
+        if let Some(kind) = args.backend {
+            backend.kind = kind;
+        }
+        if let Some(fsync) = args.fsync {
+            backend.fsync = fsync;
+        }
+        let raft = args
+            .raft
+            .apply(file.as_ref().map(|f| f.raft.clone()).unwrap_or_default());
+        let cfg = NodeConfig {
+            id,
+            peer_listen: resolve(&peer_addr)?,
+            client_listen: resolve(&client_addr)?,
+            advertise: MemberAddrs {
+                peer_addr: args.advertise_peer_addr.unwrap_or(peer_addr),
+                client_addr: args.advertise_client_addr.unwrap_or(client_addr),
+            },
+            peers,
+            join: args.join,
+            data_dir,
+            backend,
+            raft,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Check the settings a node cannot run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -172,113 +214,13 @@ pub fn parse_peers(s: &str) -> Result<Vec<(u64, MemberAddrs)>, ConfigError> {
     Ok(out)
 }
 
-/// A node entry of a cluster file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterNode {
-    pub id: u64,
-    pub peer_addr: String,
-    pub client_addr: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "ControlCommands::is_empty")]
-    pub control: ControlCommands,
-}
-
-/// Shell commands that control a node raftbench did not start (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlCommands {
-    /// Start the node's process on its data directory (used by `restart`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
-    /// Stop it gracefully (SIGTERM or the service manager's stop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<String>,
-    /// Kill it without warning (SIGKILL), as in a crash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kill: Option<String>,
-    /// Freeze it (SIGSTOP): it keeps its sockets but stops answering.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause: Option<String>,
-    /// Unfreeze a paused node (SIGCONT).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resume: Option<String>,
-}
-
-impl ControlCommands {
-    pub fn is_empty(&self) -> bool {
-        *self == ControlCommands::default()
-    }
-
-    /// The command for `name` (`start`, `stop`, `kill`, `pause`, `resume`).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        match name {
-            "start" => self.start.as_deref(),
-            "stop" => self.stop.as_deref(),
-            "kill" => self.kill.as_deref(),
-            "pause" => self.pause.as_deref(),
-            "resume" => self.resume.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-/// A cluster file (see the module docs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterFile {
-    #[serde(flatten)]
-    pub raft: RaftSettings,
-    pub backend: BackendConfig,
-    #[serde(rename = "node")]
-    pub nodes: Vec<ClusterNode>,
-}
-
-impl ClusterFile {
-    /// Read and check a cluster file.
-    pub fn load(path: &Path) -> Result<ClusterFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: ClusterFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mut ids = BTreeSet::new();
-        for n in &file.nodes {
-            if n.id == 0 || !ids.insert(n.id) {
-                return Err(ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: format!("node id {} is 0 or listed twice", n.id),
-                });
-            }
-        }
-        Ok(file)
-    }
-
-    /// The members as `(id, addresses)`.
-    pub fn members(&self) -> Vec<(u64, MemberAddrs)> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                (
-                    n.id,
-                    MemberAddrs {
-                        peer_addr: n.peer_addr.clone(),
-                        client_addr: n.client_addr.clone(),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Write as TOML.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let text = toml::to_string_pretty(self).expect("cluster file serialises");
-        std::fs::write(path, text)
-    }
+/// Resolve `addr` (e.g. `127.0.0.1:0` or `localhost:8000`) to a socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| ConfigError::Invalid(format!("cannot resolve {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::Invalid(format!("{addr:?} resolves to no address")))
 }
 
 #[cfg(test)]
@@ -294,27 +236,5 @@ mod tests {
             let e = parse_peers(bad).unwrap_err().to_string();
             assert!(e.contains("ID=PEER_ADDR/CLIENT_ADDR"), "{e}");
         }
-    }
-
-    #[test]
-    fn cluster_file_round_trips() {
-        let t = tempfile::tempdir().unwrap();
-        let f = ClusterFile {
-            raft: RaftSettings::default(),
-            backend: BackendConfig::new(crate::storage::BackendKind::Memwal, ""),
-            nodes: vec![ClusterNode {
-                id: 1,
-                peer_addr: "127.0.0.1:1".into(),
-                client_addr: "127.0.0.1:2".into(),
-                data_dir: None,
-                control: ControlCommands {
-                    kill: Some("kill -9 $(cat /tmp/pid)".into()),
-                    ..Default::default()
-                },
-            }],
-        };
-        let path = t.path().join("c.toml");
-        f.save(&path).unwrap();
-        assert_eq!(ClusterFile::load(&path).unwrap(), f);
     }
 }

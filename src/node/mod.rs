@@ -1,12 +1,13 @@
 //! A raft key-value node: one OS process (`raftbench node`).
 //!
 //! - [`raft_loop`]: the dedicated OS thread that owns `RawNode` and the storage backend;
-//! - [`crate::transport`]: peer TCP; [`crate::api`]: the HTTP API;
-//! - [`config`]: flags and cluster files; [`status`]: what `/status` reports.
+//! - [`config`]: flags merged with a cluster file; [`status`]: what `/status` reports.
 //!
-//! Tokio tasks (API handlers, transport) talk to the raft loop only through [`Input`]
-//! messages and read the applied state through a [`KvReader`], so reads never queue behind
-//! the raft thread's fsyncs.
+//! [`start`] opens the storage, starts the raft thread and returns a [`Node`]; its
+//! [`NodeHandle`] is all the HTTP API ([`crate::api`]) and the composition root
+//! ([`crate::server`]) see. Tokio tasks talk to the raft loop only through the handle's
+//! requests (messages on a channel) and read the applied state through a [`KvReader`], so
+//! reads never queue behind the raft thread's fsyncs.
 //!
 //! The node's directory holds `node.json` (its id: a directory is never reused by another
 //! node), a `LOCK` file held for the life of the process, and the backend's `storage/`.
@@ -17,9 +18,9 @@ pub mod raft_loop;
 pub mod status;
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use raft::eraftpb::{ConfChange, Message};
 use serde::{Deserialize, Serialize};
@@ -27,14 +28,14 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use config::{
-    ClusterFile, ClusterNode, ConfigError, ControlCommands, MemberAddrs, NodeConfig, RaftSettings,
-};
+pub use config::{ConfigError, NodeArgs, NodeConfig, resolve};
 pub use members::{MEMBER_KEY_PREFIX, Members, member_key};
 
 use crate::kv::KvCommand;
-use crate::storage::{self, StorageBackend, StorageError};
+use crate::storage::{self, KvReader, StorageBackend, StorageError};
 use crate::transport::{Hello, Inbox, Transport};
+use crate::wire::{BackendConfig, MemberAddrs, OpenReport, RaftSettings, StatusReport};
+use status::StatusCell;
 
 /// What a client-facing request to the raft loop can fail with.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -115,6 +116,9 @@ pub enum NodeStartError {
     NodeDir { dir: PathBuf, message: String },
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// The raft thread panicked: a bug, reported with the panic's message.
+    #[error("the raft thread panicked: {0}")]
+    RaftThreadPanicked(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeStartError {
@@ -194,10 +198,21 @@ impl Inbox for LoopInbox {
     }
 }
 
-/// Run a node until SIGTERM/SIGINT (graceful) or a fatal storage error.
-pub fn run(cfg: NodeConfig) -> Result<(), NodeStartError> {
+/// A started node: the raft thread and the handle to reach it. Dropping it does not stop
+/// the thread; call [`Node::shutdown`] and then [`Node::stopped`].
+pub struct Node {
+    handle: NodeHandle,
+    done: oneshot::Receiver<Result<(), NodeStartError>>,
+}
+
+/// Open the node's storage, bootstrap it if new, and start the raft thread. The transport's
+/// connection tasks run on `rt`; the caller serves the transport and the API on its
+/// listeners (see [`crate::server`]).
+///
+/// Blocking: opening the storage replays its log, which can take seconds.
+pub fn start(cfg: &NodeConfig, rt: tokio::runtime::Handle) -> Result<Node, NodeStartError> {
     cfg.validate()?;
-    let _lock = claim_node_dir(&cfg.data_dir, cfg.id)?;
+    let lock = claim_node_dir(&cfg.data_dir, cfg.id)?;
     let backend_cfg = cfg.backend.with_dir(cfg.data_dir.join("storage"));
     let mut backend = storage::open_backend(&backend_cfg)?;
     let startup = backend.open_report();
@@ -209,31 +224,7 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeStartError> {
         "storage opened"
     );
     let members = Members::new(cfg.id, backend.reader());
-    raft_loop::bootstrap_if_new(&cfg, &mut backend, &members)?;
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("RAFTBENCH_IO_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
-        )
-        .enable_all()
-        .thread_name("raftbench-io")
-        .build()
-        .map_err(io_err("starting the tokio runtime"))?;
-    let peer_listener = rt
-        .block_on(tokio::net::TcpListener::bind(cfg.peer_listen))
-        .map_err(io_err(format!(
-            "binding the peer address {}",
-            cfg.peer_listen
-        )))?;
-    let client_listener = rt
-        .block_on(tokio::net::TcpListener::bind(cfg.client_listen))
-        .map_err(io_err(format!(
-            "binding the client address {}",
-            cfg.client_listen
-        )))?;
+    raft_loop::bootstrap_if_new(cfg, &mut backend, &members)?;
 
     let (tx, rx) = std::sync::mpsc::channel();
     let transport = Transport::new(
@@ -242,74 +233,220 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeStartError> {
             peer_addr: cfg.advertise.peer_addr.clone(),
             client_addr: cfg.advertise.client_addr.clone(),
         },
-        rt.handle().clone(),
+        rt,
         Arc::new(LoopInbox {
             tx: tx.clone(),
             members: members.clone(),
         }),
     );
     let reader = backend.reader();
-    let raft_loop =
-        raft_loop::RaftLoop::new(&cfg, backend, rx, transport.clone(), members.clone())?;
+    let raft_loop = raft_loop::RaftLoop::new(cfg, backend, rx, transport.clone(), members.clone())?;
     let status = raft_loop.status_cell();
-    let api_state = crate::api::ApiState {
-        id: cfg.id,
-        tx: tx.clone(),
-        reader,
-        status,
-        members,
-        transport: transport.clone(),
-        backend: backend_cfg,
-        startup,
-        raft: cfg.raft.clone(),
-    };
-    rt.spawn(transport.serve(peer_listener));
-    rt.spawn(crate::api::serve(client_listener, api_state));
-    info!(
-        id = cfg.id,
-        peer = %cfg.peer_listen,
-        client = %cfg.client_listen,
-        "node started"
-    );
-
-    let shutdown_tx = tx.clone();
-    rt.spawn(async move {
-        wait_for_signal().await;
-        info!("shutting down");
-        let _ = shutdown_tx.send(Input::Shutdown);
-    });
-    drop(tx);
-    let result = std::thread::Builder::new()
+    let (done_tx, done) = oneshot::channel();
+    std::thread::Builder::new()
         .name("raft-loop".into())
-        .spawn(move || raft_loop.run())
-        .map_err(io_err("starting the raft thread"))?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(NodeStartError::Storage(StorageError::Invalid(
-                "raft loop panicked".into(),
-            )))
-        });
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    if let Err(e) = &result {
-        warn!("raft loop stopped: {e}");
-    }
-    result
+        .spawn(move || {
+            // The directory lock lives as long as the raft thread owns the storage.
+            let _lock = lock;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft_loop.run()))
+                .unwrap_or_else(|panic| {
+                    Err(NodeStartError::RaftThreadPanicked(panic_message(&panic)))
+                });
+            if let Err(e) = &result {
+                warn!("raft loop stopped: {e}");
+            }
+            let _ = done_tx.send(result);
+        })
+        .map_err(io_err("starting the raft thread"))?;
+    Ok(Node {
+        handle: NodeHandle {
+            inner: Arc::new(HandleInner {
+                id: cfg.id,
+                tx,
+                reader,
+                status,
+                members,
+                transport,
+                backend: backend_cfg,
+                startup,
+                raft: cfg.raft.clone(),
+            }),
+        },
+        done,
+    })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+impl Node {
+    /// The handle the API and the transport use.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Ask the raft loop to stop (graceful: it finishes its current turn).
+    pub fn shutdown(&self) {
+        self.handle.send(Input::Shutdown).ok();
+    }
+
+    /// Wait for the raft thread to end: after [`Node::shutdown`], or by itself on a fatal
+    /// storage error or a panic (then with that error).
+    pub async fn stopped(&mut self) -> Result<(), NodeStartError> {
+        match (&mut self.done).await {
+            Ok(r) => r,
+            // The thread is gone without a word: only possible if it was never started.
+            Err(_) => Err(NodeStartError::RaftThreadPanicked(
+                "the raft thread ended without reporting".into(),
+            )),
+        }
     }
 }
 
-/// Resolve `addr` (e.g. `127.0.0.1:0` or `localhost:8000`) to a socket address.
-pub fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
-    use std::net::ToSocketAddrs;
-    addr.to_socket_addrs()
-        .map_err(|e| ConfigError::Invalid(format!("cannot resolve {addr:?}: {e}")))?
-        .next()
-        .ok_or_else(|| ConfigError::Invalid(format!("{addr:?} resolves to no address")))
+struct HandleInner {
+    id: u64,
+    tx: std::sync::mpsc::Sender<Input>,
+    reader: KvReader,
+    status: StatusCell,
+    members: Members,
+    transport: Arc<Transport>,
+    backend: BackendConfig,
+    startup: OpenReport,
+    raft: RaftSettings,
+}
+
+/// What the API (and any other front end) may do with a running node: send it requests,
+/// read its applied state, inspect and fault its transport. Cheap to clone.
+///
+/// Every request is answered by the raft loop; writes are answered once applied, reads
+/// through [`NodeHandle::read_index`] once the local state has caught up with the leader's
+/// commit index at the time of the request (linearizable).
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl NodeHandle {
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The raft settings the node runs with (tick length bounds read-index retries).
+    pub fn raft_settings(&self) -> &RaftSettings {
+        &self.inner.raft
+    }
+
+    fn send(&self, input: Input) -> Result<(), NodeError> {
+        self.inner
+            .tx
+            .send(input)
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Send `make(reply)` to the raft loop and wait up to `timeout` for the answer.
+    /// `Err(None)` is a timeout: the request may still be carried out.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Input,
+        timeout: Duration,
+    ) -> Result<T, Option<NodeError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).map_err(Some)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r.map_err(Some),
+            // The loop accepted the request and then went away: a write may still commit.
+            Ok(Err(_)) => Err(Some(NodeError::Indeterminate(
+                "the node stopped before answering".into(),
+            ))),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Replicate and apply `cmd`; answered once applied.
+    pub async fn propose(
+        &self,
+        cmd: KvCommand,
+        timeout: Duration,
+    ) -> Result<(), Option<NodeError>> {
+        self.ask(|reply| Input::Propose { cmd, reply }, timeout)
+            .await
+    }
+
+    /// One ReadIndex round: answered once the local state has applied the read index.
+    /// Raft may drop the round silently (no leader yet): then this times out, and the caller
+    /// retries.
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64, Option<NodeError>> {
+        self.ask(|reply| Input::ReadIndex { reply }, timeout).await
+    }
+
+    /// A membership change; `addrs` accompany an added node. Answered once applied.
+    pub async fn conf_change(
+        &self,
+        cc: ConfChange,
+        addrs: Option<MemberAddrs>,
+        timeout: Duration,
+    ) -> Result<(), Option<NodeError>> {
+        self.ask(|reply| Input::ConfChange { cc, addrs, reply }, timeout)
+            .await
+    }
+
+    /// Snapshot and compact now.
+    pub async fn snapshot(&self, timeout: Duration) -> Result<SnapshotReport, Option<NodeError>> {
+        self.ask(|reply| Input::Snapshot { reply }, timeout).await
+    }
+
+    /// Hand leadership to `to`.
+    pub async fn transfer_leader(
+        &self,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<(), Option<NodeError>> {
+        self.ask(|reply| Input::TransferLeader { to, reply }, timeout)
+            .await
+    }
+
+    /// Read `key` from the applied state, without waiting for the raft loop.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.reader.get(key)
+    }
+
+    /// Raft positions as of the raft loop's last turn.
+    pub fn raft_status(&self) -> status::RaftStatus {
+        self.inner.status.raft()
+    }
+
+    /// A member's addresses, when known.
+    pub fn member(&self, id: u64) -> Option<MemberAddrs> {
+        self.inner.members.get(id)
+    }
+
+    /// The whole `/status` document.
+    pub fn status_report(&self) -> StatusReport {
+        let raft = self.inner.status.raft();
+        let leader_addr = (raft.leader_id != 0)
+            .then(|| self.member(raft.leader_id).map(|a| a.client_addr))
+            .flatten();
+        StatusReport {
+            id: self.inner.id,
+            leader_addr,
+            raft,
+            backend: self.inner.backend.clone(),
+            storage: self.inner.status.storage(),
+            rss_bytes: status::self_rss_bytes(),
+            uptime_ms: self.inner.status.started.elapsed().as_millis() as u64,
+            startup: self.inner.startup.clone(),
+            dropped_messages: self.inner.transport.dropped(),
+        }
+    }
+
+    /// The peer transport (serving it, and its fault injection).
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.inner.transport
+    }
 }

@@ -3,22 +3,13 @@
 //! The raft loop owns the raft state; it copies the few numbers clients need into a
 //! [`StatusCell`] after every loop turn, so `/status` never waits on the raft thread.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use parking_lot::RwLock;
 
-use crate::storage::{BackendConfig, BackendStats, OpenReport};
-
-/// A node's role, as raft sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Follower,
-    Candidate,
-    PreCandidate,
-    Leader,
-}
+use crate::wire::status::BackendStats;
+pub use crate::wire::status::{RaftStatus, Role, StatusReport};
 
 impl From<raft::StateRole> for Role {
     fn from(r: raft::StateRole) -> Self {
@@ -29,50 +20,6 @@ impl From<raft::StateRole> for Role {
             raft::StateRole::Leader => Role::Leader,
         }
     }
-}
-
-/// Raft positions, updated every loop turn.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RaftStatus {
-    pub role: Role,
-    /// Leader id as this node knows it (0 = none).
-    pub leader_id: u64,
-    pub term: u64,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    pub first_index: u64,
-    pub last_index: u64,
-    pub snapshot_index: u64,
-    /// Current voters.
-    pub voters: Vec<u64>,
-    /// Whether this node is still a member (false once removed).
-    pub member: bool,
-    /// Readies handled since start.
-    pub readies: u64,
-    /// Readies whose persist had to be synced (entries, snapshot or a new term/vote).
-    pub synced_persists: u64,
-    /// Entries appended to the local log since start. `entries_appended / synced_persists`
-    /// is the group-commit factor: proposals covered by one fsync.
-    pub entries_appended: u64,
-}
-
-/// The full `/status` document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub id: u64,
-    #[serde(flatten)]
-    pub raft: RaftStatus,
-    /// Client address of the leader, when known.
-    pub leader_addr: Option<String>,
-    pub backend: BackendConfig,
-    pub storage: BackendStats,
-    pub rss_bytes: u64,
-    pub uptime_ms: u64,
-    /// Start-up costs: opening the backend (`open_ms`, `replay_ms`, `replayed_entries`).
-    pub startup: OpenReport,
-    /// Messages dropped by the transport because a peer queue was full or a peer was
-    /// partitioned away.
-    pub dropped_messages: u64,
 }
 
 /// Shared, cheaply readable copy of the node's state.
@@ -95,16 +42,16 @@ impl StatusCell {
         }
     }
     pub fn set_raft(&self, raft: RaftStatus) {
-        self.inner.write().expect("status lock").raft = raft;
+        self.inner.write().raft = raft;
     }
     pub fn set_storage(&self, storage: BackendStats) {
-        self.inner.write().expect("status lock").storage = storage;
+        self.inner.write().storage = storage;
     }
     pub fn raft(&self) -> RaftStatus {
-        self.inner.read().expect("status lock").raft.clone()
+        self.inner.read().raft.clone()
     }
     pub fn storage(&self) -> BackendStats {
-        self.inner.read().expect("status lock").storage.clone()
+        self.inner.read().storage.clone()
     }
 }
 
@@ -114,7 +61,7 @@ pub fn self_rss_bytes() -> u64 {
 }
 
 /// Resident set size of process `pid` from `/proc/<pid>/status` (0 if unavailable).
-pub fn rss_of(pid: &str) -> u64 {
+fn rss_of(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -28,7 +28,7 @@ use super::html::Page;
 use super::plot::{fmt_bytes, fmt_us};
 use super::slo::SloTerm;
 use super::{Launch, ReportError};
-use crate::storage::BackendKind;
+use crate::wire::BackendKind;
 use crate::workload::Workload;
 use crate::workload::spec::{
     Action, CacheState, Event, HumanDuration, KeyDistribution, Mix, Phase, ReadConsistency, Target,

@@ -20,7 +20,7 @@ use super::data::{Kind, RunData};
 use super::html::{Page, esc};
 use super::run_charts::spectrum_points;
 use super::{Launch, ReportError, plot};
-use crate::storage::BackendKind;
+use crate::wire::BackendKind;
 use crate::workload::Workload;
 use crate::workload::spec::{Action, CacheState, ValueSize};
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::storage::BackendKind;
+use crate::wire::BackendKind;
 use crate::workload::Workload;
 use crate::workload::runner::{self, RunOptions};
 use crate::workload::spec::CacheState;

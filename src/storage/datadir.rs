@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::BackendKind;
 use super::error::{Result, StorageError};
+use crate::wire::BackendKind;
 
 /// Name of the marker file.
 pub const MARKER: &str = "RAFTBENCH";

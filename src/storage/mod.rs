@@ -17,7 +17,6 @@
 //!   lost with them. Under `fsync = "never"` nothing is synced, but every write has reached
 //!   the OS before its method returns, so a `kill -9` loses nothing.
 
-mod config;
 pub mod conformance;
 pub mod datadir;
 mod error;
@@ -32,11 +31,11 @@ use std::sync::Arc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
-use serde::{Deserialize, Serialize};
 
-pub use config::{
+pub use crate::wire::backend::{
     BackendConfig, BackendKind, Compression, FsyncPolicy, MemwalOptions, RocksdbOptions,
 };
+pub use crate::wire::status::{BackendStats, OpenReport};
 pub use error::{Result, StorageError};
 
 use crate::kv::KvCommand;
@@ -147,43 +146,6 @@ impl KvReader {
     pub fn applied_index(&self) -> u64 {
         self.0.applied_index()
     }
-}
-
-/// Sizes and positions of a backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BackendStats {
-    /// Bytes of every file in the data directory.
-    pub disk_bytes: u64,
-    /// Bytes the engine holds in memory (log, map, memtables, caches): the engine's own
-    /// estimate, not the process RSS.
-    pub memory_bytes: u64,
-    /// Keys in the applied state (an estimate for RocksDB).
-    pub kv_keys: u64,
-    /// Entries in the log (`last_index - first_index + 1`).
-    pub log_entries: u64,
-    pub first_index: u64,
-    pub last_index: u64,
-    pub applied_index: u64,
-    /// Index of the newest durable snapshot (0 if none).
-    pub snapshot_index: u64,
-}
-
-/// What opening a backend cost: the restart cost that recovery benchmarks report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OpenReport {
-    /// Whether the directory was created by this open.
-    pub fresh: bool,
-    /// Wall time of the whole open, in milliseconds.
-    pub open_ms: f64,
-    /// Part of `open_ms` spent loading a snapshot and replaying the log.
-    pub replay_ms: f64,
-    /// WAL records replayed (memwal); RocksDB replays its own WAL inside `DB::open` and
-    /// reports 0 (its replay time is `replay_ms`).
-    pub replayed_records: u64,
-    /// Raft log entries read back from the WAL during replay (memwal; 0 for RocksDB).
-    pub replayed_entries: u64,
-    /// Bytes cut off a torn tail of the log, if any.
-    pub torn_bytes_truncated: u64,
 }
 
 /// Any backend this build supports, as one concrete type: `raft::Storage` has generic

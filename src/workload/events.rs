@@ -193,7 +193,7 @@ pub async fn execute(
         _ => c.leader().await,
     };
     let mut now = Instant::now();
-    let http = crate::cluster::http_client();
+    let http = crate::client::http_client();
     let mut details = Vec::new();
     let mut follow = Followup::None;
     match ev.action {

@@ -128,7 +128,7 @@ impl ValueMaker {
     pub fn new(size: &ValueSize, random_share: f64, seed: u64) -> ValueMaker {
         use rand::SeedableRng;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_FA11u64);
-        let mut pool = vec![0u8; POOL + crate::api::MAX_VALUE_BYTES.min(8 << 20)];
+        let mut pool = vec![0u8; POOL + crate::wire::MAX_VALUE_BYTES.min(8 << 20)];
         rng.fill(&mut pool[..]);
         ValueMaker {
             size: size.clone(),

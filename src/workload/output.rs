@@ -15,7 +15,7 @@ use super::events::{EventRow, RecoveryRow};
 use super::spec::Phase;
 use super::verify::VerifyReport;
 use crate::metrics::{Outcome, Recorder};
-use crate::storage::BackendConfig;
+use crate::wire::BackendConfig;
 
 /// What one load phase measured.
 pub struct PhaseOutput {
@@ -157,17 +157,10 @@ pub fn summary_row(
 
 /// Cores, memory and kernel of this machine, for `run.json` and reports.
 pub fn machine() -> serde_json::Value {
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let l = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-            Some(l.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-        })
-        .unwrap_or(0);
     serde_json::json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "memory_bytes": mem,
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "memory_bytes": crate::procinfo::memory_bytes(),
+        "kernel": crate::procinfo::kernel(),
     })
 }
 

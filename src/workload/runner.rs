@@ -28,8 +28,7 @@ use super::{SpecError, Workload};
 use crate::client::{Client, ClientError, Consistency};
 use crate::cluster::{ClusterError, ClusterSpec, LocalCluster};
 use crate::metrics::{Op, Outcome, Recorder};
-use crate::node::RaftSettings;
-use crate::storage::{BackendConfig, BackendKind};
+use crate::wire::{BackendConfig, BackendKind, RaftSettings};
 
 /// Why a run could not be carried out.
 #[derive(Debug, Error)]
@@ -44,6 +43,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    ClusterFile(#[from] crate::wire::ClusterFileError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -167,8 +168,7 @@ const LEADER_AGREEMENT_GRACE: Duration = Duration::from_secs(5);
 /// Refuse, before anything runs, events that need a control command the cluster file
 /// does not give (a live cluster is controlled only through those commands).
 pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
-    let file =
-        crate::node::ClusterFile::load(path).map_err(|e| RunError::Invalid(e.to_string()))?;
+    let file = crate::wire::ClusterFile::load(path)?;
     for p in &w.file.phases {
         let p = p.get_ref();
         for e in &p.events {
@@ -203,7 +203,7 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
                 }
                 _ => continue,
             };
-            let targets: Vec<&crate::node::ClusterNode> = match e.target {
+            let targets: Vec<&crate::wire::ClusterNode> = match e.target {
                 Target::Node(n) => match file.nodes.iter().find(|x| x.id == n) {
                     Some(x) => vec![x],
                     None => {
@@ -909,8 +909,8 @@ async fn sample_resources(
 ) -> Vec<ResourceRow> {
     let mut rows = Vec::new();
     let mut last_cpu: std::collections::HashMap<u64, (u64, Instant)> = Default::default();
-    let ticks = 100.0; // USER_HZ on Linux
-    let http = crate::cluster::http_client();
+    let ticks = crate::procinfo::CLOCK_TICKS_PER_SEC;
+    let http = crate::client::http_client();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
@@ -937,10 +937,7 @@ async fn sample_resources(
         }
         for (id, pid, r) in sampled {
             let cpu = pid.and_then(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-                let used: u64 =
-                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                let used = crate::procinfo::cpu_ticks(pid)?;
                 let now = Instant::now();
                 let pct = last_cpu.get(&id).map(|(u, t)| {
                     used.saturating_sub(*u) as f64 / ticks / now.duration_since(*t).as_secs_f64()

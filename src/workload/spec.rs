@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::storage::{BackendKind, FsyncPolicy, MemwalOptions, RocksdbOptions};
+use crate::wire::{BackendKind, FsyncPolicy, MemwalOptions, RocksdbOptions};
 
 /// A workload file that cannot be used.
 #[derive(Debug, Error)]
@@ -78,7 +78,7 @@ pub struct ClusterSection {
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        let raft = crate::node::RaftSettings::default();
+        let raft = crate::wire::RaftSettings::default();
         ClusterSection {
             nodes: 3,
             backend: BackendKind::Memwal,
@@ -506,32 +506,32 @@ fn validate(f: &WorkloadFile) -> Result<(), Problem> {
             ),
         );
     }
-    if f.data.key_size > crate::api::MAX_KEY_BYTES {
+    if f.data.key_size > crate::wire::MAX_KEY_BYTES {
         return top(
             "data.key_size",
-            format!("at most {} bytes", crate::api::MAX_KEY_BYTES),
+            format!("at most {} bytes", crate::wire::MAX_KEY_BYTES),
         );
     }
     match &f.data.value_size {
-        ValueSize::Fixed(n) if *n > crate::api::MAX_VALUE_BYTES => {
+        ValueSize::Fixed(n) if *n > crate::wire::MAX_VALUE_BYTES => {
             return top(
                 "data.value_size",
-                format!("at most {} bytes", crate::api::MAX_VALUE_BYTES),
+                format!("at most {} bytes", crate::wire::MAX_VALUE_BYTES),
             );
         }
         ValueSize::Dist(ValueSizeDist::Uniform { min, max })
-            if min > max || *max > crate::api::MAX_VALUE_BYTES =>
+            if min > max || *max > crate::wire::MAX_VALUE_BYTES =>
         {
             return top(
                 "data.value_size",
-                format!("need min <= max <= {}", crate::api::MAX_VALUE_BYTES),
+                format!("need min <= max <= {}", crate::wire::MAX_VALUE_BYTES),
             );
         }
         ValueSize::Dist(ValueSizeDist::Weighted { sizes })
             if sizes.is_empty()
                 || sizes
                     .iter()
-                    .any(|(s, w)| *w < 0.0 || *s > crate::api::MAX_VALUE_BYTES)
+                    .any(|(s, w)| *w < 0.0 || *s > crate::wire::MAX_VALUE_BYTES)
                 || sizes.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 =>
         {
             return top(

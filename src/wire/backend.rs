@@ -1,4 +1,5 @@
-//! Backend configuration, as carried by workload and cluster files.
+//! Backend configuration, as carried by workload files, cluster files and `/status`: the
+//! engine's name, its fsync policy and its options.
 //!
 //! `BackendConfig` deserialises from TOML/JSON and rejects unknown fields, so a typo in a
 //! workload file is an error rather than a silently ignored option. Sizes accept either a

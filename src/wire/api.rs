@@ -1,0 +1,113 @@
+//! The node HTTP API's limits and error vocabulary.
+//!
+//! Every error the API returns is a JSON [`ErrorBody`] whose `code` is one of
+//! [`ErrorCode`]; the server builds them and the client classifies them from the same
+//! enum, so a code can neither be misspelt on one side nor silently ignored on the other.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value accepted, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+
+/// Keys starting with this byte are reserved for raftbench's own bookkeeping (member
+/// addresses); the API refuses them from clients.
+pub const RESERVED_KEY_BYTE: u8 = 0;
+
+/// The stable `code` of an API error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No such endpoint (404).
+    NotFound,
+    /// The request is malformed: bad key, body, query or member id (400).
+    BadRequest,
+    /// The body could not be read, or is over [`MAX_VALUE_BYTES`].
+    BadBody,
+    /// The key is over [`MAX_KEY_BYTES`] (413).
+    KeyTooLarge,
+    /// A GET of a key that does not exist (404).
+    KeyNotFound,
+    /// No leader is known right now; retry shortly (503).
+    NoLeader,
+    /// This node is not the leader; the body names it (421).
+    NotLeader,
+    /// The proposal never reached the log: not applied, safe to retry (503).
+    ProposalDropped,
+    /// The node is shutting down (503).
+    ShuttingDown,
+    /// The outcome is unknown: the write may or may not be applied (504).
+    Indeterminate,
+    /// No answer in time; the outcome is unknown (504).
+    Timeout,
+    /// The request is invalid for the current state (409).
+    Rejected,
+    /// Removing a node that is not a member (404).
+    UnknownMember,
+    /// The storage engine failed to read (500).
+    StorageError,
+    /// A code this build does not know (a newer server): treated as a plain rejection.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Whether a write that got this answer may still have been applied.
+    pub fn is_indeterminate(self) -> bool {
+        matches!(self, ErrorCode::Indeterminate | ErrorCode::Timeout)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The serde name, so messages show what the wire carries.
+        let v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(v.as_str().unwrap_or("unknown"))
+    }
+}
+
+/// The JSON body of every API error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    #[serde(default)]
+    pub message: String,
+    /// With [`ErrorCode::NotLeader`]: the leader's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    /// With [`ErrorCode::NotLeader`]: the leader's client address, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_addr: Option<String>,
+}
+
+impl ErrorBody {
+    /// A body with `code` and `message` only.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+            leader_id: None,
+            leader_addr: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_their_wire_names() {
+        let b = ErrorBody::new(ErrorCode::ProposalDropped, "x");
+        let j = serde_json::to_string(&b).unwrap();
+        assert_eq!(j, r#"{"code":"proposal_dropped","message":"x"}"#);
+        assert_eq!(ErrorCode::KeyNotFound.to_string(), "key_not_found");
+        let back: ErrorBody =
+            serde_json::from_str(r#"{"code":"not_leader","message":"m","leader_id":2}"#).unwrap();
+        assert_eq!(back.code, ErrorCode::NotLeader);
+        assert_eq!(back.leader_id, Some(2));
+        let newer: ErrorBody = serde_json::from_str(r#"{"code":"from_the_future"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Unknown);
+    }
+}

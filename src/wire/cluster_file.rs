@@ -1,0 +1,291 @@
+//! Cluster files: the nodes of a cluster, their addresses, and the settings they share.
+//!
+//! A **cluster file** (TOML) lists every node of a cluster with its addresses, plus the
+//! settings all nodes share. `raftbench node --cluster-file F --id N` starts node N of it;
+//! `raftbench cluster up` writes one for the clusters it starts, and `raftbench run
+//! --cluster F` reads one to find (and control) a live cluster.
+//!
+//! ```toml
+//! tick_ms = 50
+//! election_ticks = 10
+//! snapshot_interval = 100000
+//! compact_lag = 5000
+//! [backend]
+//! kind = "rocksdb"
+//! fsync = "always"
+//! [[node]]
+//! id = 1
+//! peer_addr = "127.0.0.1:7001"
+//! client_addr = "127.0.0.1:8001"
+//! data_dir = "data/1"          # optional; `raftbench node --data-dir` overrides
+//! [node.control]                # optional: how `raftbench run --cluster` controls the node
+//! kill = "ssh db1 sudo systemctl kill -s KILL raftbench"
+//! start = "ssh db1 sudo systemctl start raftbench"
+//! ```
+//!
+//! Control commands (`start`, `stop`, `kill`, `pause`, `resume`) run through `sh -c` with
+//! the node's id and addresses in `RAFTBENCH_NODE_ID`, `RAFTBENCH_CLIENT_ADDR`,
+//! `RAFTBENCH_PEER_ADDR` and `RAFTBENCH_DATA_DIR`; they are how a run injects failures into
+//! a cluster it did not start. Nodes ignore them (they are the harness's), but they live in
+//! the same file so that one file describes a cluster to both wings.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::backend::BackendConfig;
+
+/// Why a cluster file could not be read, parsed or written.
+#[derive(Debug, Error)]
+pub enum ClusterFileError {
+    #[error("reading cluster file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cluster file {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("cluster file {}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("writing cluster file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One member's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAddrs {
+    /// Where peers reach its raft transport.
+    pub peer_addr: String,
+    /// Where clients reach its HTTP API.
+    pub client_addr: String,
+}
+
+/// Raft timing and log-retention settings shared by a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    /// Milliseconds per raft tick.
+    pub tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns (heartbeats go every tick).
+    pub election_ticks: usize,
+    /// Take a snapshot (and compact the log) every this many applied entries; 0 = never.
+    pub snapshot_interval: u64,
+    /// Entries kept below the snapshot when compacting, so slightly lagging followers catch
+    /// up from the log instead of a snapshot.
+    pub compact_lag: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            tick_ms: 50,
+            election_ticks: 10,
+            // etcd's defaults: snapshots are expensive (the whole state), so take them rarely
+            // and keep enough log for a briefly lagging follower to catch up without one.
+            snapshot_interval: 100_000,
+            compact_lag: 5_000,
+        }
+    }
+}
+
+/// Command-line overrides of [`RaftSettings`], one flag per setting (shared by every
+/// command that starts nodes).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RaftArgs {
+    /// Snapshot + compact every this many applied entries (0 = never).
+    #[arg(long)]
+    pub snapshot_interval: Option<u64>,
+    /// Entries kept below a snapshot when compacting.
+    #[arg(long)]
+    pub compact_lag: Option<u64>,
+    /// Milliseconds per raft tick.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Ticks before a follower without a leader campaigns.
+    #[arg(long)]
+    pub election_ticks: Option<usize>,
+}
+
+impl RaftArgs {
+    /// `base` with every given flag applied.
+    pub fn apply(&self, base: RaftSettings) -> RaftSettings {
+        RaftSettings {
+            tick_ms: self.tick_ms.unwrap_or(base.tick_ms),
+            election_ticks: self.election_ticks.unwrap_or(base.election_ticks),
+            snapshot_interval: self.snapshot_interval.unwrap_or(base.snapshot_interval),
+            compact_lag: self.compact_lag.unwrap_or(base.compact_lag),
+        }
+    }
+}
+
+/// A node entry of a cluster file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterNode {
+    pub id: u64,
+    pub peer_addr: String,
+    pub client_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "ControlCommands::is_empty")]
+    pub control: ControlCommands,
+}
+
+/// Shell commands that control a node raftbench did not start (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCommands {
+    /// Start the node's process on its data directory (used by `restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Stop it gracefully (SIGTERM or the service manager's stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    /// Kill it without warning (SIGKILL), as in a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<String>,
+    /// Freeze it (SIGSTOP): it keeps its sockets but stops answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// Unfreeze a paused node (SIGCONT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+impl ControlCommands {
+    pub fn is_empty(&self) -> bool {
+        *self == ControlCommands::default()
+    }
+
+    /// The command for `name` (`start`, `stop`, `kill`, `pause`, `resume`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "start" => self.start.as_deref(),
+            "stop" => self.stop.as_deref(),
+            "kill" => self.kill.as_deref(),
+            "pause" => self.pause.as_deref(),
+            "resume" => self.resume.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A cluster file (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    #[serde(flatten)]
+    pub raft: RaftSettings,
+    pub backend: BackendConfig,
+    #[serde(rename = "node")]
+    pub nodes: Vec<ClusterNode>,
+}
+
+impl ClusterFile {
+    /// Read and check a cluster file.
+    pub fn load(path: &Path) -> Result<ClusterFile, ClusterFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: ClusterFile =
+            toml::from_str(&text).map_err(|source| ClusterFileError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut ids = BTreeSet::new();
+        for n in &file.nodes {
+            if n.id == 0 || !ids.insert(n.id) {
+                return Err(ClusterFileError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("node id {} is 0 or listed twice", n.id),
+                });
+            }
+        }
+        Ok(file)
+    }
+
+    /// The members as `(id, addresses)`.
+    pub fn members(&self) -> Vec<(u64, MemberAddrs)> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    MemberAddrs {
+                        peer_addr: n.peer_addr.clone(),
+                        client_addr: n.client_addr.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Write as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), ClusterFileError> {
+        let write = |source| ClusterFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| write(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        std::fs::write(path, text).map_err(write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_file_round_trips() {
+        let t = tempfile::tempdir().unwrap();
+        let f = ClusterFile {
+            raft: RaftSettings::default(),
+            backend: BackendConfig::new(crate::wire::BackendKind::Memwal, ""),
+            nodes: vec![ClusterNode {
+                id: 1,
+                peer_addr: "127.0.0.1:1".into(),
+                client_addr: "127.0.0.1:2".into(),
+                data_dir: None,
+                control: ControlCommands {
+                    kill: Some("kill -9 $(cat /tmp/pid)".into()),
+                    ..Default::default()
+                },
+            }],
+        };
+        let path = t.path().join("c.toml");
+        f.save(&path).unwrap();
+        assert_eq!(ClusterFile::load(&path).unwrap(), f);
+    }
+
+    #[test]
+    fn bad_cluster_files_are_named() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("c.toml");
+        let node = |id, host| {
+            format!("[[node]]\nid = {id}\npeer_addr = \"{host}:1\"\nclient_addr = \"{host}:2\"\n")
+        };
+        let base = format!("[backend]\nkind = \"memwal\"\n{}", node(1, "a"));
+        std::fs::write(&path, format!("{base}{}", node(1, "b"))).unwrap();
+        let e = ClusterFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("listed twice") && e.contains("c.toml"), "{e}");
+        std::fs::write(&path, format!("tick_msec = 5\n{base}")).unwrap();
+        let e = ClusterFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("tick_msec") && e.contains("c.toml"), "{e}");
+        let e = ClusterFile::load(&t.path().join("missing.toml")).unwrap_err();
+        assert!(matches!(e, ClusterFileError::Read { .. }), "{e}");
+    }
+}

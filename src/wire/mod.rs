@@ -1,0 +1,31 @@
+//! The vocabulary both wings share, and nothing else.
+//!
+//! The server wing (`api`, `node`, `transport`, `kv`, `storage`) and the harness wing
+//! (`client`, `cluster`, `workload`, `metrics`, `report`, `study`) meet only at a node's
+//! HTTP API and at process signals. What crosses those seams is defined here, once:
+//!
+//! - [`status`]: the `GET /status` document ([`StatusReport`]) with the storage figures it
+//!   carries;
+//! - [`cluster_file`]: cluster files (nodes, addresses, raft settings, the backend section,
+//!   control commands) and member addresses;
+//! - [`api`]: the HTTP API's limits and its error vocabulary ([`ErrorCode`], [`ErrorBody`]);
+//! - [`backend`]: backend kinds, fsync policies and engine options, by their names in files
+//!   and on the command line;
+//! - [`manifest`]: `run.json`, the manifest of a results directory ([`RunManifest`]).
+//!
+//! Nothing here runs: these are data types, their (de)serialisation and their checks.
+
+pub mod api;
+pub mod backend;
+pub mod cluster_file;
+pub mod status;
+
+pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use backend::{
+    BackendConfig, BackendKind, Compression, FsyncPolicy, MemwalOptions, RocksdbOptions,
+};
+pub use cluster_file::{
+    ClusterFile, ClusterFileError, ClusterNode, ControlCommands, MemberAddrs, RaftArgs,
+    RaftSettings,
+};
+pub use status::{BackendStats, OpenReport, RaftStatus, Role, StatusReport};

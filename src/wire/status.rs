@@ -1,0 +1,100 @@
+//! What a node reports through `GET /status`.
+//!
+//! The node publishes it; the harness reads it to find the leader, wait for catch-up and
+//! sample per-node disk and memory. Readers ignore fields they do not know, so a newer
+//! node may add fields without breaking an older harness.
+
+use serde::{Deserialize, Serialize};
+
+use super::backend::BackendConfig;
+
+/// A node's role, as raft sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Follower,
+    Candidate,
+    PreCandidate,
+    Leader,
+}
+
+/// Raft positions, updated every loop turn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftStatus {
+    pub role: Role,
+    /// Leader id as this node knows it (0 = none).
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    /// Current voters.
+    pub voters: Vec<u64>,
+    /// Whether this node is still a member (false once removed).
+    pub member: bool,
+    /// Readies handled since start.
+    pub readies: u64,
+    /// Readies whose persist had to be synced (entries, snapshot or a new term/vote).
+    pub synced_persists: u64,
+    /// Entries appended to the local log since start. `entries_appended / synced_persists`
+    /// is the group-commit factor: proposals covered by one fsync.
+    pub entries_appended: u64,
+}
+
+/// The full `/status` document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub id: u64,
+    #[serde(flatten)]
+    pub raft: RaftStatus,
+    /// Client address of the leader, when known.
+    pub leader_addr: Option<String>,
+    pub backend: BackendConfig,
+    pub storage: BackendStats,
+    pub rss_bytes: u64,
+    pub uptime_ms: u64,
+    /// Start-up costs: opening the backend (`open_ms`, `replay_ms`, `replayed_entries`).
+    pub startup: OpenReport,
+    /// Messages dropped by the transport because a peer queue was full or a peer was
+    /// partitioned away.
+    pub dropped_messages: u64,
+}
+
+/// Sizes and positions of a backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendStats {
+    /// Bytes of every file in the data directory.
+    pub disk_bytes: u64,
+    /// Bytes the engine holds in memory (log, map, memtables, caches): the engine's own
+    /// estimate, not the process RSS.
+    pub memory_bytes: u64,
+    /// Keys in the applied state (an estimate for RocksDB).
+    pub kv_keys: u64,
+    /// Entries in the log (`last_index - first_index + 1`).
+    pub log_entries: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub applied_index: u64,
+    /// Index of the newest durable snapshot (0 if none).
+    pub snapshot_index: u64,
+}
+
+/// What opening a backend cost: the restart cost that recovery benchmarks report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpenReport {
+    /// Whether the directory was created by this open.
+    pub fresh: bool,
+    /// Wall time of the whole open, in milliseconds.
+    pub open_ms: f64,
+    /// Part of `open_ms` spent loading a snapshot and replaying the log.
+    pub replay_ms: f64,
+    /// WAL records replayed (memwal); RocksDB replays its own WAL inside `DB::open` and
+    /// reports 0 (its replay time is `replay_ms`).
+    pub replayed_records: u64,
+    /// Raft log entries read back from the WAL during replay (memwal; 0 for RocksDB).
+    pub replayed_entries: u64,
+    /// Bytes cut off a torn tail of the log, if any.
+    pub torn_bytes_truncated: u64,
+}
