@@ -119,31 +119,8 @@ pub struct StressArgs {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Start a local cluster of `raftbench node` processes on free ports and keep it running
-    /// in the foreground; Ctrl-C stops every node.
-    Up(ClusterUpArgs),
-}
-
-/// `raftbench cluster up`
-#[derive(Debug, Args)]
-pub struct ClusterUpArgs {
-    /// Number of nodes.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: u64,
-    /// Storage engine.
-    #[arg(long, default_value = "memwal", value_parser = clap::value_parser!(BackendKind))]
-    pub backend: BackendKind,
-    /// When writes are forced to disk: always | never.
-    #[arg(long, default_value = "always", value_parser = clap::value_parser!(FsyncPolicy))]
-    pub fsync: FsyncPolicy,
-    /// Directory for the nodes' data and logs (created; must not hold another cluster).
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// Snapshot + compact every this many applied entries (0 = never).
-    #[arg(long, default_value_t = 100_000)]
-    pub snapshot_interval: u64,
-    /// Write the cluster file here (default: <dir>/cluster.toml).
-    #[arg(long)]
-    pub cluster_file: Option<PathBuf>,
+    /// in the foreground; Ctrl-C (or SIGTERM, SIGHUP) stops every node.
+    Up(crate::cluster::up::UpArgs),
 }
 
 /// `raftbench loadtest`

@@ -5,14 +5,14 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
-    BackendArgs, CapacityArgs, Cli, ClusterCommand, ClusterUpArgs, Command, CompareArgs,
-    LoadtestArgs, ReplayArgs, RunArgs, StorageCommand,
+    BackendArgs, CapacityArgs, Cli, ClusterCommand, Command, CompareArgs, LoadtestArgs, ReplayArgs,
+    RunArgs, StorageCommand,
 };
-use raftbench::cluster::{ClusterSpec, LocalCluster};
+
 use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
 use raftbench::node::NodeConfig;
 use raftbench::storage::{self, BackendConfig, StorageBackend, stress};
-use raftbench::wire::{ClusterFile, RaftSettings};
+use raftbench::wire::ClusterFile;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -20,6 +20,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Node processes write their stderr to log files: colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -27,7 +29,11 @@ fn main() -> anyhow::Result<()> {
             let cfg = NodeConfig::from_args(*args)?;
             raftbench::server::run_process(cfg)?;
         }
-        Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args)?,
+        Command::Cluster(ClusterCommand::Up(args)) => raftbench::cluster::up::up(
+            &args,
+            std::env::current_exe().context("locating the raftbench executable")?,
+            &mut std::io::stdout(),
+        )?,
         Command::Loadtest(args) => run_loadtest(args)?,
         Command::Validate { files, cluster } => validate(&files, cluster.as_deref())?,
         Command::Run(args) => run_workload(args)?,
@@ -97,96 +103,6 @@ fn main() -> anyhow::Result<()> {
 
 fn backend_config(args: &BackendArgs) -> BackendConfig {
     BackendConfig::new(args.backend, &args.dir).with_fsync(args.fsync)
-}
-
-/// `raftbench cluster up`: start nodes, wait for a leader, print how to reach them, and
-/// keep running until Ctrl-C.
-fn cluster_up(args: ClusterUpArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Runtime::new()?;
-    let spec = ClusterSpec {
-        nodes: args.nodes,
-        backend: BackendConfig::new(args.backend, "").with_fsync(args.fsync),
-        raft: RaftSettings {
-            snapshot_interval: args.snapshot_interval,
-            ..RaftSettings::default()
-        },
-        dir: args.dir.clone(),
-        binary: std::env::current_exe().context("locating the raftbench executable")?,
-    };
-    // The SIGINT handler is installed before any node starts: a Ctrl-C that arrived before
-    // it would kill this process with the default action and orphan the nodes, which run
-    // in their own sessions.
-    let mut sigint = {
-        let _guard = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("installing the SIGINT handler")?
-    };
-    let mut cluster = LocalCluster::start(spec)?;
-    let waited = rt.block_on(async {
-        tokio::select! {
-            l = cluster.wait_for_leader(std::time::Duration::from_secs(30)) => Some(l),
-            _ = sigint.recv() => None,
-        }
-    });
-    let leader = match waited {
-        None => {
-            cluster.shutdown();
-            anyhow::bail!("interrupted before the cluster elected a leader; nodes stopped");
-        }
-        Some(Ok(l)) => l,
-        Some(Err(e)) => {
-            cluster.shutdown();
-            anyhow::bail!(
-                "{e}; see the node logs in {}",
-                args.dir.join("logs").display()
-            );
-        }
-    };
-    // The cluster file, with control commands (signals to the recorded pids), so that
-    // `raftbench run --cluster` can drive this cluster like one on other hosts.
-    let controlled = cluster.controlled_cluster_file();
-    for path in std::iter::once(cluster.cluster_file_path()).chain(args.cluster_file.clone()) {
-        controlled
-            .save(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!(
-        "raftbench cluster: {} nodes, backend {} (fsync {}), data in {}",
-        args.nodes,
-        args.backend,
-        args.fsync,
-        args.dir.display()
-    );
-    for n in cluster.nodes().values() {
-        let role = if n.id == leader { "  (leader)" } else { "" };
-        println!(
-            "  node {}: http://{}  peer {}  pid {}{role}",
-            n.id,
-            n.client_addr,
-            n.peer_addr,
-            n.pid().unwrap_or(0)
-        );
-    }
-    let url = cluster.url(leader)?;
-    println!("cluster file: {}", cluster.cluster_file_path().display());
-    println!("try:");
-    println!("  curl -X PUT --data-binary hello {url}/kv/greeting");
-    println!("  curl {url}/kv/greeting");
-    println!("  curl {url}/status");
-    println!("Ctrl-C stops every node.");
-    rt.block_on(async {
-        loop {
-            tokio::select! {
-                _ = sigint.recv() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => cluster.reap(),
-            }
-        }
-    });
-    println!("stopping...");
-    cluster.shutdown();
-    // Nodes relaunched by a `start` control command are not our children.
-    cluster.stop_relaunched();
-    Ok(())
 }
 
 /// `raftbench loadtest`: closed-loop runs for each client count, as a table.

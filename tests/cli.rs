@@ -143,3 +143,53 @@ fn cluster_up_serves_until_interrupted() {
         .unwrap();
     assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
 }
+
+/// `cluster up` under a service manager, `timeout` or a CI runner gets SIGTERM, and SIGHUP
+/// when its terminal closes: each must stop every node it started, as Ctrl-C does.
+#[test]
+fn cluster_up_stops_every_node_on_sigterm_and_sighup() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+    for sig in [Signal::SIGTERM, Signal::SIGHUP] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("c");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+            .args(["cluster", "up", "--nodes", "2", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut pids = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some((_, rest)) = line.split_once("  pid ") {
+                let pid: i32 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                pids.push(Pid::from_raw(pid));
+            }
+            if line.contains("stops every node") {
+                break;
+            }
+        }
+        assert_eq!(pids.len(), 2, "{sig}: node pids printed");
+        for p in &pids {
+            assert!(
+                kill(*p, None).is_ok(),
+                "{sig}: node {p} runs before the signal"
+            );
+        }
+        kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{sig}: cluster up exited with {status}");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(
+            rest.iter().any(|l| l.contains(&format!("{sig}: stopping"))),
+            "{sig}: {rest:?}"
+        );
+        // The nodes were our children and have been reaped: their pids are gone.
+        for p in &pids {
+            assert!(kill(*p, None).is_err(), "{sig}: node {p} still running");
+        }
+    }
+}

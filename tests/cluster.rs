@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftbench::client::{Client, Consistency};
-use raftbench::cluster::{ClusterSpec, LocalCluster};
+use raftbench::cluster::{Cluster, ClusterSpec, Processes};
 use raftbench::storage::{BackendConfig, BackendKind, FsyncPolicy};
 use raftbench::wire::RaftSettings;
 use raftbench::wire::Role;
@@ -16,7 +16,11 @@ use serde_json::Value;
 
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
-fn start(kind: BackendKind, nodes: u64, raft: RaftSettings) -> (tempfile::TempDir, LocalCluster) {
+fn start(
+    kind: BackendKind,
+    nodes: u64,
+    raft: RaftSettings,
+) -> (tempfile::TempDir, Cluster<Processes>) {
     let t = tempfile::tempdir().unwrap();
     let mut backend = BackendConfig::new(kind, "").with_fsync(FsyncPolicy::Always);
     backend.rocksdb.block_cache_size = bytesize::ByteSize::mib(16);
@@ -28,11 +32,11 @@ fn start(kind: BackendKind, nodes: u64, raft: RaftSettings) -> (tempfile::TempDi
         dir: t.path().join("cluster"),
         binary: env!("CARGO_BIN_EXE_raftbench").into(),
     };
-    let c = LocalCluster::start(spec).expect("cluster starts");
+    let c = Cluster::start(spec).expect("cluster starts");
     (t, c)
 }
 
-fn client_for(c: &LocalCluster, ids: &[u64]) -> Client {
+fn client_for(c: &Cluster<Processes>, ids: &[u64]) -> Client {
     let eps: Vec<String> = ids
         .iter()
         .map(|id| c.node(*id).unwrap().client_addr.clone())
@@ -40,7 +44,7 @@ fn client_for(c: &LocalCluster, ids: &[u64]) -> Client {
     Client::new(&eps, Duration::from_secs(20))
 }
 
-fn all_client(c: &LocalCluster) -> Client {
+fn all_client(c: &Cluster<Processes>) -> Client {
     let ids: Vec<u64> = c.nodes().keys().copied().collect();
     client_for(c, &ids)
 }
@@ -62,7 +66,7 @@ where
 }
 
 /// Wait until node `id` has applied at least `index`.
-async fn wait_applied(c: &LocalCluster, id: u64, index: u64) {
+async fn wait_applied(c: &Cluster<Processes>, id: u64, index: u64) {
     wait_until(
         &format!("node {id} to apply {index}"),
         LEADER_WAIT,

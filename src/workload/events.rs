@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::spec::{Action, CacheState, Event, Target};
-use crate::cluster::LocalCluster;
+use crate::cluster::Cluster;
 
 /// A line of `events.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,11 +81,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Vec<u64>, String> {
+async fn resolve(c: &Cluster, faults: &Faults, target: Target) -> Result<Vec<u64>, String> {
     let live: Vec<u64> = c
         .nodes()
         .values()
-        .filter(|n| n.is_running() && !n.is_paused())
+        .filter(|n| c.state(n.id) == crate::cluster::NodeState::Running)
         .map(|n| n.id)
         .collect();
     // Only leader/follower targets need a leader; waiting otherwise would delay the very
@@ -109,9 +109,9 @@ async fn resolve(c: &LocalCluster, faults: &Faults, target: Target) -> Result<Ve
 
 /// The data directory of node `id`, which must be down for a cold restart (pages written
 /// by a live process after the eviction would stay resident).
-fn down_data_dir(c: &LocalCluster, id: u64) -> Result<std::path::PathBuf, String> {
+fn down_data_dir(c: &Cluster, id: u64) -> Result<std::path::PathBuf, String> {
     let node = c.node(id).map_err(|e| e.to_string())?;
-    if node.is_running() {
+    if c.is_running(id) {
         return Err("still running: a cold restart needs the node down".into());
     }
     Ok(node.data_dir.clone())
@@ -142,11 +142,7 @@ pub struct Executed {
 }
 
 /// Run one event.
-pub async fn execute(
-    cluster: &Arc<Mutex<LocalCluster>>,
-    faults: &mut Faults,
-    ev: &Event,
-) -> Executed {
+pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Event) -> Executed {
     // A cold restart first evicts the nodes' data from the page cache. That can take
     // seconds on a large directory, so it runs without the cluster lock: the resource
     // sampler and earlier events' recovery timers go on meanwhile. Events of a phase run
@@ -294,8 +290,8 @@ pub async fn execute(
         }
         Action::Heal => {
             // A paused node would never answer: skip it and say so.
-            for n in c.nodes().values().filter(|n| n.is_running()) {
-                if n.is_paused() {
+            for n in c.nodes().values().filter(|n| c.is_running(n.id)) {
+                if c.is_paused(n.id) {
                     details.push(format!("node {} is paused: not healed", n.id));
                     continue;
                 }
@@ -309,7 +305,7 @@ pub async fn execute(
         Action::Snapshot | Action::Compact => {
             let mut taken = Vec::new();
             for id in &ids {
-                if c.node(*id).is_ok_and(|n| n.is_paused() || !n.is_running()) {
+                if c.is_paused(*id) || !c.is_running(*id) {
                     details.push(format!("node {id} is down or paused: no snapshot"));
                     continue;
                 }
@@ -391,7 +387,7 @@ pub async fn execute(
 
 /// Measure what `follow` calls for; returns (node, metric, ms) rows.
 pub async fn measure(
-    cluster: &Arc<Mutex<LocalCluster>>,
+    cluster: &Arc<Mutex<Cluster>>,
     follow: Followup,
 ) -> Vec<(u64, &'static str, f64)> {
     let mut rows = Vec::new();

@@ -26,7 +26,7 @@ use super::spec::{Action, CacheState, HumanDuration, Phase, ReadConsistency, Tar
 use super::verify::{Model, Seen, VerifyReport, write_id};
 use super::{SpecError, Workload};
 use crate::client::{Client, ClientError, Consistency};
-use crate::cluster::{ClusterError, ClusterSpec, LocalCluster};
+use crate::cluster::{Cluster, ClusterError, ClusterSpec};
 use crate::metrics::{Op, Outcome, Recorder};
 use crate::wire::{BackendConfig, BackendKind, RaftSettings};
 
@@ -124,7 +124,7 @@ pub struct RunResult {
 /// [`LEADER_AGREEMENT_GRACE`] to settle, since a cluster that has just elected a leader
 /// (`cluster up` returns once a majority knows it) may still have a node that has not
 /// heard from it yet.
-async fn check_live(c: &LocalCluster) -> Result<(), RunError> {
+async fn check_live(c: &Cluster) -> Result<(), RunError> {
     let file = c
         .attached()
         .map(|p| p.display().to_string())
@@ -415,7 +415,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     })?;
     let (cluster, backend, live) = match &o.cluster {
         Some(path) => {
-            let cluster = LocalCluster::attach(path, &dir.join("cluster"))?;
+            let cluster = Cluster::attach(path, &dir.join("cluster"))?.into_dyn();
             check_live(&cluster).await?;
             let file = cluster.cluster_file();
             let live = serde_json::json!({
@@ -441,7 +441,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
                 dir: dir.join("cluster"),
                 binary: o.binary.clone(),
             };
-            let cluster = LocalCluster::start(spec)?;
+            let cluster = Cluster::start(spec)?.into_dyn();
             cluster.wait_for_leader(Duration::from_secs(30)).await?;
             (cluster, backend, None)
         }
@@ -576,7 +576,7 @@ fn choose_op(mix: &super::spec::Mix, rng: &mut StdRng) -> Op {
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
     shared: &Arc<Shared>,
-    cluster: &Arc<Mutex<LocalCluster>>,
+    cluster: &Arc<Mutex<Cluster>>,
     faults: &mut Faults,
     seed: u64,
     index: usize,
@@ -903,7 +903,7 @@ async fn run_verify(shared: &Arc<Shared>) -> VerifyReport {
 
 /// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set.
 async fn sample_resources(
-    cluster: Arc<Mutex<LocalCluster>>,
+    cluster: Arc<Mutex<Cluster>>,
     run_start: Instant,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<ResourceRow> {
@@ -922,11 +922,11 @@ async fn sample_resources(
             let c = cluster.lock().await;
             for n in c.nodes().values() {
                 if c.attached().is_some() {
-                    if n.is_running() && !n.is_paused() {
+                    if c.state(n.id) == crate::cluster::NodeState::Running {
                         remote.push((n.id, c.url(n.id).unwrap_or_default()));
                     }
                 } else if let Ok(r) = c.resources(n.id) {
-                    sampled.push((n.id, n.pid(), r));
+                    sampled.push((n.id, c.pid(n.id), r));
                 }
             }
         }

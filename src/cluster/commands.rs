@@ -1,0 +1,203 @@
+//! [`Commands`]: control of a cluster raftbench did not start, through the control commands
+//! of its cluster file (run with `sh -c`; see [`crate::wire::cluster_file`]).
+//!
+//! raftbench cannot see such processes, so a node's state is what the commands have told
+//! it: up until a `kill`/`stop` succeeded, down until a `start` did. The cluster is never
+//! stopped by raftbench on its own.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::control::{NodeControl, NodeState};
+use super::{ClusterError, Member, io};
+use crate::wire::ControlCommands;
+
+/// How long one control command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Control commands per node, and what they have done.
+pub struct Commands {
+    file: PathBuf,
+    nodes: BTreeMap<u64, Controlled>,
+}
+
+struct Controlled {
+    commands: ControlCommands,
+    state: NodeState,
+}
+
+impl Commands {
+    /// The controller of the cluster described by `file`, whose nodes are assumed up.
+    pub fn new(file: &Path, commands: impl IntoIterator<Item = (u64, ControlCommands)>) -> Self {
+        Commands {
+            file: file.to_path_buf(),
+            nodes: commands
+                .into_iter()
+                .map(|(id, commands)| {
+                    (
+                        id,
+                        Controlled {
+                            commands,
+                            state: NodeState::Running,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn controlled(&mut self, id: u64) -> Result<&mut Controlled, ClusterError> {
+        self.nodes.get_mut(&id).ok_or(ClusterError::UnknownNode(id))
+    }
+
+    /// Run a command that takes a node up or down, and record the new state.
+    fn transition(
+        &mut self,
+        node: &Member,
+        which: &str,
+        to: NodeState,
+    ) -> Result<(), ClusterError> {
+        let from = self.controlled(node.id)?.state;
+        let up = to == NodeState::Running;
+        if (from != NodeState::Down) == up {
+            return Err(ClusterError::Node {
+                id: node.id,
+                message: if up {
+                    "already running"
+                } else {
+                    "already down"
+                }
+                .into(),
+            });
+        }
+        // A frozen process cannot act on a stop signal: unfreeze it first.
+        if from == NodeState::Paused && self.controlled(node.id)?.commands.resume.is_some() {
+            self.run(node, "resume")?;
+        }
+        self.run(node, which)?;
+        self.controlled(node.id)?.state = to;
+        Ok(())
+    }
+
+    /// Run node's `which` control command, waiting up to two minutes for it; its output is
+    /// appended to the node's log (`control.log`).
+    fn run(&mut self, node: &Member, which: &str) -> Result<(), ClusterError> {
+        let id = node.id;
+        let file = self.file.clone();
+        let cmd = self
+            .controlled(id)?
+            .commands
+            .get(which)
+            .ok_or_else(|| {
+                ClusterError::Invalid(format!(
+                    "node {id} has no `{which}` control command in {}",
+                    file.display()
+                ))
+            })?
+            .to_string();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .map_err(io(format!("opening {}", node.log_path.display())))?;
+        use std::io::Write as _;
+        writeln!(&log, "# node {id} {which}: {cmd}")
+            .map_err(io(format!("writing {}", node.log_path.display())))?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("RAFTBENCH_NODE_ID", id.to_string())
+            .env("RAFTBENCH_CLIENT_ADDR", &node.client_addr)
+            .env("RAFTBENCH_PEER_ADDR", &node.peer_addr)
+            .env("RAFTBENCH_DATA_DIR", &node.data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("control log"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!("running node {id}'s `{which}` command")))?;
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ClusterError::Node {
+                        id,
+                        message: format!(
+                            "`{which}` command `{cmd}` did not finish in {} s",
+                            COMMAND_TIMEOUT.as_secs()
+                        ),
+                    });
+                }
+            }
+        };
+        if !status.success() {
+            return Err(ClusterError::Node {
+                id,
+                message: format!(
+                    "`{which}` command `{cmd}` failed ({status}); its output is in {}",
+                    node.log_path.display()
+                ),
+            });
+        }
+        info!(id, which, "control command ran");
+        Ok(())
+    }
+}
+
+impl NodeControl for Commands {
+    fn start(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.transition(node, "start", NodeState::Running)
+    }
+
+    fn stop(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.transition(node, "stop", NodeState::Down)
+    }
+
+    fn kill(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.transition(node, "kill", NodeState::Down)
+    }
+
+    fn pause(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.run(node, "pause")?;
+        self.controlled(node.id)?.state = NodeState::Paused;
+        Ok(())
+    }
+
+    fn resume(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.run(node, "resume")?;
+        self.controlled(node.id)?.state = NodeState::Running;
+        Ok(())
+    }
+
+    fn state(&self, id: u64) -> NodeState {
+        self.nodes.get(&id).map_or(NodeState::Down, |c| c.state)
+    }
+
+    fn cannot_add_nodes(&self) -> Option<String> {
+        Some(format!(
+            "add-node starts a new node process, which raftbench cannot do for the cluster of {}",
+            self.file.display()
+        ))
+    }
+
+    fn attached(&self) -> Option<&Path> {
+        Some(&self.file)
+    }
+
+    fn commands(&self, id: u64) -> ControlCommands {
+        self.nodes
+            .get(&id)
+            .map(|c| c.commands.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,288 @@
+//! [`Processes`]: control of a local cluster's nodes as child processes of raftbench.
+//!
+//! A kill is a real `SIGKILL` and a restart really reopens the data directory. Each start
+//! writes the node's pid to `node-<id>.pid` in the cluster directory, which is what the
+//! control commands of [`Processes::controlled_cluster_file`] signal, so the same cluster
+//! can also be driven as if it ran on other hosts (`raftbench run --cluster`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tracing::{debug, info};
+
+use super::control::{NodeControl, NodeState};
+use super::{ClusterError, Member, io, sh_quote};
+use crate::wire::{ClusterFile, ControlCommands};
+
+/// How long a graceful stop may take before the process is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The node processes raftbench started, by node id.
+pub struct Processes {
+    binary: PathBuf,
+    dir: PathBuf,
+    cluster_file: PathBuf,
+    children: BTreeMap<u64, Child>,
+    paused: BTreeSet<u64>,
+}
+
+impl Processes {
+    /// A controller that runs `binary node ...` for each node of the cluster in `dir`
+    /// (pid files there), with `cluster_file` as the nodes' cluster file.
+    pub fn new(binary: &Path, dir: &Path, cluster_file: &Path) -> Self {
+        Processes {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            cluster_file: cluster_file.to_path_buf(),
+            children: BTreeMap::new(),
+            paused: BTreeSet::new(),
+        }
+    }
+
+    fn pid_file(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}.pid"))
+    }
+
+    fn signal(&self, id: u64, sig: Signal) -> Result<(), ClusterError> {
+        let child = self.children.get(&id).ok_or_else(|| ClusterError::Node {
+            id,
+            message: "not running".into(),
+        })?;
+        kill(Pid::from_raw(child.id() as i32), sig).map_err(|e| ClusterError::Node {
+            id,
+            message: format!("sending {sig}: {e}"),
+        })
+    }
+
+    /// `file` with control commands for every node — plain signals to the pid in
+    /// `node-<id>.pid`, and `start` relaunching the node in the background as
+    /// [`NodeControl::start`] does — so that `raftbench run --cluster` can drive this
+    /// cluster as it would one on other hosts.
+    pub fn controlled_cluster_file(
+        &self,
+        mut file: ClusterFile,
+        members: &BTreeMap<u64, Member>,
+    ) -> ClusterFile {
+        let binary = sh_quote(&self.binary.to_string_lossy());
+        let cluster_file = sh_quote(&self.cluster_file.to_string_lossy());
+        for n in &mut file.nodes {
+            let Some(node) = members.get(&n.id) else {
+                continue;
+            };
+            let pid_file = sh_quote(&self.pid_file(n.id).to_string_lossy());
+            // Signal, then wait (10 s at most) until the process is gone.
+            let signal_and_wait = |sig: &str| {
+                format!(
+                    "pid=$(cat {pid_file}) && kill -{sig} $pid && \
+                     for i in $(seq 200); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.05; done; exit 1"
+                )
+            };
+            n.control = ControlCommands {
+                // Refuses to start a second process; `setsid` puts the node in its own
+                // session, so a Ctrl-C aimed at `raftbench run` does not reach it.
+                start: Some(format!(
+                    "if [ -f {pid_file} ] && kill -0 $(cat {pid_file}) 2>/dev/null; then \
+                     echo \"node {id} is already running\" >&2; exit 1; fi; \
+                     setsid nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
+                     --client-addr {client} --data-dir {data} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+                    id = n.id,
+                    peer = sh_quote(&node.peer_addr),
+                    client = sh_quote(&node.client_addr),
+                    data = sh_quote(&node.data_dir.to_string_lossy()),
+                    log = sh_quote(&node.log_path.to_string_lossy()),
+                )),
+                stop: Some(signal_and_wait("TERM")),
+                kill: Some(signal_and_wait("KILL")),
+                pause: Some(format!("kill -STOP $(cat {pid_file})")),
+                resume: Some(format!("kill -CONT $(cat {pid_file})")),
+            };
+        }
+        file
+    }
+
+    /// Stop node processes that a `start` control command relaunched (they are not this
+    /// process's children): the pid in `node-<id>.pid`, if it is a node on that node's
+    /// data directory, gets SIGCONT and SIGTERM, and SIGKILL if still there after 10 s.
+    pub fn stop_relaunched(&mut self, members: &BTreeMap<u64, Member>) {
+        let mut pids = Vec::new();
+        for node in members
+            .values()
+            .filter(|n| !self.children.contains_key(&n.id))
+        {
+            let Some(pid) = std::fs::read_to_string(self.pid_file(node.id))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let data_dir = node.data_dir.to_string_lossy();
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"--data-dir" && w[1] == data_dir.as_bytes());
+            if ours {
+                let pid = Pid::from_raw(pid);
+                let _ = kill(pid, Signal::SIGCONT);
+                let _ = kill(pid, Signal::SIGTERM);
+                pids.push(pid);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for pid in pids {
+            while kill(pid, None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if kill(pid, None).is_ok() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl NodeControl for Processes {
+    fn start(&mut self, node: &Member) -> Result<(), ClusterError> {
+        let id = node.id;
+        if self.children.contains_key(&id) {
+            return Err(ClusterError::Node {
+                id,
+                message: "already running".into(),
+            });
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .map_err(io(format!("opening {}", node.log_path.display())))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("node")
+            .args(["--id", &id.to_string()])
+            .arg("--cluster-file")
+            .arg(&self.cluster_file)
+            .args(["--peer-addr", &node.peer_addr])
+            .args(["--client-addr", &node.client_addr])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("log file"))?)
+            .stderr(log);
+        if node.join {
+            cmd.arg("--join");
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info,raft=warn");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(io(format!("starting {}", self.binary.display())))?;
+        debug!(id, pid = child.id(), "node process started");
+        let pid_file = self.pid_file(id);
+        std::fs::write(&pid_file, format!("{}\n", child.id()))
+            .map_err(io(format!("writing {}", pid_file.display())))?;
+        self.children.insert(id, child);
+        self.paused.remove(&id);
+        Ok(())
+    }
+
+    fn kill(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.signal(node.id, Signal::SIGKILL)?;
+        if let Some(mut child) = self.children.remove(&node.id) {
+            let _ = child.wait();
+        }
+        self.paused.remove(&node.id);
+        info!(id = node.id, "node killed");
+        Ok(())
+    }
+
+    fn stop(&mut self, node: &Member) -> Result<(), ClusterError> {
+        let id = node.id;
+        if self.paused.contains(&id) {
+            self.resume(node)?;
+        }
+        self.signal(id, Signal::SIGTERM)?;
+        let Some(mut child) = self.children.remove(&id) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+        info!(id, "node stopped");
+        Ok(())
+    }
+
+    fn pause(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.signal(node.id, Signal::SIGSTOP)?;
+        self.paused.insert(node.id);
+        Ok(())
+    }
+
+    fn resume(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.signal(node.id, Signal::SIGCONT)?;
+        self.paused.remove(&node.id);
+        Ok(())
+    }
+
+    fn state(&self, id: u64) -> NodeState {
+        if !self.children.contains_key(&id) {
+            NodeState::Down
+        } else if self.paused.contains(&id) {
+            NodeState::Paused
+        } else {
+            NodeState::Running
+        }
+    }
+
+    fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
+    fn reap(&mut self) {
+        let mut exited = Vec::new();
+        for (id, child) in &mut self.children {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited.push(*id);
+            }
+        }
+        for id in exited {
+            self.children.remove(&id);
+            self.paused.remove(&id);
+        }
+    }
+
+    fn shutdown(&mut self, nodes: &[&Member]) {
+        for node in nodes {
+            if self.children.contains_key(&node.id) {
+                let _ = self.stop(node);
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    /// Kill whatever still runs: a cluster must never outlive the harness that started it.
+    fn drop(&mut self) {
+        for (id, mut child) in std::mem::take(&mut self.children) {
+            if self.paused.contains(&id) {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `raftbench cluster up`: start a local cluster, print how to reach it, keep it running
+//! until a signal, then stop every node it started.
+//!
+//! SIGINT (Ctrl-C), SIGTERM (systemd, `timeout`, CI runners) and SIGHUP (a closed terminal)
+//! all stop the nodes: they run in their own sessions (so a Ctrl-C aimed at a workload run
+//! does not reach them), and would otherwise outlive this process. The handlers are
+//! installed before the first node starts, so no signal can slip in between.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{Cluster, ClusterError, ClusterSpec, io};
+use crate::wire::{BackendConfig, BackendKind, FsyncPolicy, RaftArgs, RaftSettings};
+
+/// How long `up` waits for the new cluster to elect a leader.
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `raftbench cluster up`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Storage engine.
+    #[arg(long, default_value = "memwal")]
+    pub backend: BackendKind,
+    /// When writes are forced to disk: always | never.
+    #[arg(long, default_value = "always")]
+    pub fsync: FsyncPolicy,
+    /// Directory for the nodes' data and logs (created; must not hold another cluster).
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub raft: RaftArgs,
+    /// Write the cluster file here (default: <dir>/cluster.toml).
+    #[arg(long)]
+    pub cluster_file: Option<PathBuf>,
+}
+
+/// Completes on the first of SIGINT, SIGTERM and SIGHUP, naming it.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, ClusterError> {
+        let sig =
+            |kind, name: &str| signal(kind).map_err(io(format!("installing the {name} handler")));
+        Ok(Signals {
+            int: sig(SignalKind::interrupt(), "SIGINT")?,
+            term: sig(SignalKind::terminate(), "SIGTERM")?,
+            hup: sig(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// Run `raftbench cluster up` with `binary` as the nodes' executable; what a user should
+/// see goes to `out`. Returns once a signal stopped every node.
+pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), ClusterError> {
+    let rt = tokio::runtime::Runtime::new().map_err(io("starting the tokio runtime"))?;
+    let spec = ClusterSpec {
+        nodes: args.nodes,
+        backend: BackendConfig::new(args.backend, "").with_fsync(args.fsync),
+        raft: args.raft.apply(RaftSettings::default()),
+        dir: args.dir.clone(),
+        binary,
+    };
+    let mut signals = {
+        let _guard = rt.enter();
+        Signals::install()?
+    };
+    let mut cluster = Cluster::start(spec)?;
+    let waited = rt.block_on(async {
+        tokio::select! {
+            l = cluster.wait_for_leader(ELECTION_TIMEOUT) => Ok(l),
+            s = signals.recv() => Err(s),
+        }
+    });
+    let leader = match waited {
+        Err(sig) => {
+            cluster.shutdown();
+            return Err(ClusterError::Invalid(format!(
+                "{sig} before the cluster elected a leader; nodes stopped"
+            )));
+        }
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            cluster.shutdown();
+            return Err(ClusterError::Invalid(format!(
+                "{e}; see the node logs in {}",
+                args.dir.join("logs").display()
+            )));
+        }
+    };
+    // The cluster file, with control commands (signals to the recorded pids), so that
+    // `raftbench run --cluster` can drive this cluster like one on other hosts.
+    let controlled = cluster.controlled_cluster_file();
+    for path in std::iter::once(cluster.cluster_file_path()).chain(args.cluster_file.clone()) {
+        controlled.save(&path)?;
+    }
+    let print = |out: &mut dyn Write, line: String| {
+        writeln!(out, "{line}").map_err(io("writing to stdout"))
+    };
+    print(
+        out,
+        format!(
+            "raftbench cluster: {} nodes, backend {} (fsync {}), data in {}",
+            args.nodes,
+            args.backend,
+            args.fsync,
+            args.dir.display()
+        ),
+    )?;
+    for n in cluster.nodes().values() {
+        let role = if n.id == leader { "  (leader)" } else { "" };
+        print(
+            out,
+            format!(
+                "  node {}: http://{}  peer {}  pid {}{role}",
+                n.id,
+                n.client_addr,
+                n.peer_addr,
+                cluster.pid(n.id).unwrap_or(0)
+            ),
+        )?;
+    }
+    let url = cluster.url(leader)?;
+    print(
+        out,
+        format!("cluster file: {}", cluster.cluster_file_path().display()),
+    )?;
+    print(out, "try:".into())?;
+    print(
+        out,
+        format!("  curl -X PUT --data-binary hello {url}/kv/greeting"),
+    )?;
+    print(out, format!("  curl {url}/kv/greeting"))?;
+    print(out, format!("  curl {url}/status"))?;
+    print(out, "Ctrl-C (or SIGTERM, SIGHUP) stops every node.".into())?;
+    out.flush().map_err(io("writing to stdout"))?;
+    let sig = rt.block_on(async {
+        loop {
+            tokio::select! {
+                s = signals.recv() => return s,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => cluster.reap(),
+            }
+        }
+    });
+    print(out, format!("{sig}: stopping..."))?;
+    cluster.shutdown();
+    // Nodes relaunched by a `start` control command are not our children.
+    cluster.stop_relaunched();
+    Ok(())
+}
