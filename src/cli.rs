@@ -61,7 +61,7 @@ pub enum Command {
         cluster: Option<PathBuf>,
     },
     /// Closed-loop load against a running cluster: throughput and latency percentiles.
-    Loadtest(LoadtestArgs),
+    Loadtest(crate::loadtest::LoadtestArgs),
     /// Work directly with a storage backend's data directory.
     #[command(subcommand)]
     Storage(StorageCommand),
@@ -121,35 +121,6 @@ pub enum ClusterCommand {
     /// Start a local cluster of `raftbench node` processes on free ports and keep it running
     /// in the foreground; Ctrl-C (or SIGTERM, SIGHUP) stops every node.
     Up(crate::cluster::up::UpArgs),
-}
-
-/// `raftbench loadtest`
-#[derive(Debug, Args)]
-pub struct LoadtestArgs {
-    /// Cluster file of the target cluster (written by `raftbench cluster up`).
-    #[arg(long, conflicts_with = "endpoints")]
-    pub cluster_file: Option<PathBuf>,
-    /// Client addresses (host:port,...) instead of a cluster file.
-    #[arg(long, value_delimiter = ',')]
-    pub endpoints: Vec<String>,
-    /// Concurrent clients; several values run one after another (e.g. 1,16,64).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    pub clients: Vec<usize>,
-    /// Seconds per run.
-    #[arg(long, default_value_t = 10.0)]
-    pub seconds: f64,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 256)]
-    pub value_size: usize,
-    /// Distinct keys.
-    #[arg(long, default_value_t = 10_000)]
-    pub keys: u64,
-    /// Operation: put | get.
-    #[arg(long, default_value = "put")]
-    pub op: String,
-    /// Also measure the disk's fdatasync p50 (value-size appends) in this directory.
-    #[arg(long)]
-    pub disk_baseline: Option<PathBuf>,
 }
 
 /// `raftbench run`

@@ -6,20 +6,126 @@
 //! coordinated-omission-corrected) builds on the same client.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
+use thiserror::Error;
 
 use crate::client::{Client, Consistency};
+use crate::wire::{ClusterFile, ClusterFileError};
 
 /// What to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LoadOp {
     Put,
     Get,
+}
+
+/// `raftbench loadtest`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct LoadtestArgs {
+    /// Cluster file of the target cluster (written by `raftbench cluster up`).
+    #[arg(long, conflicts_with = "endpoints")]
+    pub cluster_file: Option<PathBuf>,
+    /// Client addresses (host:port,...) instead of a cluster file.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients; several values run one after another (e.g. 1,16,64).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub clients: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub seconds: f64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+    /// Operation.
+    #[arg(long, value_enum, default_value_t = LoadOp::Put)]
+    pub op: LoadOp,
+    /// Also measure the disk's fdatasync p50 (value-size appends) in this directory.
+    #[arg(long)]
+    pub disk_baseline: Option<PathBuf>,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// Why `raftbench loadtest` could not run.
+#[derive(Debug, Error)]
+pub enum LoadtestError {
+    #[error(transparent)]
+    ClusterFile(#[from] ClusterFileError),
+    #[error("give --cluster-file or --endpoints")]
+    NoTarget,
+    #[error("measuring fdatasync in {}: {source}", dir.display())]
+    Disk {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the results: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// `raftbench loadtest`: closed-loop runs for each client count, printed to `out` as a
+/// table (after the disk's own fdatasync p50, when asked for).
+pub fn command(args: &LoadtestArgs, out: &mut dyn Write) -> Result<(), LoadtestError> {
+    let endpoints = match &args.cluster_file {
+        Some(f) => ClusterFile::load(f)?
+            .nodes
+            .iter()
+            .map(|n| n.client_addr.clone())
+            .collect(),
+        None if !args.endpoints.is_empty() => args.endpoints.clone(),
+        None => return Err(LoadtestError::NoTarget),
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(LoadtestError::Output)?;
+    if let Some(dir) = &args.disk_baseline {
+        let p50 =
+            fdatasync_p50_us(dir, args.value_size, 2000).map_err(|source| LoadtestError::Disk {
+                dir: dir.clone(),
+                source,
+            })?;
+        writeln!(
+            out,
+            "disk: fdatasync of {} B appends, p50 {p50} us",
+            args.value_size
+        )
+        .map_err(LoadtestError::Output)?;
+    }
+    writeln!(
+        out,
+        "clients      ops/s     p50_us   p90_us   p99_us   max_us  errors"
+    )
+    .map_err(LoadtestError::Output)?;
+    for clients in &args.clients {
+        let opts = LoadtestOptions {
+            endpoints: endpoints.clone(),
+            clients: (*clients).max(1),
+            duration: Duration::from_secs_f64(args.seconds),
+            value_size: args.value_size,
+            keys: args.keys,
+            op: args.op,
+        };
+        let r = rt.block_on(run(&opts));
+        writeln!(
+            out,
+            "{:>7} {:>10.0} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            r.clients, r.ops_per_sec, r.p50_us, r.p90_us, r.p99_us, r.max_us, r.errors
+        )
+        .map_err(LoadtestError::Output)?;
+    }
+    Ok(())
 }
 
 /// Load shape.

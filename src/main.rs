@@ -5,14 +5,12 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use raftbench::cli::{
-    BackendArgs, CapacityArgs, Cli, ClusterCommand, Command, CompareArgs, LoadtestArgs, ReplayArgs,
-    RunArgs, StorageCommand,
+    BackendArgs, CapacityArgs, Cli, ClusterCommand, Command, CompareArgs, ReplayArgs, RunArgs,
+    StorageCommand,
 };
 
-use raftbench::loadtest::{self, LoadOp, LoadtestOptions};
 use raftbench::node::NodeConfig;
 use raftbench::storage::{self, BackendConfig, StorageBackend, stress};
-use raftbench::wire::ClusterFile;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -34,7 +32,7 @@ fn main() -> anyhow::Result<()> {
             std::env::current_exe().context("locating the raftbench executable")?,
             &mut std::io::stdout(),
         )?,
-        Command::Loadtest(args) => run_loadtest(args)?,
+        Command::Loadtest(args) => raftbench::loadtest::command(&args, &mut std::io::stdout())?,
         Command::Validate { files, cluster } => validate(&files, cluster.as_deref())?,
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
@@ -103,53 +101,6 @@ fn main() -> anyhow::Result<()> {
 
 fn backend_config(args: &BackendArgs) -> BackendConfig {
     BackendConfig::new(args.backend, &args.dir).with_fsync(args.fsync)
-}
-
-/// `raftbench loadtest`: closed-loop runs for each client count, as a table.
-fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
-    let endpoints = match &args.cluster_file {
-        Some(f) => ClusterFile::load(f)?
-            .nodes
-            .iter()
-            .map(|n| n.client_addr.clone())
-            .collect(),
-        None if !args.endpoints.is_empty() => args.endpoints.clone(),
-        None => anyhow::bail!("give --cluster-file or --endpoints"),
-    };
-    let op = match args.op.as_str() {
-        "put" => LoadOp::Put,
-        "get" => LoadOp::Get,
-        other => anyhow::bail!("unknown --op {other:?}; expected put or get"),
-    };
-    if args.seconds.is_nan() || args.seconds <= 0.0 {
-        anyhow::bail!("--seconds must be positive");
-    }
-    let rt = tokio::runtime::Runtime::new()?;
-    if let Some(dir) = &args.disk_baseline {
-        let p50 = loadtest::fdatasync_p50_us(dir, args.value_size, 2000)
-            .with_context(|| format!("measuring fdatasync in {}", dir.display()))?;
-        println!(
-            "disk: fdatasync of {} B appends, p50 {p50} us",
-            args.value_size
-        );
-    }
-    println!("clients      ops/s     p50_us   p90_us   p99_us   max_us  errors");
-    for clients in &args.clients {
-        let opts = LoadtestOptions {
-            endpoints: endpoints.clone(),
-            clients: (*clients).max(1),
-            duration: std::time::Duration::from_secs_f64(args.seconds),
-            value_size: args.value_size,
-            keys: args.keys,
-            op,
-        };
-        let r = rt.block_on(loadtest::run(&opts));
-        println!(
-            "{:>7} {:>10.0} {:>10} {:>8} {:>8} {:>8} {:>7}",
-            r.clients, r.ops_per_sec, r.p50_us, r.p90_us, r.p99_us, r.max_us, r.errors
-        );
-    }
-    Ok(())
 }
 
 /// How `compare` and `capacity` launch their runs.

@@ -85,6 +85,78 @@ fn bad_flags_are_rejected_with_the_allowed_values() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("always"));
+    for (flag, value, expect) in [
+        ("--op", "scan", "put"),
+        ("--seconds", "0", "positive"),
+        ("--seconds", "NaN", "positive"),
+    ] {
+        let out = raftbench(&["loadtest", "--endpoints", "127.0.0.1:1", flag, value]);
+        assert!(!out.status.success(), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expect) && err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
+/// `raftbench loadtest` against a live cluster prints a row per client count.
+#[test]
+fn loadtest_prints_a_row_per_client_count() {
+    use std::io::{BufRead, BufReader};
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("c");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        .args(["cluster", "up", "--nodes", "1", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap().contains("stops every node") {
+            break;
+        }
+    }
+    let file = dir.join("cluster.toml");
+    let out = raftbench(&[
+        "loadtest",
+        "--cluster-file",
+        file.to_str().unwrap(),
+        "--clients",
+        "1,4",
+        "--seconds",
+        "0.3",
+        "--op",
+        "put",
+        "--disk-baseline",
+        t.path().to_str().unwrap(),
+    ]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(up.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("disk: fdatasync"), "{text}");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("clients"))
+        .skip(1)
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, clients) in rows.iter().zip([1.0, 4.0]) {
+        assert_eq!(row[0], clients, "{text}");
+        assert!(row[1] > 0.0, "no throughput: {text}");
+        assert_eq!(row[6], 0.0, "errors: {text}");
+    }
 }
 
 #[test]
