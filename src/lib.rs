@@ -1,34 +1,47 @@
 //! raftbench: a pluggable storage-engine benchmarking harness for a raft key-value store.
 //!
-//! # Layout
+//! # Layout: two wings that meet only at `wire`
 //!
-//! - [`storage`] — the [`StorageBackend`](storage::StorageBackend) contract (raft log + applied
-//!   KV state in one engine) and its engines:
-//!   - [`storage::memwal`]: in-memory log and map over a checksummed write-ahead log and
-//!     snapshot files;
-//!   - [`storage::rocks`]: RocksDB with `raft_log`, `raft_meta` and `kv` column families
-//!     (cargo feature `rocksdb`, on by default);
-//!   - [`storage::conformance`]: the test suite every backend must pass;
-//!   - [`storage::stress`]: the crash-test workload and its checker.
-//! - [`kv`] — the state-machine commands carried in raft entries.
-//! - [`node`] — a raft key-value node process: the raft loop (owns `RawNode` and the
-//!   backend), configuration and cluster files, status.
-//! - [`transport`] — peer TCP with per-peer queues, reconnects and fault injection.
-//! - [`api`] — a node's HTTP API (client and admin endpoints).
-//! - [`cluster`] — the local cluster launcher (spawn, kill, restart, pause nodes; find the
-//!   leader; per-process resources) used by `raftbench cluster up`, tests and the runner,
-//!   and the same control of live clusters through their cluster files' commands.
-//! - [`pagecache`] — evicting a node's data directory from the page cache (cold restarts).
-//! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries.
-//! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`).
-//! - [`cli`] — command-line definitions (`clap`); `main.rs` only dispatches.
+//! The **server wing** is a raft key-value node; the **harness wing** starts, loads, faults
+//! and measures clusters of them. They meet only at a node's HTTP API and at process
+//! signals, and share only the vocabulary in [`wire`], so a run against a cluster the
+//! harness started and one against a live cluster on other hosts measure the same thing
+//! (`tests/it/layering.rs` checks the imports).
 //!
+//! - [`wire`] — the shared vocabulary: the `/status` report, cluster files (nodes,
+//!   addresses, raft settings, backend section, control commands), the API's limits and
+//!   [`ErrorCode`](wire::ErrorCode), backend and fsync names, the run manifest (`run.json`).
+//!
+//! Server wing:
+//! - [`server`] — the composition root: [`server::run`] wires storage, raft thread, peer
+//!   transport and HTTP API together and runs until a shutdown future completes;
+//! - [`node`] — [`node::start`] opens the storage and starts the raft loop (the OS thread
+//!   that owns `RawNode` and the backend); its [`node::NodeHandle`] is what the API uses;
+//! - [`api`] — a node's HTTP API (client and admin endpoints), given a handle;
+//! - [`transport`] — peer TCP with per-peer queues, reconnects and fault injection;
+//! - [`kv`] — the state-machine commands carried in raft entries;
+//! - [`storage`] — the [`StorageBackend`](storage::StorageBackend) contract (raft log +
+//!   applied KV state) and its engines: [`storage::memwal`] (memory + checksummed WAL and
+//!   snapshot files), `storage::rocks` (RocksDB; cargo feature `rocksdb`, on by default),
+//!   the [`storage::conformance`] suite every engine must pass, and [`storage::stress`] (the
+//!   crash-test workload).
+//!
+//! Harness wing:
+//! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries, outcome
+//!   classification;
+//! - [`cluster`] — clusters to drive: [`cluster::Cluster`] over a
+//!   [`cluster::NodeControl`] (local processes, or an attached cluster's control
+//!   commands); `raftbench cluster up`;
 //! - [`workload`] — workload files (format + validation), key/value generators and the
-//!   runner (`raftbench run`) with events, recovery timing, verification and results files.
-//! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second).
+//!   runner (`raftbench run`) with events, recovery timing, verification and results files;
+//! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second);
+//! - [`report`] — charts (plotters, PNG + SVG) and the HTML report (`raftbench plot`);
+//! - `study` — experiments that drive the runner: `compare`, `capacity`, `merge`;
+//! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`);
+//! - [`pagecache`], [`procinfo`] — evicting a node's data from the page cache (cold
+//!   restarts); `/proc` and machine facts.
 //!
-//! - [`report`] — charts (plotters, PNG + SVG), the HTML report (`raftbench plot`), backend
-//!   comparison (`raftbench compare`) and capacity planning (`raftbench capacity`).
+//! [`cli`] holds the command-line definitions (`clap`); `main.rs` only dispatches.
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
 // they are built with `default()` and field assignments, as raft-rs itself does.
