@@ -83,13 +83,13 @@ pub enum StorageCommand {
 #[derive(Debug, Args)]
 pub struct BackendArgs {
     /// Storage engine.
-    #[arg(long, value_parser = clap::value_parser!(BackendKind))]
+    #[arg(long)]
     pub backend: BackendKind,
     /// Data directory (created when missing).
     #[arg(long)]
     pub dir: PathBuf,
     /// When writes are forced to disk: always | never.
-    #[arg(long, default_value = "always", value_parser = clap::value_parser!(FsyncPolicy))]
+    #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
 }
 
@@ -129,7 +129,7 @@ pub struct RunArgs {
     /// Workload file (TOML).
     pub workload: PathBuf,
     /// Storage engine (overrides the workload's [cluster].backend).
-    #[arg(long, value_parser = clap::value_parser!(BackendKind))]
+    #[arg(long)]
     pub backend: Option<BackendKind>,
     /// Number of nodes (overrides [cluster].nodes).
     #[arg(long)]
@@ -160,7 +160,7 @@ pub struct CompareArgs {
     /// Workload file (TOML).
     pub workload: PathBuf,
     /// Backends to compare, comma-separated; ratios are relative to the first.
-    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb", value_parser = clap::value_parser!(BackendKind))]
+    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb")]
     pub backends: Vec<BackendKind>,
     /// Runs per backend, interleaved (A B A B ...); the table reports median and min–max.
     #[arg(long, default_value_t = 1)]
@@ -178,7 +178,7 @@ pub struct CapacityArgs {
     /// Workload file (TOML); its duration-bound phases are replayed at each probed rate.
     pub workload: PathBuf,
     /// Backends, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb", value_parser = clap::value_parser!(BackendKind))]
+    #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb")]
     pub backends: Vec<BackendKind>,
     /// Latency objective on corrected latency, e.g. "put.p99<20ms,get.p99<5ms".
     #[arg(long)]
