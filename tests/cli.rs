@@ -214,6 +214,10 @@ fn cluster_up_serves_until_interrupted() {
         .output()
         .unwrap();
     assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
+    // Node logs are files, not terminals: no colour escapes in them.
+    let log = std::fs::read_to_string(dir.join("logs/node-1.log")).unwrap();
+    assert!(log.contains("node started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in the node log: {log:?}");
 }
 
 /// `cluster up` under a service manager, `timeout` or a CI runner gets SIGTERM, and SIGHUP
