@@ -217,7 +217,10 @@ fn cluster_up_serves_until_interrupted() {
     // Node logs are files, not terminals: no colour escapes in them.
     let log = std::fs::read_to_string(dir.join("logs/node-1.log")).unwrap();
     assert!(log.contains("node started"), "{log}");
-    assert!(!log.contains('\u{1b}'), "ANSI escapes in the node log: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in the node log: {log:?}"
+    );
 }
 
 /// `cluster up` under a service manager, `timeout` or a CI runner gets SIGTERM, and SIGHUP

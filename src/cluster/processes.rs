@@ -175,7 +175,9 @@ impl NodeControl for Processes {
             cmd.arg("--join");
         }
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,raft=warn");
+            // `raft::` (not `raft`): a target directive matches by prefix, and `raft` would also
+            // silence `raftbench`.
+            cmd.env("RUST_LOG", "info,raft::=warn");
         }
         let child = cmd
             .spawn()
