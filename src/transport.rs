@@ -13,12 +13,13 @@
 //! given peers (both directions, as seen from this node) until [`Transport::heal`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use parking_lot::{Mutex, RwLock};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use serde::{Deserialize, Serialize};
@@ -146,7 +147,7 @@ impl Transport {
         if msgs.is_empty() {
             return;
         }
-        let peers = self.peers.lock().expect("peers lock");
+        let peers = self.peers.lock();
         for msg in msgs {
             let to = msg.to;
             let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -164,7 +165,7 @@ impl Transport {
 
     /// Add or update peer `id` at `addr`.
     pub fn set_peer(self: &Arc<Self>, id: u64, addr: &str) {
-        let mut peers = self.peers.lock().expect("peers lock");
+        let mut peers = self.peers.lock();
         if peers.get(&id).is_some_and(|p| p.addr == addr) {
             return;
         }
@@ -191,12 +192,12 @@ impl Transport {
 
     /// Whether peer `id` is known.
     pub fn has_peer(&self, id: u64) -> bool {
-        self.peers.lock().expect("peers lock").contains_key(&id)
+        self.peers.lock().contains_key(&id)
     }
 
     /// Forget peer `id` and close its connection.
     pub fn remove_peer(&self, id: u64) {
-        if let Some(p) = self.peers.lock().expect("peers lock").remove(&id) {
+        if let Some(p) = self.peers.lock().remove(&id) {
             p.task.abort();
             info!(peer = id, "peer removed");
         }
@@ -204,32 +205,23 @@ impl Transport {
 
     /// Drop all traffic to and from `ids` until [`Self::heal`].
     pub fn isolate(&self, ids: &[u64]) {
-        self.isolated
-            .write()
-            .expect("isolation lock")
-            .extend(ids.iter().copied());
+        self.isolated.write().extend(ids.iter().copied());
     }
 
     /// Undo every [`Self::isolate`].
     pub fn heal(&self) {
-        self.isolated.write().expect("isolation lock").clear();
+        self.isolated.write().clear();
     }
 
     /// Peers currently isolated.
     pub fn isolated(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .isolated
-            .read()
-            .expect("isolation lock")
-            .iter()
-            .copied()
-            .collect();
+        let mut v: Vec<u64> = self.isolated.read().iter().copied().collect();
         v.sort_unstable();
         v
     }
 
     fn is_isolated(&self, id: u64) -> bool {
-        self.isolated.read().expect("isolation lock").contains(&id)
+        self.isolated.read().contains(&id)
     }
 
     /// Messages dropped so far (full queues, unknown or isolated peers).

@@ -8,7 +8,9 @@
 //! it has any state).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use super::MemberAddrs;
 use crate::storage::KvReader;
@@ -47,17 +49,17 @@ impl Members {
 
     /// Record `id`'s addresses (from a hello, a conf change or the config).
     pub fn learn(&self, id: u64, addrs: MemberAddrs) {
-        self.map.write().expect("members lock").insert(id, addrs);
+        self.map.write().insert(id, addrs);
     }
 
     /// Forget `id`.
     pub fn forget(&self, id: u64) {
-        self.map.write().expect("members lock").remove(&id);
+        self.map.write().remove(&id);
     }
 
     /// `id`'s addresses: cached, else from the replicated state.
     pub fn get(&self, id: u64) -> Option<MemberAddrs> {
-        if let Some(a) = self.map.read().expect("members lock").get(&id) {
+        if let Some(a) = self.map.read().get(&id) {
             return Some(a.clone());
         }
         let stored = self.reader.get(&member_key(id)).ok()??;

@@ -104,14 +104,20 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
 
     /// Build a snapshot of the applied state at the applied index (real data in the shared
     /// [`snapshot_data`] format) and make it the durable base from which the log may be
-    /// compacted up to that index. Syncs everything written before it (whatever the fsync
-    /// policy says for ordinary writes, the snapshot must not be ahead of the log).
+    /// compacted up to that index. Durability: under `fsync = "always"` everything written
+    /// before it is synced too, even the applies that are otherwise written unsynced, so the
+    /// snapshot is never ahead of the durable log; under `"never"` nothing is synced.
     fn create_snapshot(&mut self) -> Result<Snapshot>;
 
     /// Discard log entries with index `<= up_to`; `first_index()` becomes `up_to + 1` and
     /// `term(up_to)` stays answerable. The truncation point is recorded before any entry is
     /// deleted. Compacting at or below the current truncation point is a no-op; beyond the
     /// applied index (entries still needed) is refused.
+    ///
+    /// Durability: the new truncation point is written before (or atomically with) the
+    /// removal of the entries it covers, and under `fsync = "always"` it is synced before any
+    /// of them leave the disk. The compaction itself may stay unsynced: losing it only leaves
+    /// a longer log.
     fn compact(&mut self, up_to: u64) -> Result<()>;
 
     /// Sizes and positions, for `/status` and capacity planning.
@@ -123,7 +129,8 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
 
 /// Read access to the applied key-value state, shareable across threads.
 pub trait KvRead: Send + Sync {
-    /// The value of `key` in the applied state, if any.
+    /// The value of `key` in the applied state, if any. Ordering: reflects at least every
+    /// apply (and snapshot install) that has returned.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Index of the last applied entry visible to [`KvRead::get`].
     fn applied_index(&self) -> u64;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Buf;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::util::limit_size;
@@ -169,10 +170,10 @@ impl RocksBackend {
         let u64s = |k: &[u8], n: usize| -> Result<Vec<u64>> {
             match read_meta(k)? {
                 None => Ok(vec![0; n]),
-                Some(b) if b.len() == 8 * n => Ok(b
-                    .chunks(8)
-                    .map(|c| u64::from_be_bytes(c.try_into().expect("8")))
-                    .collect()),
+                Some(b) if b.len() == 8 * n => {
+                    let mut b = &b[..];
+                    Ok((0..n).map(|_| b.get_u64()).collect())
+                }
                 Some(b) => Err(corrupt(
                     std::str::from_utf8(k).unwrap_or("metadata"),
                     format!("{} bytes, expected {}", b.len(), 8 * n),
@@ -328,7 +329,7 @@ impl RocksBackend {
             .get_pinned_cf(self.cf(CF_META), META_APPLIED)
             .map_err(rocks("read applied index"))?
         {
-            Some(b) if b.len() == 8 => u64::from_be_bytes(b.as_ref().try_into().expect("8")),
+            Some(b) if b.len() == 8 => (&b[..]).get_u64(),
             _ => 0,
         };
         let term = self.read_term(applied)?;

@@ -12,6 +12,8 @@
 //! Keys are written in ascending byte order, so two backends holding the same state produce
 //! byte-identical blobs.
 
+use bytes::Buf;
+
 use super::error::{Result, StorageError};
 
 const MAGIC: &[u8; 7] = b"RBSNAPD";
@@ -71,7 +73,10 @@ impl<'a> SnapshotData<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self> {
         let bad = |m: String| StorageError::SnapshotData(m);
         if data.len() < HEADER + 4 {
-            return Err(bad(format!("blob of {} bytes is too short", data.len())));
+            return Err(bad(format!(
+                "blob of {} bytes is too short for its {HEADER}-byte header and 4-byte checksum",
+                data.len()
+            )));
         }
         if &data[..7] != MAGIC {
             return Err(bad("bad magic: not a raftbench snapshot".into()));
@@ -82,16 +87,18 @@ impl<'a> SnapshotData<'a> {
                 data[7]
             )));
         }
-        let (content, crc) = data.split_at(data.len() - 4);
-        let want = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        // The length check above covers the header and the checksum.
+        let (content, mut crc) = data.split_at(data.len() - 4);
+        let want = crc.get_u32_le();
         let got = crc32c::crc32c(content);
         if want != got {
             return Err(bad(format!(
                 "checksum mismatch (stored {want:#010x}, computed {got:#010x})"
             )));
         }
-        let applied_index = u64::from_le_bytes(content[8..16].try_into().expect("8 bytes"));
-        let pairs = u64::from_le_bytes(content[16..24].try_into().expect("8 bytes"));
+        let mut counts = &content[MAGIC.len() + 1..HEADER];
+        let applied_index = counts.get_u64_le();
+        let pairs = counts.get_u64_le();
         let data = SnapshotData {
             applied_index,
             pairs,
@@ -143,8 +150,9 @@ impl<'a> RawIter<'a> {
         if self.rest.len() < 8 {
             return fail(self.offset, "length header");
         }
-        let klen = u32::from_le_bytes(self.rest[..4].try_into().expect("4")) as usize;
-        let vlen = u32::from_le_bytes(self.rest[4..8].try_into().expect("4")) as usize;
+        let mut lens = &self.rest[..8];
+        let klen = lens.get_u32_le() as usize;
+        let vlen = lens.get_u32_le() as usize;
         if self.rest.len() < 8 + klen + vlen {
             return fail(self.offset, "key/value");
         }

@@ -5,6 +5,7 @@
 //! protobuf encoding. Decoding never panics: a short or malformed payload is an error that
 //! the WAL reader turns into a "corrupt record at file:offset" message.
 
+use bytes::Buf;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
 
 use crate::kv::KvCommand;
@@ -125,29 +126,33 @@ impl<'a> Dec<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Dec { buf }
     }
-    fn take(&mut self, n: usize, what: &str) -> DecResult<&'a [u8]> {
-        if self.buf.len() < n {
+    /// Refuse to read `n` bytes of `what` past the end of the payload.
+    fn need(&self, n: usize, what: &str) -> DecResult<()> {
+        if self.buf.remaining() < n {
             return Err(format!(
                 "payload ends inside {what} (need {n} bytes, {} left)",
-                self.buf.len()
+                self.buf.remaining()
             ));
         }
+        Ok(())
+    }
+    fn take(&mut self, n: usize, what: &str) -> DecResult<&'a [u8]> {
+        self.need(n, what)?;
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
         Ok(a)
     }
     pub fn u8(&mut self, what: &str) -> DecResult<u8> {
-        Ok(self.take(1, what)?[0])
+        self.need(1, what)?;
+        Ok(self.buf.get_u8())
     }
     pub fn u32(&mut self, what: &str) -> DecResult<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4, what)?.try_into().expect("4"),
-        ))
+        self.need(4, what)?;
+        Ok(self.buf.get_u32_le())
     }
     pub fn u64(&mut self, what: &str) -> DecResult<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8, what)?.try_into().expect("8"),
-        ))
+        self.need(8, what)?;
+        Ok(self.buf.get_u64_le())
     }
     pub fn bytes(&mut self, what: &str) -> DecResult<&'a [u8]> {
         let n = self.u32(what)? as usize;

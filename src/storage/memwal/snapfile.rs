@@ -13,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use bytes::Buf;
 use protobuf::Message as _;
 use raft::eraftpb::SnapshotMetadata;
 
@@ -105,26 +106,73 @@ pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8], sync: bool) -> R
 pub fn read(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>)> {
     let buf = fs::read(path).map_err(StorageError::io("read", path))?;
     let bad = |off: usize, why: &str| StorageError::corrupt(path, off as u64, why);
-    if buf.len() < 8 + 4 + 8 + 4 || &buf[..8] != MAGIC {
-        return Err(bad(
+    const MIN_LEN: usize = MAGIC.len() + 4 + 8 + 4;
+    if buf.len() < MIN_LEN {
+        return Err(StorageError::corrupt(
+            path,
             0,
-            "not a raftbench snapshot file (bad magic or too short)",
+            format!(
+                "file of {} bytes is too short for a snapshot file (at least {MIN_LEN})",
+                buf.len()
+            ),
         ));
     }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+    if &buf[..MAGIC.len()] != MAGIC {
+        return Err(bad(0, "bad magic: not a raftbench snapshot file"));
+    }
+    // The length check above covers the magic, both length fields and the checksum.
+    let (body, mut crc) = buf.split_at(buf.len() - 4);
+    if crc32c::crc32c(body) != crc.get_u32_le() {
         return Err(bad(body.len(), "snapshot file checksum mismatch"));
     }
-    let mlen = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
-    if body.len() < 12 + mlen + 8 {
+    let mut rest = &body[MAGIC.len()..];
+    let mlen = rest.get_u32_le() as usize;
+    if rest.remaining() < mlen + 8 {
         return Err(bad(8, "metadata length exceeds the file"));
     }
-    let meta = SnapshotMetadata::parse_from_bytes(&body[12..12 + mlen])
+    let meta = SnapshotMetadata::parse_from_bytes(&rest[..mlen])
         .map_err(|e| bad(12, &format!("snapshot metadata: {e}")))?;
+    rest.advance(mlen);
     let dlen_off = 12 + mlen;
-    let dlen = u64::from_le_bytes(body[dlen_off..dlen_off + 8].try_into().expect("8")) as usize;
-    if body.len() != dlen_off + 8 + dlen {
+    let dlen = rest.get_u64_le();
+    if rest.remaining() as u64 != dlen {
         return Err(bad(dlen_off, "data length does not match the file size"));
     }
-    Ok((meta, body[dlen_off + 8..].to_vec()))
+    Ok((meta, rest.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_or_damaged_files_are_errors_naming_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let path = final_path(t.path(), 7);
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 7;
+        meta.term = 2;
+        meta.mut_conf_state().voters = vec![1, 2, 3];
+        write(&path, &meta, b"blob", false).unwrap();
+        assert_eq!(read(&path).unwrap(), (meta, b"blob".to_vec()));
+
+        let good = fs::read(&path).unwrap();
+        let damaged = path.with_extension("damaged");
+        let check = |bytes: &[u8], what: &str| {
+            fs::write(&damaged, bytes).unwrap();
+            let err = read(&damaged).expect_err(what);
+            assert!(
+                err.to_string().contains(&damaged.display().to_string()),
+                "{what}: {err}"
+            );
+        };
+        for cut in 0..good.len() {
+            check(&good[..cut], &format!("cut to {cut} bytes"));
+        }
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            check(&bad, &format!("flip at byte {i}"));
+        }
+    }
 }

@@ -23,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use bytes::Buf;
 use tracing::{debug, info};
 
 use super::record::{RecordType, StateRecord, encode_state};
@@ -147,7 +148,8 @@ pub fn read_segment(
             "bad segment magic: not a raftbench WAL segment",
         ));
     }
-    let stored_seq = u64::from_le_bytes(data[8..16].try_into().expect("8"));
+    // The length check above covers the whole header.
+    let stored_seq = (&data[SEGMENT_MAGIC.len()..SEGMENT_HEADER as usize]).get_u64_le();
     if stored_seq != seq {
         return Err(StorageError::corrupt(
             &path,
@@ -169,10 +171,13 @@ pub fn read_segment(
                 "record header cut short in a sealed segment",
             ));
         }
+        // `rest` holds a whole header (checked above).
         let hdr = &rest[..RECORD_HEADER];
-        let plen = u32::from_le_bytes(hdr[0..4].try_into().expect("4")) as usize;
-        let hcrc = u32::from_le_bytes(hdr[5..9].try_into().expect("4"));
-        let pcrc = u32::from_le_bytes(hdr[9..13].try_into().expect("4"));
+        let mut fields = hdr;
+        let plen = fields.get_u32_le() as usize;
+        let type_byte = fields.get_u8();
+        let hcrc = fields.get_u32_le();
+        let pcrc = fields.get_u32_le();
         if crc32c::crc32c(&hdr[..5]) != hcrc {
             if is_last && zero_tail() {
                 return torn(off as u64);
@@ -207,11 +212,11 @@ pub fn read_segment(
                 "record checksum mismatch",
             ));
         }
-        let Some(rtype) = RecordType::from_u8(hdr[4]) else {
+        let Some(rtype) = RecordType::from_u8(type_byte) else {
             return Err(StorageError::corrupt(
                 &path,
                 off as u64,
-                format!("unknown record type {}", hdr[4]),
+                format!("unknown record type {type_byte}"),
             ));
         };
         f(rtype, payload, off as u64)?;
