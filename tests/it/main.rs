@@ -10,6 +10,9 @@
 //! - `corruption`, `crash`: damaged data directories, and SIGKILL during writes.
 //! - `cluster`: real node processes on 127.0.0.1.
 //! - `cli`, `run`, `live`, `report`, `workloads`: the binary, black-box, as a user runs it.
+//! - `common`: helpers shared by the above.
+
+mod common;
 
 mod cli;
 mod cluster;
