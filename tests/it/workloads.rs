@@ -5,9 +5,11 @@ use std::path::Path;
 
 use raftbench::workload::{SpecError, Workload};
 
+use crate::common::{command, manifest};
+
 #[test]
 fn every_shipped_workload_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+    let dir = manifest("workloads");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
@@ -180,7 +182,7 @@ fn validate_cli_reports_every_bad_file() {
     let bad = t.path().join("bad.toml");
     std::fs::write(&good, BASE).unwrap();
     std::fs::write(&bad, BASE.replace("put = 0.5", "put = 0.7")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftbench"))
+    let out = command()
         .arg("validate")
         .arg(&good)
         .arg(&bad)

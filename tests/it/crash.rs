@@ -7,13 +7,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use raftbench::storage::stress::{self, StressOptions};
 use raftbench::storage::{BackendConfig, BackendKind, FsyncPolicy};
 use rand::{Rng, SeedableRng};
+
+use crate::common::command;
 
 const KILLS: usize = 24;
 
@@ -30,7 +32,7 @@ fn opts() -> StressOptions {
 /// line), SIGKILL it, and return the highest index it reported durable.
 fn run_and_kill(kind: BackendKind, dir: &Path, run_for: Duration) -> u64 {
     let o = opts();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+    let mut child = command()
         .args([
             "storage",
             "stress",

@@ -1,10 +1,11 @@
 //! `raftbench run`, end to end: real clusters, real results directories.
 
 use std::path::Path;
-use std::process::Command;
+
+use crate::common::{command, csv_rows, manifest};
 
 fn run(workload: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_raftbench"))
+    command()
         .arg("run")
         .arg(workload)
         .arg("--out")
@@ -14,15 +15,10 @@ fn run(workload: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .expect("run raftbench")
 }
 
-fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records().map(|x| x.unwrap()).collect()
-}
-
 fn smoke(backend: &str) {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("results");
-    let wl = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
+    let wl = manifest("workloads/smoke.toml");
     let o = run(&wl, &out, &["--backend", backend]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");

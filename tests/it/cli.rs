@@ -1,13 +1,6 @@
 //! The `raftbench` binary, black-box: real processes, real directories.
 
-use std::process::Command;
-
-fn raftbench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_raftbench"))
-        .args(args)
-        .output()
-        .expect("run raftbench")
-}
+use crate::common::{assert_no_nodes_under, command, interrupt, raftbench};
 
 #[test]
 fn storage_open_reports_state_as_json() {
@@ -106,7 +99,7 @@ fn loadtest_prints_a_row_per_client_count() {
     use std::io::{BufRead, BufReader};
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("c");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+    let mut up = command()
         .args(["cluster", "up", "--nodes", "1", "--dir"])
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
@@ -164,7 +157,7 @@ fn cluster_up_serves_until_interrupted() {
     use std::io::{BufRead, BufReader};
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("c");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+    let mut child = command()
         .args(["cluster", "up", "--nodes", "1", "--dir"])
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
@@ -201,19 +194,11 @@ fn cluster_up_serves_until_interrupted() {
         assert_eq!(r.text().await.unwrap(), "world");
     });
     assert!(dir.join("cluster.toml").exists());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    interrupt(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "cluster up exited with {status}");
     // Every node was stopped with it.
-    let pids = std::process::Command::new("pgrep")
-        .args(["-f", &format!("data-dir {}", dir.display())])
-        .output()
-        .unwrap();
-    assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
+    assert_no_nodes_under(&dir);
     // Node logs are files, not terminals: no colour escapes in them.
     let log = std::fs::read_to_string(dir.join("logs/node-1.log")).unwrap();
     assert!(log.contains("node started"), "{log}");
@@ -233,7 +218,7 @@ fn cluster_up_stops_every_node_on_sigterm_and_sighup() {
     for sig in [Signal::SIGTERM, Signal::SIGHUP] {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("c");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        let mut child = command()
             .args(["cluster", "up", "--nodes", "2", "--dir"])
             .arg(&dir)
             .stdout(std::process::Stdio::piped())

@@ -2,18 +2,11 @@
 //! only through its cluster file's addresses and control commands.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::Child;
 
-fn raftbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_raftbench"))
-        .args(args)
-        .output()
-        .expect("run raftbench")
-}
-
-fn manifest(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use crate::common::{
+    assert_no_nodes_under, command, copy_files, csv_rows, interrupt, manifest, raftbench, read_json,
+};
 
 /// `raftbench cluster up` in the background, until its cluster file is written.
 struct Up {
@@ -25,7 +18,7 @@ impl Up {
     fn start(dir: &Path, file: &Path) -> Up {
         // Its stdout goes to a file: a pipe closed early would make its last lines fail.
         let log = dir.with_extension("out");
-        let child = Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        let child = command()
             .args(["cluster", "up", "--nodes", "3", "--dir"])
             .arg(dir)
             .arg("--cluster-file")
@@ -53,18 +46,10 @@ impl Up {
     /// SIGINT, and check that no node outlives it (including nodes restarted by a
     /// control command, which are not its children).
     fn stop(mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
+        interrupt(&self.child);
         assert!(self.child.wait().unwrap().success());
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let pids = Command::new("pgrep")
-            .args(["-f", &format!("data-dir '?{}", self.dir.display())])
-            .output()
-            .unwrap();
-        assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
+        assert_no_nodes_under(&self.dir);
     }
 }
 
@@ -72,11 +57,6 @@ impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
-}
-
-fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records().map(|x| x.unwrap()).collect()
 }
 
 #[test]
@@ -133,8 +113,7 @@ fn failover_against_a_cluster_started_elsewhere() {
     // The commands ran, and run.json records them.
     let log = std::fs::read_to_string(out.join("cluster/control.log")).unwrap();
     assert!(log.contains(" kill: ") && log.contains(" start: "), "{log}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let run = read_json(&out.join("run.json"));
     let nodes = run["live_cluster"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     assert!(
@@ -334,7 +313,7 @@ fn two_generators_merge_exactly() {
     };
     // Both at once, as two hosts would.
     let spawn = |i: &str| {
-        Command::new(env!("CARGO_BIN_EXE_raftbench"))
+        command()
             .args(gen_args(i))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -477,15 +456,8 @@ fn two_generators_merge_exactly() {
 
 /// Copy a results directory's files, editing its run.json.
 fn copy_run(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-    let mut j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(to.join("run.json")).unwrap()).unwrap();
+    copy_files(from, to);
+    let mut j = read_json(&to.join("run.json"));
     edit(&mut j);
     std::fs::write(to.join("run.json"), j.to_string()).unwrap();
 }

@@ -1,37 +1,8 @@
 //! Charts, reports, `compare` and `capacity`, end to end through the binary.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn raftbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_raftbench"))
-        .args(args)
-        .output()
-        .expect("run raftbench")
-}
-
-fn ok(o: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {stderr}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    stderr
-}
-
-fn manifest(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
+use crate::common::{copy_files, csv_named_rows as csv_rows, manifest, ok, raftbench, read_json};
 
 /// The PNG decodes, has the expected size class and is not blank.
 fn check_png(path: &Path) {
@@ -111,7 +82,7 @@ fn check_charts_and_report(dir: &Path) -> Vec<String> {
 fn plot_regenerates_charts_and_report_from_results_files() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("run");
-    copy_dir(&manifest("tests/fixtures/quickstart-run"), &dir);
+    copy_files(&manifest("tests/fixtures/quickstart-run"), &dir);
     let o = raftbench(&["plot", dir.to_str().unwrap()]);
     ok(&o);
     let names = check_charts_and_report(&dir);
@@ -153,7 +124,7 @@ fn plot_names_the_bad_file() {
     assert!(e.contains("no run.json"), "{e}");
 
     let dir = t.path().join("run");
-    copy_dir(&manifest("tests/fixtures/quickstart-run"), &dir);
+    copy_files(&manifest("tests/fixtures/quickstart-run"), &dir);
     let mut summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     summary.push_str("run,put,ok,not-a-number,1,1,1,1,1,1,1,1,corrected\n");
     std::fs::write(dir.join("summary.csv"), summary).unwrap();
@@ -161,21 +132,6 @@ fn plot_names_the_bad_file() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("summary.csv") && e.contains("line"), "{e}");
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            headers
-                .iter()
-                .map(String::from)
-                .zip(rec.iter().map(String::from))
-                .collect()
-        })
-        .collect()
 }
 
 #[test]
@@ -212,8 +168,7 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
         ] {
             assert!(run.join(f).is_file(), "{b}: {f} missing");
         }
-        let j: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        let j = read_json(&run.join("run.json"));
         assert_eq!(j["seed"], 1, "{b}: same seed");
         assert_eq!(j["fsync"], "always", "{b}: same fsync");
         assert_eq!(j["backend"]["kind"], b);
@@ -393,8 +348,7 @@ fn capacity_searches_the_rate_and_fits_growth() {
         })
         .unwrap();
     assert_eq!(load["count"], "200");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(size_dir.join("run.json")).unwrap()).unwrap();
+    let run = read_json(&size_dir.join("run.json"));
     assert_eq!(run["keys_written"], 200);
     let per_key = growth("disk_bytes_per_key", "200");
     let per_node = growth("disk_bytes_per_node", "200");

@@ -124,7 +124,7 @@ fn every_module_belongs_to_a_wing() {
         let name = name.trim_end_matches(';');
         assert!(
             SERVER.contains(&name) || HARNESS.contains(&name) || ["wire", "cli"].contains(&name),
-            "module {name} is in neither wing: add it to tests/layering.rs"
+            "module {name} is in neither wing: add it to tests/it/layering.rs"
         );
     }
 }

@@ -14,6 +14,8 @@ use raftbench::wire::RaftSettings;
 use raftbench::wire::Role;
 use serde_json::Value;
 
+use crate::common::{RAFTBENCH, raftbench};
+
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 fn start(
@@ -30,7 +32,7 @@ fn start(
         backend,
         raft,
         dir: t.path().join("cluster"),
-        binary: env!("CARGO_BIN_EXE_raftbench").into(),
+        binary: RAFTBENCH.into(),
     };
     let c = Cluster::start(spec).expect("cluster starts");
     (t, c)
@@ -530,15 +532,9 @@ async fn refuses_foreign_data_dirs(kind: BackendKind) {
     c.wait_for_leader(LEADER_WAIT).await.unwrap();
     c.stop(1).unwrap();
     let node1 = c.node(1).unwrap().data_dir.clone();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_raftbench"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let peers = "2=127.0.0.1:1/127.0.0.1:2";
     let dir = node1.to_str().unwrap();
-    let out = run(&[
+    let out = raftbench(&[
         "node",
         "--id",
         "2",
@@ -559,7 +555,7 @@ async fn refuses_foreign_data_dirs(kind: BackendKind) {
         BackendKind::Rocksdb => "memwal",
     };
     let peers1 = "1=127.0.0.1:1/127.0.0.1:2";
-    let out = run(&[
+    let out = raftbench(&[
         "node",
         "--id",
         "1",
