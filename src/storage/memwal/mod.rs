@@ -187,19 +187,24 @@ fn remove_snapshots_below(dir: &Path, keep: u64) -> Result<()> {
     Ok(())
 }
 
+/// Apply `commands` to the map, keeping `kv_bytes` (the map's estimated footprint) in step.
+/// Saturating: replay counts from zero and recomputes the total afterwards, and an
+/// overwrite or delete of a key loaded from the snapshot would otherwise underflow.
 fn apply_commands(map: &mut KvMap, commands: &[KvCommand], kv_bytes: &mut u64) {
     for c in commands {
         match c {
             KvCommand::Put { key, value } => {
                 let add = (key.len() + value.len()) as u64 + MAP_ENTRY_OVERHEAD;
                 if let Some(old) = map.insert(key.clone(), value.clone()) {
-                    *kv_bytes -= (key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD;
+                    *kv_bytes = kv_bytes
+                        .saturating_sub((key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD);
                 }
                 *kv_bytes += add;
             }
             KvCommand::Delete { key } => {
                 if let Some(old) = map.remove(key) {
-                    *kv_bytes -= (key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD;
+                    *kv_bytes = kv_bytes
+                        .saturating_sub((key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD);
                 }
             }
         }
