@@ -27,8 +27,9 @@
 //!   runner (`raftbench run`) with events, recovery timing, verification and results files.
 //! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second).
 //!
-//! - [`report`] — charts (plotters, PNG + SVG), the HTML report (`raftbench plot`), backend
-//!   comparison (`raftbench compare`) and capacity planning (`raftbench capacity`).
+//! - [`report`] — charts (plotters, PNG + SVG) and the HTML report of a run (`raftbench plot`).
+//! - [`study`] — experiments that drive the runner: backend comparison (`raftbench compare`),
+//!   capacity planning (`raftbench capacity`) and merging load generators (`raftbench merge`).
 
 // raft's protobuf messages carry bookkeeping fields (`cached_size`, `unknown_fields`), so
 // they are built with `default()` and field assignments, as raft-rs itself does.
@@ -52,6 +53,7 @@ pub mod metrics;
 pub mod pagecache;
 pub mod procinfo;
 pub mod report;
+pub mod study;
 pub mod workload;
 
 pub mod cli;
