@@ -17,7 +17,7 @@ pub mod html;
 pub mod plot;
 pub mod run_charts;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -101,7 +101,7 @@ pub enum ReportError {
 
 impl ReportError {
     /// `map_err` adapter for I/O on `path`.
-    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
         move |source| ReportError::Io {
             path: path.to_path_buf(),
             source,
@@ -109,7 +109,7 @@ impl ReportError {
     }
 
     /// `map_err` adapter for CSV I/O on `path`.
-    pub fn csv(path: &std::path::Path) -> impl FnOnce(csv::Error) -> ReportError + '_ {
+    pub fn csv(path: &Path) -> impl FnOnce(csv::Error) -> ReportError + '_ {
         move |source| ReportError::Csv {
             path: path.to_path_buf(),
             source,
@@ -117,7 +117,7 @@ impl ReportError {
     }
 
     /// `map_err` adapter for encoding or decoding the whole JSON file `path`.
-    pub fn json(path: &std::path::Path) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
+    pub fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
         move |source| ReportError::Json {
             path: path.to_path_buf(),
             source,
@@ -125,10 +125,46 @@ impl ReportError {
     }
 
     /// A file that is not what raftbench writes.
-    pub fn malformed(path: &std::path::Path, problem: impl Into<String>) -> ReportError {
+    pub fn malformed(path: &Path, problem: impl Into<String>) -> ReportError {
         ReportError::Malformed {
             path: path.to_path_buf(),
             problem: problem.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_name_the_file_and_keep_their_source() {
+        let t = tempfile::tempdir().unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(matches!(e, ReportError::Malformed { .. }), "{e:?}");
+        assert!(e.to_string().contains("no run.json"), "{e}");
+        let run_json = t.path().join("run.json");
+        std::fs::write(&run_json, "{").unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(matches!(e, ReportError::Json { .. }), "{e:?}");
+        assert!(e.source().is_some());
+        assert!(
+            e.to_string().starts_with(&run_json.display().to_string()),
+            "{e}"
+        );
+        std::fs::write(&run_json, r#"{"phases": 3, "verify": null, "cli": []}"#).unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReportError::JsonField {
+                    field: "phases",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }
