@@ -180,14 +180,16 @@ pub struct CapacityArgs {
     /// Backends, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "memwal,rocksdb")]
     pub backends: Vec<BackendKind>,
+    // The lists are spelled `std::vec::Vec` so that clap takes each as one value parsed
+    // whole, not as a repeated option.
     /// Latency objective on corrected latency, e.g. "put.p99<20ms,get.p99<5ms".
-    #[arg(long)]
-    pub slo: String,
+    #[arg(long, value_parser = crate::study::capacity::slo::parse)]
+    pub slo: std::vec::Vec<crate::study::capacity::slo::SloTerm>,
     /// Data-set sizes (keys) for the growth runs, e.g. 10k,100k,1M.
-    #[arg(long, default_value = "10k,100k,1M")]
-    pub sizes: String,
+    #[arg(long, default_value = "10k,100k,1M", value_parser = crate::study::capacity::parse_sizes)]
+    pub sizes: std::vec::Vec<u64>,
     /// Keys to project to, e.g. 10M (default: 10 × the largest size).
-    #[arg(long, value_parser = crate::report::capacity::parse_count)]
+    #[arg(long, value_parser = crate::study::capacity::parse_count)]
     pub target_keys: Option<u64>,
     /// Value size for the growth runs and the projection, e.g. 1KiB (default: the workload's).
     #[arg(long)]

@@ -36,7 +36,7 @@
 //!   runner (`raftbench run`) with events, recovery timing, verification and results files;
 //! - [`metrics`] — HdrHistogram recorders (corrected and service latency, per second);
 //! - [`report`] — charts (plotters, PNG + SVG) and the HTML report (`raftbench plot`);
-//! - `study` — experiments that drive the runner: `compare`, `capacity`, `merge`;
+//! - [`study`] — experiments that drive the runner: `compare`, `capacity`, `merge`;
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`);
 //! - [`pagecache`], [`procinfo`] — evicting a node's data from the page cache (cold
 //!   restarts); `/proc` and machine facts.
@@ -65,6 +65,7 @@ pub mod metrics;
 pub mod pagecache;
 pub mod procinfo;
 pub mod report;
+pub mod study;
 pub mod workload;
 
 pub mod cli;

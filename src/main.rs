@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run_workload(args)?,
         Command::Compare(args) => compare(args)?,
         Command::Merge { dirs, out, force } => {
-            let m = raftbench::report::merge::merge(&raftbench::report::merge::MergeOptions {
+            let m = raftbench::study::merge::merge(&raftbench::study::merge::MergeOptions {
                 dirs,
                 out,
                 force,
@@ -52,8 +52,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Capacity(args) => capacity(args)?,
-        Command::Plot { dir } if raftbench::report::compare::is_comparison(&dir) => {
-            let report = raftbench::report::compare::replot(&dir)?;
+        Command::Plot { dir } if raftbench::study::compare::is_comparison(&dir) => {
+            let report = raftbench::study::compare::replot(&dir)?;
             println!("{}", report.display());
         }
         Command::Plot { dir } => {
@@ -104,8 +104,8 @@ fn backend_config(args: &BackendArgs) -> BackendConfig {
 }
 
 /// How `compare` and `capacity` launch their runs.
-fn launch(r: &ReplayArgs) -> anyhow::Result<raftbench::report::Launch> {
-    Ok(raftbench::report::Launch {
+fn launch(r: &ReplayArgs) -> anyhow::Result<raftbench::study::Launch> {
+    Ok(raftbench::study::Launch {
         seed: r.seed,
         restart_cache: r.restart_cache,
         scale: r.scale,
@@ -117,7 +117,7 @@ fn launch(r: &ReplayArgs) -> anyhow::Result<raftbench::report::Launch> {
 
 /// `raftbench compare`: run, then print the table and where everything is.
 fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let opts = raftbench::report::compare::CompareOptions {
+    let opts = raftbench::study::compare::CompareOptions {
         workload: args.workload,
         backends: args.backends,
         repeat: args.repeat,
@@ -125,7 +125,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         launch: launch(&args.replay)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let c = rt.block_on(raftbench::report::compare::compare(opts))?;
+    let c = rt.block_on(raftbench::study::compare::compare(opts))?;
     print!("{}", std::fs::read_to_string(c.dir.join("comparison.md"))?);
     println!("\nresults: {}", c.dir.display());
     println!("report: {}", c.report.display());
@@ -140,12 +140,12 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
 
 /// `raftbench capacity`: run the study, print the recommendation's inputs.
 fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
-    use raftbench::report::{capacity, slo};
+    use raftbench::study::capacity;
     let opts = capacity::CapacityOptions {
         workload: args.workload,
         backends: args.backends,
-        slo: slo::parse(&args.slo)?,
-        sizes: capacity::parse_sizes(&args.sizes)?,
+        slo: args.slo,
+        sizes: args.sizes,
         target_keys: args.target_keys,
         target_value_size: args.target_value_size.map(|b| b.as_u64()),
         steps: args.steps,

@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use hdrhistogram::errors::AdditionError;
 use serde::Serialize;
+use thiserror::Error;
 
 /// Operation kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -60,6 +62,35 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
+/// Adding one histogram into another failed: the added one holds values beyond the range
+/// the other tracks (histograms read from files written elsewhere can have any bounds).
+#[derive(Debug, Error)]
+#[error(
+    "cannot add a histogram of {count} values up to {max} into one that tracks {low} to {high}: {source}"
+)]
+pub struct MergeError {
+    /// Values in the histogram being added, and its largest.
+    pub count: u64,
+    pub max: u64,
+    /// The range the receiving histogram tracks.
+    pub low: u64,
+    pub high: u64,
+    #[source]
+    pub source: AdditionError,
+}
+
+/// Add `h` into `acc`: the one way histograms are merged (percentiles of the sum are the
+/// percentiles of all the values together; percentiles are never averaged).
+pub fn merge_into(acc: &mut Histogram<u64>, h: &Histogram<u64>) -> Result<(), MergeError> {
+    acc.add(h).map_err(|source| MergeError {
+        count: h.len(),
+        max: h.max(),
+        low: acc.low(),
+        high: acc.high(),
+        source,
+    })
+}
+
 /// Latencies of one (op, outcome).
 #[derive(Clone)]
 pub struct Pair {
@@ -82,6 +113,9 @@ pub struct Second {
     pub ok: Histogram<u64>,
     pub errors: u64,
 }
+
+/// Why merging a recorder's histograms cannot fail (see [`Recorder::merge`]).
+const SAME_BOUNDS: &str = "recorder histograms share histogram()'s bounds";
 
 /// Everything one worker (or, merged, one phase) measured.
 #[derive(Clone, Default)]
@@ -139,6 +173,9 @@ impl Recorder {
     }
 
     /// Add `other` into `self`.
+    ///
+    /// Cannot fail: every histogram of a recorder comes from [`histogram()`] and is filled
+    /// by `saturating_record`, so each fits in every other's range.
     pub fn merge(&mut self, other: &Recorder) {
         for (dst, src) in [
             (&mut self.ops, &other.ops),
@@ -146,8 +183,8 @@ impl Recorder {
         ] {
             for (k, p) in src {
                 let d = dst.entry(*k).or_insert_with(Pair::new);
-                d.corrected.add(&p.corrected).expect("same bounds");
-                d.service.add(&p.service).expect("same bounds");
+                merge_into(&mut d.corrected, &p.corrected).expect(SAME_BOUNDS);
+                merge_into(&mut d.service, &p.service).expect(SAME_BOUNDS);
             }
         }
         for (k, s) in &other.timeline {
@@ -155,7 +192,7 @@ impl Recorder {
                 ok: histogram(),
                 errors: 0,
             });
-            d.ok.add(&s.ok).expect("same bounds");
+            merge_into(&mut d.ok, &s.ok).expect(SAME_BOUNDS);
             d.errors += s.errors;
         }
         self.write_acks.extend_from_slice(&other.write_acks);
@@ -175,7 +212,7 @@ impl Recorder {
         let mut h = histogram();
         for ((s, _), sec) in self.timeline.range((from_s, Op::Put)..=(to_s, Op::Delete)) {
             let _ = s;
-            h.add(&sec.ok).expect("same bounds");
+            merge_into(&mut h, &sec.ok).expect(SAME_BOUNDS);
         }
         (!h.is_empty()).then(|| h.value_at_quantile(0.99))
     }
@@ -184,6 +221,22 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_into_names_what_did_not_fit() {
+        let mut small = Histogram::<u64>::new_with_bounds(1, 1000, 3).unwrap();
+        let mut big = histogram();
+        big.record(5_000_000).unwrap();
+        let e = merge_into(&mut small, &big).unwrap_err();
+        assert_eq!((e.count, e.low, e.high), (1, 1, small.high()));
+        assert!(
+            e.max >= 5_000_000 && e.to_string().contains("values up to"),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(small.is_empty());
+        merge_into(&mut big, &small).unwrap();
+    }
 
     #[test]
     fn merge_adds_histograms_not_percentiles() {

@@ -647,12 +647,13 @@ impl AnyChart {
 /// Write `chart` as `dir/name.png` and `dir/name.svg`; returns both paths.
 pub fn save(chart: &impl Chart, dir: &Path, name: &str) -> Result<[PathBuf; 2], ReportError> {
     register_font();
-    std::fs::create_dir_all(dir).map_err(|e| ReportError::file(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
     let size = chart.size();
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
-    let fail = |p: &Path, e: Box<dyn std::error::Error + Send + Sync>| {
-        ReportError::file(p, format!("drawing chart: {e}"))
+    let fail = |p: &Path, source: Box<dyn std::error::Error + Send + Sync>| ReportError::Chart {
+        path: p.to_path_buf(),
+        source,
     };
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ReportError;
+use crate::metrics::merge_into;
 use crate::workload::events::{EventRow, RecoveryRow};
 use crate::workload::output::{ResourceRow, SummaryRow, TimelineRow};
 use crate::workload::verify::VerifyReport;
@@ -91,11 +92,15 @@ pub struct RunData {
 
 fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, ReportError> {
     let path = dir.join(name);
-    let mut r = csv::Reader::from_path(&path).map_err(|e| ReportError::file(&path, e))?;
+    let mut r = csv::Reader::from_path(&path).map_err(ReportError::csv(&path))?;
     let mut rows = Vec::new();
     for (i, rec) in r.deserialize().enumerate() {
-        // Line 1 is the header.
-        rows.push(rec.map_err(|e| ReportError::file(&path, format!("line {}: {e}", i + 2)))?);
+        rows.push(rec.map_err(|source| ReportError::CsvRecord {
+            path: path.clone(),
+            // Line 1 is the header.
+            line: i as u64 + 2,
+            source,
+        })?);
     }
     Ok(rows)
 }
@@ -115,17 +120,25 @@ fn u64_at(v: &serde_json::Value, ptr: &str) -> u64 {
 impl RunInfo {
     fn load(dir: &Path) -> Result<RunInfo, ReportError> {
         let path = dir.join("run.json");
-        let f = File::open(&path).map_err(|e| ReportError::file(&path, e))?;
+        let f = File::open(&path).map_err(ReportError::io(&path))?;
         let raw: serde_json::Value =
-            serde_json::from_reader(BufReader::new(f)).map_err(|e| ReportError::file(&path, e))?;
+            serde_json::from_reader(BufReader::new(f)).map_err(ReportError::json(&path))?;
         let field = |name: &str| {
             raw.get(name)
-                .ok_or_else(|| ReportError::file(&path, format!("missing field {name:?}")))
+                .ok_or_else(|| ReportError::malformed(&path, format!("missing field {name:?}")))
         };
-        let phases: Vec<PhaseInfo> = serde_json::from_value(field("phases")?.clone())
-            .map_err(|e| ReportError::file(&path, format!("phases: {e}")))?;
-        let verify: Option<VerifyReport> = serde_json::from_value(field("verify")?.clone())
-            .map_err(|e| ReportError::file(&path, format!("verify: {e}")))?;
+        let shape = |field: &'static str| {
+            let path = path.clone();
+            move |source| ReportError::JsonField {
+                path,
+                field,
+                source,
+            }
+        };
+        let phases: Vec<PhaseInfo> =
+            serde_json::from_value(field("phases")?.clone()).map_err(shape("phases"))?;
+        let verify: Option<VerifyReport> =
+            serde_json::from_value(field("verify")?.clone()).map_err(shape("verify"))?;
         Ok(RunInfo {
             workload: str_at(&raw, "/workload/name"),
             description: str_at(&raw, "/workload/description"),
@@ -175,11 +188,12 @@ struct Interval {
 
 /// Every tagged interval of an interval log.
 fn read_intervals(path: &Path) -> Result<Vec<Interval>, ReportError> {
-    let text = std::fs::read(path).map_err(|e| ReportError::file(path, e))?;
+    let text = std::fs::read(path).map_err(ReportError::io(path))?;
     let mut de = Deserializer::new();
     let mut out = Vec::new();
     for entry in IntervalLogIterator::new(&text) {
-        let entry = entry.map_err(|e| ReportError::file(path, format!("{e:?}")))?;
+        // The iterator's error is a parse offset without a std Error impl.
+        let entry = entry.map_err(|e| ReportError::malformed(path, format!("{e:?}")))?;
         let LogEntry::Interval(iv) = entry else {
             continue;
         };
@@ -189,10 +203,18 @@ fn read_intervals(path: &Path) -> Result<Vec<Interval>, ReportError> {
             &base64::engine::general_purpose::STANDARD,
             iv.encoded_histogram(),
         )
-        .map_err(|e| ReportError::file(path, format!("tag {tag}: {e}")))?;
-        let histogram: Histogram<u64> = de
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| ReportError::file(path, format!("tag {tag}: {e:?}")))?;
+        .map_err(|source| ReportError::HlogBase64 {
+            path: path.to_path_buf(),
+            tag: tag.clone(),
+            source,
+        })?;
+        let histogram: Histogram<u64> =
+            de.deserialize(&mut bytes.as_slice())
+                .map_err(|source| ReportError::HlogHistogram {
+                    path: path.to_path_buf(),
+                    tag: tag.clone(),
+                    source,
+                })?;
         out.push(Interval {
             tag,
             start: iv.start_timestamp(),
@@ -219,7 +241,7 @@ fn parse_tag(
         (tag, Kind::Corrected, "ok")
     };
     let Some((phase_tag, op)) = base.rsplit_once('.') else {
-        return Err(ReportError::file(
+        return Err(ReportError::malformed(
             path,
             format!("tag {tag:?} is not phase.op[.service|.error|.indeterminate]"),
         ));
@@ -249,9 +271,15 @@ fn read_hlog(
         // Successful operations of measured phases feed the spectra; everything else
         // (failures, warm-up) is kept for exact merging.
         if outcome == "ok" && !phase.ends_with(":warmup") {
-            add(&mut out.0, (phase, op, kind), iv.histogram);
+            add(&mut out.0, (phase, op, kind), iv.histogram, &path, &iv.tag)?;
         } else if kind == Kind::Corrected {
-            add(&mut out.1, (phase, op, outcome.to_string()), iv.histogram);
+            add(
+                &mut out.1,
+                (phase, op, outcome.to_string()),
+                iv.histogram,
+                &path,
+                &iv.tag,
+            )?;
         }
     }
     Ok(out)
@@ -270,24 +298,43 @@ fn read_timeline_hlog(
     let mut out = TimelineHistograms::new();
     for iv in read_intervals(&path)? {
         let (phase, op, _, _) = parse_tag(&path, &iv.tag, phases)?;
-        add(&mut out, (iv.start.as_secs(), phase, op), iv.histogram);
+        add(
+            &mut out,
+            (iv.start.as_secs(), phase, op),
+            iv.histogram,
+            &path,
+            &iv.tag,
+        )?;
     }
     Ok(Some(out))
 }
 
-fn add<K: Ord>(map: &mut BTreeMap<K, Histogram<u64>>, key: K, h: Histogram<u64>) {
-    map.entry(key)
-        .and_modify(|acc| {
-            let _ = acc.add(&h);
-        })
-        .or_insert(h);
+/// Add an interval's histogram under `key` (a log can hold several intervals per key).
+fn add<K: Ord>(
+    map: &mut BTreeMap<K, Histogram<u64>>,
+    key: K,
+    h: Histogram<u64>,
+    path: &Path,
+    tag: &str,
+) -> Result<(), ReportError> {
+    match map.entry(key) {
+        std::collections::btree_map::Entry::Occupied(mut acc) => merge_into(acc.get_mut(), &h)
+            .map_err(|source| ReportError::Merge {
+                what: format!("{}: intervals of tag {tag}", path.display()),
+                source,
+            }),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            v.insert(h);
+            Ok(())
+        }
+    }
 }
 
 impl RunData {
     /// Load a results directory written by `raftbench run`.
     pub fn load(dir: &Path) -> Result<RunData, ReportError> {
         if !dir.join("run.json").is_file() {
-            return Err(ReportError::file(
+            return Err(ReportError::malformed(
                 dir,
                 "not a raftbench results directory (no run.json)",
             ));

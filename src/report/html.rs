@@ -70,15 +70,19 @@ impl Page {
         self
     }
 
-    /// Raw, already-escaped HTML.
-    pub fn raw(&mut self, html: &str) -> &mut Self {
-        self.body.push_str(html);
-        self.body.push('\n');
-        self
-    }
-
     /// A table of text cells; the first column is left-aligned.
     pub fn table(&mut self, headers: &[&str], rows: &[Vec<String>]) -> &mut Self {
+        self.table_left(headers, rows, &[])
+    }
+
+    /// A table of text cells with the first column and the columns in `left` left-aligned
+    /// (words rather than numbers).
+    pub fn table_left(
+        &mut self,
+        headers: &[&str],
+        rows: &[Vec<String>],
+        left: &[usize],
+    ) -> &mut Self {
         let b = &mut self.body;
         b.push_str("<table><tr>");
         for h in headers {
@@ -87,12 +91,28 @@ impl Page {
         b.push_str("</tr>\n");
         for r in rows {
             b.push_str("<tr>");
-            for c in r {
-                let _ = write!(b, "<td>{}</td>", esc(c));
+            for (i, c) in r.iter().enumerate() {
+                let class = if i > 0 && left.contains(&i) {
+                    " class=\"l\""
+                } else {
+                    ""
+                };
+                let _ = write!(b, "<td{class}>{}</td>", esc(c));
             }
             b.push_str("</tr>\n");
         }
         b.push_str("</table>\n");
+        self
+    }
+
+    /// A list of links, each `(href, text)`.
+    pub fn links(&mut self, items: &[(String, String)]) -> &mut Self {
+        let b = &mut self.body;
+        b.push_str("<ul>");
+        for (href, text) in items {
+            let _ = write!(b, "<li><a href=\"{}\">{}</a></li>", esc(href), esc(text));
+        }
+        b.push_str("</ul>\n");
         self
     }
 
@@ -114,7 +134,7 @@ impl Page {
 
     /// A chart, embedded (SVG data URI) and linked to its files relative to `base`.
     pub fn chart(&mut self, c: &ChartFile, base: &Path) -> Result<&mut Self, ReportError> {
-        let svg = std::fs::read(&c.svg).map_err(|e| ReportError::file(&c.svg, e))?;
+        let svg = std::fs::read(&c.svg).map_err(ReportError::io(&c.svg))?;
         let data = base64::engine::general_purpose::STANDARD.encode(svg);
         let rel = |p: &Path| {
             p.strip_prefix(base)
@@ -147,13 +167,34 @@ impl Page {
             env!("CARGO_PKG_VERSION"),
             option_env!("RAFTBENCH_GIT_REV").unwrap_or("unknown"),
         );
-        std::fs::write(path, html).map_err(|e| ReportError::file(path, e))
+        std::fs::write(path, html).map_err(ReportError::io(path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_words_left_and_links_are_escaped() {
+        let mut p = Page::new("t");
+        p.table_left(
+            &["metric", "a", "winner"],
+            &[vec!["x".into(), "1".into(), "a<b".into()]],
+            &[2],
+        );
+        p.links(&[("runs/a&b/report.html".into(), "a & b".into())]);
+        assert!(
+            p.body
+                .contains("<tr><td>x</td><td>1</td><td class=\"l\">a&lt;b</td></tr>"),
+            "{}",
+            p.body
+        );
+        assert!(
+            p.body
+                .contains("<ul><li><a href=\"runs/a&amp;b/report.html\">a &amp; b</a></li></ul>")
+        );
+    }
 
     #[test]
     fn escapes_markup() {

@@ -1,128 +1,170 @@
-//! Turning results into answers: charts (plotters, PNG + SVG), a self-contained HTML report
-//! per run, side-by-side comparison of backends and capacity planning.
+//! Turning results into answers: charts (plotters, PNG + SVG) and a self-contained HTML
+//! report per run. The studies that compare backends and plan capacity ([`crate::study`])
+//! draw with the same pieces.
 //!
 //! - [`data`]: read a results directory back (`run.json`, CSVs, `latency.hlog`).
 //! - [`charts`]: the drawing primitives (x/y panels with nines/log axes, grouped bars) and
 //!   the embedded font.
 //! - [`run_charts`]: the charts of one run (latency spectrum, timeline, resources, recovery).
-//! - [`html`]: the HTML page builder (tables, inline charts).
+//! - [`html`]: the HTML page builder (tables, links, inline charts).
 //! - [`plot`]: `raftbench plot DIR` — regenerate a run's charts and `report.html`.
-//! - [`compare`]: `raftbench compare` — the same workload on every backend, side by side.
-//! - [`capacity`]: `raftbench capacity` — throughput at an SLO, growth with data size and a
-//!   projection to a target data set.
-//! - [`merge`]: `raftbench merge` — several load generators' results as one, histograms added.
-//! - [`slo`], [`fit`]: SLO expressions, and the growth models.
+//! - [`fit`]: the growth models (least squares, linear or power law).
 
-pub mod capacity;
 pub mod charts;
-pub mod compare;
 pub mod data;
 pub mod fit;
 pub mod html;
-pub mod merge;
 pub mod plot;
 pub mod run_charts;
-pub mod slo;
 
-use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::wire::BackendKind;
-use crate::workload::Workload;
-use crate::workload::runner::{self, RunOptions};
-use crate::workload::spec::CacheState;
+use crate::metrics::MergeError;
 
-/// Why a report could not be produced.
+/// Why a report could not be produced: each variant names the file and keeps the error
+/// that stopped it.
 #[derive(Debug, Error)]
 pub enum ReportError {
-    /// A file that is missing, unreadable, malformed or could not be written.
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
-    /// Bad options (`--slo`, `--sizes`, `--backends`, ...).
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Slo(#[from] slo::SloError),
-    #[error(transparent)]
-    Run(#[from] crate::workload::runner::RunError),
+    /// A file or directory that could not be read, written or created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A CSV file that could not be opened or written.
+    #[error("{}: {source}", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    /// A CSV record that does not parse (line 1 is the header).
+    #[error("{}: line {line}: {source}", path.display())]
+    CsvRecord {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: csv::Error,
+    },
+    /// A JSON file that does not parse or could not be encoded.
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field of a JSON file that does not have the expected shape.
+    #[error("{}: {field}: {source}", path.display())]
+    JsonField {
+        path: PathBuf,
+        field: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A histogram in an interval log whose encoding is broken.
+    #[error("{}: tag {tag}: {source}", path.display())]
+    HlogBase64 {
+        path: PathBuf,
+        tag: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// A histogram in an interval log that does not deserialize.
+    #[error("{}: tag {tag}: {source}", path.display())]
+    HlogHistogram {
+        path: PathBuf,
+        tag: String,
+        #[source]
+        source: hdrhistogram::serialization::DeserializeError,
+    },
+    /// A file whose content is not what raftbench writes (no underlying error to keep).
+    #[error("{}: {problem}", path.display())]
+    Malformed { path: PathBuf, problem: String },
+    /// A chart that plotters could not draw or write.
+    #[error("{}: drawing chart: {source}", path.display())]
+    Chart {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Histograms that could not be added (what they were, and why).
+    #[error("{what}: {source}")]
+    Merge {
+        what: String,
+        #[source]
+        source: MergeError,
+    },
 }
 
 impl ReportError {
-    pub fn file(path: &Path, e: impl Display) -> ReportError {
-        ReportError::File {
+    /// `map_err` adapter for I/O on `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+        move |source| ReportError::Io {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
+        }
+    }
+
+    /// `map_err` adapter for CSV I/O on `path`.
+    pub fn csv(path: &Path) -> impl FnOnce(csv::Error) -> ReportError + '_ {
+        move |source| ReportError::Csv {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// `map_err` adapter for encoding or decoding the whole JSON file `path`.
+    pub fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
+        move |source| ReportError::Json {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A file that is not what raftbench writes.
+    pub fn malformed(path: &Path, problem: impl Into<String>) -> ReportError {
+        ReportError::Malformed {
+            path: path.to_path_buf(),
+            problem: problem.into(),
         }
     }
 }
 
-/// How `compare` and `capacity` launch each of their runs.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    /// Overrides the workload's seed (the same for every run).
-    pub seed: Option<u64>,
-    /// Overrides every `restart` event's page-cache state (the same for every run).
-    pub restart_cache: Option<CacheState>,
-    /// Multiplies op counts, durations, warm-ups and event times of every run.
-    pub scale: f64,
-    pub quiet: bool,
-    /// The `raftbench` executable that runs nodes.
-    pub binary: PathBuf,
-    /// The command line, for each run's `run.json`.
-    pub cli: Vec<String>,
-}
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
 
-impl Launch {
-    /// Load the workload file with the seed and restart-cache overrides applied.
-    pub fn load(&self, path: &Path) -> Result<Workload, ReportError> {
-        let mut w = Workload::load(path).map_err(runner::RunError::from)?;
-        if let Some(s) = self.seed {
-            w.file.seed = s;
-        }
-        if let Some(c) = self.restart_cache {
-            w.set_restart_cache(c);
-        }
-        Ok(w)
-    }
+    use super::*;
 
-    /// Run `w` on `backend` in a fresh cluster, results in `out`, with op counts and
-    /// times multiplied by `scale`; draw its charts and report, and read the results back.
-    pub async fn run(
-        &self,
-        w: &Workload,
-        backend: BackendKind,
-        out: &Path,
-        scale: f64,
-    ) -> Result<data::RunData, ReportError> {
-        let result = runner::run(RunOptions {
-            workload: w.path.clone(),
-            loaded: Some(w.clone()),
-            backend: Some(backend),
-            nodes: None,
-            out: Some(out.to_path_buf()),
-            seed: None,
-            restart_cache: None,
-            scale,
-            quiet: self.quiet,
-            binary: self.binary.clone(),
-            cli: self.cli.clone(),
-            cluster: None,
-            generator: None,
-        })
-        .await?;
-        if let Some(v) = &result.verify
-            && v.lost + v.stale > 0
-        {
-            eprintln!(
-                "warning: {backend} lost {} acknowledged writes in {} (keys {:?})",
-                v.lost + v.stale,
-                out.display(),
-                v.bad_keys
-            );
-        }
-        plot::plot_run(out)?;
-        data::RunData::load(out)
+    #[test]
+    fn errors_name_the_file_and_keep_their_source() {
+        let t = tempfile::tempdir().unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(matches!(e, ReportError::Malformed { .. }), "{e:?}");
+        assert!(e.to_string().contains("no run.json"), "{e}");
+        let run_json = t.path().join("run.json");
+        std::fs::write(&run_json, "{").unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(matches!(e, ReportError::Json { .. }), "{e:?}");
+        assert!(e.source().is_some());
+        assert!(
+            e.to_string().starts_with(&run_json.display().to_string()),
+            "{e}"
+        );
+        std::fs::write(&run_json, r#"{"phases": 3, "verify": null, "cli": []}"#).unwrap();
+        let e = data::RunData::load(t.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReportError::JsonField {
+                    field: "phases",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

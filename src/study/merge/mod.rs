@@ -8,17 +8,21 @@
 //! p50/p99/max are the maximum over generators (an upper bound). The cluster-side files —
 //! `events.csv`, `recovery.csv`, `resources.csv` — come from generator 1, the only one that
 //! injects events.
+//!
+//! This module combines the runs; [`output`] writes the combination as a results directory.
+
+mod output;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
 
-use super::ReportError;
-use super::data::{Kind, RunData};
-use crate::metrics::Outcome;
-use crate::workload::output::{self, HlogEntry, SummaryRow, TimelineRow};
+use super::{StudyError, check_out_dir};
+use crate::metrics::merge_into;
+use crate::report::data::{Histograms, Kind, OtherHistograms, RunData, TimelineHistograms};
+use crate::report::plot;
+use crate::workload::output::{self as run_output, SummaryRow, TimelineRow};
 use crate::workload::verify::VerifyReport;
 
 /// `raftbench merge` options.
@@ -40,15 +44,33 @@ pub struct Merged {
     pub verify: Option<VerifyReport>,
 }
 
+/// The generators' runs combined into one, ready to be written.
+struct Combined<'a> {
+    runs: &'a [RunData],
+    /// Generator 1's run: the cluster side and `run.json` come from it.
+    lead: &'a RunData,
+    /// Successful operations, added.
+    ok: Histograms,
+    /// Failed, in-doubt and warm-up operations, added.
+    other: OtherHistograms,
+    summary: Vec<SummaryRow>,
+    timeline: Vec<TimelineRow>,
+    /// The per-second histograms, added, when every generator wrote them.
+    per_second: Option<TimelineHistograms>,
+    verify: Option<VerifyReport>,
+    run_json: serde_json::Value,
+}
+
+/// `(id, of)` of a split generator's run.
 fn generator(run: &RunData) -> Option<(u64, u64)> {
     let g = run.info.raw.get("generator")?;
     Some((g.get("id")?.as_u64()?, g.get("of")?.as_u64()?))
 }
 
 /// Refuse runs that are not parts of one run, unless `force`.
-fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
+fn check(runs: &[RunData], force: bool) -> Result<(), StudyError> {
     if runs.len() < 2 {
-        return Err(ReportError::Invalid(
+        return Err(StudyError::Invalid(
             "merge needs at least two results directories".into(),
         ));
     }
@@ -58,7 +80,7 @@ fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
     let first = &runs[0];
     for r in &runs[1..] {
         if r.info.workload != first.info.workload || r.info.seed != first.info.seed {
-            return Err(ReportError::Invalid(format!(
+            return Err(StudyError::Invalid(format!(
                 "{} ran workload {:?} with seed {}, but {} ran {:?} with seed {}: these are not generators of one run (--force merges them anyway)",
                 first.dir.display(),
                 first.info.workload,
@@ -73,13 +95,13 @@ fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
     let mut seen = BTreeMap::new();
     for r in runs {
         let Some(g) = generator(r) else {
-            return Err(ReportError::Invalid(format!(
+            return Err(StudyError::Invalid(format!(
                 "{} is not a split generator's result (run it with --client-id I --clients N; --force merges it anyway)",
                 r.dir.display()
             )));
         };
         if let Some(other) = seen.insert(g.0, (g.1, &r.dir)) {
-            return Err(ReportError::Invalid(format!(
+            return Err(StudyError::Invalid(format!(
                 "{} and {} are both generator {} of {} (--force merges them anyway)",
                 other.1.display(),
                 r.dir.display(),
@@ -90,7 +112,7 @@ fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
     }
     let n = seen.values().next().map_or(0, |v| v.0);
     if seen.values().any(|v| v.0 != n) || seen.len() as u64 != n {
-        return Err(ReportError::Invalid(format!(
+        return Err(StudyError::Invalid(format!(
             "merging generators {:?}, but a complete run is generators 1 to {n} (--force merges them anyway)",
             seen.keys().collect::<Vec<_>>()
         )));
@@ -98,49 +120,90 @@ fn check(runs: &[RunData], force: bool) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// Add `run`'s histograms `from` into `acc`, key by key; `what` names a key in an error.
 fn add_into<K: Ord + Clone>(
     acc: &mut BTreeMap<K, Histogram<u64>>,
     from: &BTreeMap<K, Histogram<u64>>,
-) {
+    run: &RunData,
+    what: impl Fn(&K) -> String,
+) -> Result<(), StudyError> {
     for (k, h) in from {
         match acc.get_mut(k) {
-            Some(a) => {
-                let _ = a.add(h);
-            }
+            Some(a) => merge_into(a, h).map_err(|source| StudyError::Merge {
+                what: format!(
+                    "{}: {} onto the other generators'",
+                    run.dir.display(),
+                    what(k)
+                ),
+                source,
+            })?,
             None => {
                 acc.insert(k.clone(), h.clone());
             }
         }
     }
-}
-
-fn outcome_of(s: &str) -> Outcome {
-    match s {
-        "error" => Outcome::Error,
-        "indeterminate" => Outcome::Indeterminate,
-        _ => Outcome::Ok,
-    }
+    Ok(())
 }
 
 /// Merge the runs in `o.dirs` into `o.out`, then draw its charts and report.
-pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
+pub fn merge(o: &MergeOptions) -> Result<Merged, StudyError> {
     let runs = o
         .dirs
         .iter()
         .map(|d| RunData::load(d))
         .collect::<Result<Vec<_>, _>>()?;
     check(&runs, o.force)?;
-    super::compare::check_out_dir(&o.out)?;
-    let dir = &o.out;
+    check_out_dir(&o.out)?;
+    let c = combine(&runs, o)?;
+    output::write(&o.out, &c)?;
+    plot::plot_run(&o.out)?;
+    Ok(Merged {
+        dir: o.out.clone(),
+        summary: c.summary,
+        verify: c.verify,
+    })
+}
 
+/// Combine the generators' runs.
+fn combine<'a>(runs: &'a [RunData], o: &MergeOptions) -> Result<Combined<'a>, StudyError> {
     let mut ok = BTreeMap::new();
     let mut other = BTreeMap::new();
-    for r in &runs {
-        add_into(&mut ok, &r.histograms);
-        add_into(&mut other, &r.other_histograms);
+    for r in runs {
+        add_into(&mut ok, &r.histograms, r, |(phase, op, kind)| {
+            format!("{phase}.{op} ({kind:?}) in latency.hlog")
+        })?;
+        add_into(
+            &mut other,
+            &r.other_histograms,
+            r,
+            |(phase, op, outcome)| format!("{phase}.{op} ({outcome}) in latency.hlog"),
+        )?;
     }
+    let summary = summary(runs, &ok, &other);
+    let (timeline, per_second) = timeline(runs)?;
+    // The cluster side, from generator 1 (the one that injected the events).
+    let lead = runs
+        .iter()
+        .find(|r| generator(r).is_some_and(|g| g.0 == 1))
+        .unwrap_or(&runs[0]);
+    let verify = verify(runs);
+    let run_json = run_json(runs, lead, o, &verify);
+    Ok(Combined {
+        runs,
+        lead,
+        ok,
+        other,
+        summary,
+        timeline,
+        per_second,
+        verify,
+        run_json,
+    })
+}
 
-    // Summary: counts and percentiles from the added histograms; rates summed.
+/// Summary rows: counts and percentiles from the added histograms; rates summed; in run
+/// order, as in a run's own summary.
+fn summary(runs: &[RunData], ok: &Histograms, other: &OtherHistograms) -> Vec<SummaryRow> {
     let rate = |phase: &str, op: &str, outcome: &str, kind: &str| -> f64 {
         runs.iter()
             .flat_map(|r| &r.summary)
@@ -152,22 +215,21 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
     };
     let mut summary = Vec::new();
     let mut push = |phase: &str, op: &str, outcome: &str, kind: &str, h: &Histogram<u64>| {
-        let mut row = output::summary_row(phase, op, outcome, h, 1.0, kind);
+        let mut row = run_output::summary_row(phase, op, outcome, h, 1.0, kind);
         row.ops_per_sec = rate(phase, op, outcome, kind);
         row.generator = "merged".into();
         summary.push(row);
     };
-    for ((phase, op, kind), h) in &ok {
+    for ((phase, op, kind), h) in ok {
         let kind = match kind {
             Kind::Corrected => "corrected",
             Kind::Service => "service",
         };
         push(phase, op, "ok", kind, h);
     }
-    for ((phase, op, outcome), h) in &other {
+    for ((phase, op, outcome), h) in other {
         push(phase, op, outcome, "corrected", h);
     }
-    // Run order, as in a run's own summary.
     let order: Vec<&str> = runs[0]
         .info
         .phases
@@ -189,9 +251,14 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
             &b.latency_kind,
         ))
     });
-    write_csv(&dir.join("summary.csv"), &summary)?;
+    summary
+}
 
-    // Timeline: counts summed; percentiles exact from timeline.hlog below, else the maximum.
+/// Timeline rows: counts summed; percentiles exact from the added per-second histograms
+/// when every generator wrote `timeline.hlog` (returned too), else the maximum.
+fn timeline(
+    runs: &[RunData],
+) -> Result<(Vec<TimelineRow>, Option<TimelineHistograms>), StudyError> {
     let mut tl: BTreeMap<(u64, String, String), TimelineRow> = BTreeMap::new();
     for r in runs.iter().flat_map(|r| &r.timeline) {
         let e = tl
@@ -210,12 +277,14 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
         e.p99_us = e.p99_us.max(r.p99_us);
         e.max_us = e.max_us.max(r.max_us);
     }
-    // With every generator's per-second histograms, the percentiles are exact too.
+    let mut per_second = None;
     if runs.iter().all(|r| r.timeline_histograms.is_some()) {
         let mut per_sec = BTreeMap::new();
-        for r in &runs {
+        for r in runs {
             if let Some(t) = &r.timeline_histograms {
-                add_into(&mut per_sec, t);
+                add_into(&mut per_sec, t, r, |(t, phase, op)| {
+                    format!("{phase}.{op} at second {t} in timeline.hlog")
+                })?;
             }
         }
         for ((t, phase, op), row) in tl.iter_mut() {
@@ -225,72 +294,14 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
                 row.max_us = h.max();
             }
         }
-        let entries: Vec<HlogEntry> = per_sec
-            .iter()
-            .map(|((t, phase, op), h)| HlogEntry {
-                tag: output::hlog_tag(phase, op, Outcome::Ok, false),
-                start: Duration::from_secs(*t),
-                duration: Duration::from_secs(1),
-                histogram: h,
-            })
-            .collect();
-        let started_at =
-            humantime::parse_rfc3339(&runs[0].info.started_at).unwrap_or(SystemTime::now());
-        let path = dir.join("timeline.hlog");
-        output::write_hlog_entries(&path, started_at, &entries, Some("merged"))
-            .map_err(|e| ReportError::file(&path, e))?;
+        per_second = Some(per_sec);
     }
-    write_csv(
-        &dir.join("timeline.csv"),
-        &tl.into_values().collect::<Vec<_>>(),
-    )?;
+    Ok((tl.into_values().collect(), per_second))
+}
 
-    // The cluster side, from generator 1 (the one that injected the events).
-    let lead = runs
-        .iter()
-        .find(|r| generator(r).is_some_and(|g| g.0 == 1))
-        .unwrap_or(&runs[0]);
-    for f in ["events.csv", "recovery.csv", "resources.csv"] {
-        std::fs::copy(lead.dir.join(f), dir.join(f))
-            .map_err(|e| ReportError::file(&lead.dir.join(f), e))?;
-    }
-
-    // latency.hlog: the added histograms, with the same tags.
-    let started_at = humantime::parse_rfc3339(&lead.info.started_at).unwrap_or(SystemTime::now());
-    let elapsed = |phase: &str| {
-        let base = phase.trim_end_matches(":warmup");
-        let s = runs
-            .iter()
-            .flat_map(|r| &r.info.phases)
-            .filter(|p| p.name == base)
-            .map(|p| p.elapsed_s)
-            .fold(0.0, f64::max);
-        Duration::from_secs_f64(s)
-    };
-    let mut entries = Vec::new();
-    for ((phase, op, kind), h) in &ok {
-        entries.push(HlogEntry {
-            tag: output::hlog_tag(phase, op, Outcome::Ok, *kind == Kind::Service),
-            start: Duration::ZERO,
-            duration: elapsed(phase),
-            histogram: h,
-        });
-    }
-    for ((phase, op, outcome), h) in &other {
-        entries.push(HlogEntry {
-            tag: output::hlog_tag(phase, op, outcome_of(outcome), false),
-            start: Duration::ZERO,
-            duration: elapsed(phase),
-            histogram: h,
-        });
-    }
-    let note = format!("merged from {} load generators", runs.len());
-    output::write_hlog_entries(&dir.join("latency.hlog"), started_at, &entries, Some(&note))
-        .map_err(|e| ReportError::file(&dir.join("latency.hlog"), e))?;
-
-    // verify: the generators verified disjoint keys, so the counts add up.
-    let verify = runs
-        .iter()
+/// The generators verified disjoint keys, so the counts add up.
+fn verify(runs: &[RunData]) -> Option<VerifyReport> {
+    runs.iter()
         .filter_map(|r| r.info.verify.clone())
         .reduce(|mut a, b| {
             a.keys += b.keys;
@@ -304,19 +315,22 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
             a.bad_keys.extend(b.bad_keys);
             a.bad_keys.truncate(20);
             a
-        });
-    if let Some(v) = &verify {
-        output::write_verify_csv(dir, v)
-            .map_err(|e| ReportError::file(&dir.join("verify.csv"), e))?;
-    }
+        })
+}
 
-    // run.json: generator 1's, with the merged figures and where they came from.
+/// `run.json`: generator 1's, with the merged figures and where they came from.
+fn run_json(
+    runs: &[RunData],
+    lead: &RunData,
+    o: &MergeOptions,
+    verify: &Option<VerifyReport>,
+) -> serde_json::Value {
     let mut run = lead.info.raw.clone();
     run["merged_from"] = serde_json::json!(o.dirs);
     run["generators"] = serde_json::json!(runs.iter().map(generator).collect::<Vec<_>>());
     run["generator"] = serde_json::Value::Null;
     run["cli"] = serde_json::json!(o.cli);
-    run["verify"] = serde_json::to_value(&verify).unwrap_or_default();
+    run["verify"] = serde_json::to_value(verify).unwrap_or_default();
     run["keys_written"] =
         serde_json::json!(runs.iter().filter_map(|r| r.info.keys_written).sum::<u64>());
     // The workload as a whole: each generator's share summed back.
@@ -365,25 +379,5 @@ pub fn merge(o: &MergeOptions) -> Result<Merged, ReportError> {
             p["elapsed_s"] = serde_json::json!(elapsed);
         }
     }
-    let path = dir.join("run.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&run).map_err(|e| ReportError::file(&path, e))?,
-    )
-    .map_err(|e| ReportError::file(&path, e))?;
-
-    super::plot::plot_run(dir)?;
-    Ok(Merged {
-        dir: dir.clone(),
-        summary,
-        verify,
-    })
-}
-
-fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<(), ReportError> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| ReportError::file(path, e))?;
-    for r in rows {
-        w.serialize(r).map_err(|e| ReportError::file(path, e))?;
-    }
-    w.flush().map_err(|e| ReportError::file(path, e))
+    run
 }

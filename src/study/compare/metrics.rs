@@ -1,0 +1,129 @@
+//! The comparable metrics of one run, read from its results files.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::report::data::RunData;
+
+/// Whether a smaller or a larger value is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+impl Better {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Better::Lower => "lower",
+            Better::Higher => "higher",
+        }
+    }
+}
+
+/// One metric of one run.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub name: String,
+    pub better: Better,
+    pub value: f64,
+}
+
+/// The comparable metrics of a run: achieved throughput per phase; p50/p99/p99.9/max of
+/// successful operations' corrected latency and failures per (phase, op); recovery times per
+/// event; disk and memory bytes per key; acknowledged writes lost.
+pub fn run_metrics(run: &RunData) -> Vec<Metric> {
+    let mut m = Vec::new();
+    let mut push = |name: String, better, value: f64| {
+        m.push(Metric {
+            name,
+            better,
+            value,
+        })
+    };
+    for p in &run.info.phases {
+        push(
+            format!("{}.ops_per_sec", p.name),
+            Better::Higher,
+            p.achieved_rate,
+        );
+        let mut ops: Vec<&str> = run
+            .summary
+            .iter()
+            .filter(|r| r.phase == p.name)
+            .map(|r| r.op.as_str())
+            .collect();
+        ops.sort_unstable();
+        ops.dedup();
+        for op in ops {
+            if let Some(r) = run.ok_row(&p.name, op) {
+                for (q, v) in [
+                    ("p50_us", r.p50_us),
+                    ("p99_us", r.p99_us),
+                    ("p999_us", r.p999_us),
+                    ("max_us", r.max_us),
+                ] {
+                    push(format!("{}.{op}.{q}", p.name), Better::Lower, v as f64);
+                }
+            }
+            let failed: u64 = run
+                .summary
+                .iter()
+                .filter(|r| {
+                    r.phase == p.name
+                        && r.op == op
+                        && r.outcome != "ok"
+                        && r.latency_kind == "corrected"
+                })
+                .map(|r| r.count)
+                .sum();
+            push(
+                format!("{}.{op}.failed", p.name),
+                Better::Lower,
+                failed as f64,
+            );
+        }
+    }
+    // Several nodes can report the same metric for one event (a snapshot on every node):
+    // the slowest is what the cluster waited for.
+    let mut rec: BTreeMap<(usize, String), (String, f64)> = BTreeMap::new();
+    for r in &run.recovery {
+        let e = rec
+            .entry((r.event, r.metric.clone()))
+            .or_insert((r.action.clone(), r.ms));
+        e.1 = e.1.max(r.ms);
+    }
+    for ((event, metric), (action, v)) in rec {
+        push(
+            format!("recovery.{event}.{action}.{metric}"),
+            Better::Lower,
+            v,
+        );
+    }
+    let fin = run.final_resources();
+    if !fin.is_empty() {
+        let n = fin.len() as f64;
+        let disk = fin.values().map(|(r, _)| r.disk_bytes as f64).sum::<f64>() / n;
+        let rss = fin.values().map(|(r, _)| r.rss_bytes as f64).sum::<f64>() / n;
+        let peak = fin.values().map(|(_, p)| *p).max().unwrap_or(0) as f64;
+        if let Some(keys) = run.keys_stored() {
+            push(
+                "disk_bytes_per_key".into(),
+                Better::Lower,
+                disk / keys as f64,
+            );
+            push("rss_bytes_per_key".into(), Better::Lower, rss / keys as f64);
+        }
+        push("rss_peak_bytes".into(), Better::Lower, peak);
+    }
+    if let Some(v) = &run.info.verify {
+        push(
+            "verify.lost_or_stale".into(),
+            Better::Lower,
+            (v.lost + v.stale) as f64,
+        );
+    }
+    m
+}

@@ -1,0 +1,80 @@
+//! How a study launches each of its runs: the replay options every run of the study
+//! shares (seed, restart cache, scale), so that runs differ only in what the study varies.
+
+use std::path::{Path, PathBuf};
+
+use super::StudyError;
+use crate::report::{data, plot};
+use crate::wire::BackendKind;
+use crate::workload::Workload;
+use crate::workload::runner::{self, RunOptions};
+use crate::workload::spec::CacheState;
+
+/// How `compare` and `capacity` launch each of their runs.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Overrides the workload's seed (the same for every run).
+    pub seed: Option<u64>,
+    /// Overrides every `restart` event's page-cache state (the same for every run).
+    pub restart_cache: Option<CacheState>,
+    /// Multiplies op counts, durations, warm-ups and event times of every run.
+    pub scale: f64,
+    pub quiet: bool,
+    /// The `raftbench` executable that runs nodes.
+    pub binary: PathBuf,
+    /// The command line, for each run's `run.json`.
+    pub cli: Vec<String>,
+}
+
+impl Launch {
+    /// Load the workload file with the seed and restart-cache overrides applied.
+    pub fn load(&self, path: &Path) -> Result<Workload, StudyError> {
+        let mut w = Workload::load(path)?;
+        if let Some(s) = self.seed {
+            w.file.seed = s;
+        }
+        if let Some(c) = self.restart_cache {
+            w.set_restart_cache(c);
+        }
+        Ok(w)
+    }
+
+    /// Run `w` on `backend` in a fresh cluster, results in `out`, with op counts and
+    /// times multiplied by `scale`; draw its charts and report, and read the results back.
+    pub async fn run(
+        &self,
+        w: &Workload,
+        backend: BackendKind,
+        out: &Path,
+        scale: f64,
+    ) -> Result<data::RunData, StudyError> {
+        let result = runner::run(RunOptions {
+            workload: w.path.clone(),
+            loaded: Some(w.clone()),
+            backend: Some(backend),
+            nodes: None,
+            out: Some(out.to_path_buf()),
+            seed: None,
+            restart_cache: None,
+            scale,
+            quiet: self.quiet,
+            binary: self.binary.clone(),
+            cli: self.cli.clone(),
+            cluster: None,
+            generator: None,
+        })
+        .await?;
+        if let Some(v) = &result.verify
+            && v.lost + v.stale > 0
+        {
+            eprintln!(
+                "warning: {backend} lost {} acknowledged writes in {} (keys {:?})",
+                v.lost + v.stale,
+                out.display(),
+                v.bad_keys
+            );
+        }
+        plot::plot_run(out)?;
+        Ok(data::RunData::load(out)?)
+    }
+}
