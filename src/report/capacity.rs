@@ -587,7 +587,7 @@ pub fn judge(
 ) -> Probe {
     let is_measured = |phase: &str| measured.iter().any(|m| m == phase);
     let achieved = run
-        .info
+        .manifest
         .phases
         .iter()
         .filter(|p| is_measured(&p.name))
@@ -1202,8 +1202,8 @@ fn machine() -> String {
     let m = crate::workload::output::machine();
     format!(
         "{} cores, {} memory",
-        m["cores"],
-        fmt_bytes(m["memory_bytes"].as_f64().unwrap_or(0.0))
+        m.cores,
+        fmt_bytes(m.memory_bytes as f64)
     )
 }
 
@@ -1341,7 +1341,7 @@ mod tests {
             // A dead node (RSS 0): ignored.
             row(5.0, 3, 0, 0),
         ];
-        run.info.keys_written = Some(100);
+        run.manifest.keys_written = Some(100);
         let m = growth_metrics(&run, 200);
         assert_eq!(m["disk_bytes_per_node"], 2000.0);
         assert_eq!(m["rss_bytes_per_node"], 6000.0);
@@ -1360,7 +1360,7 @@ mod tests {
         let run = RunData::load(dir).unwrap();
         let measured = vec!["run".to_string()];
         let achieved = run
-            .info
+            .manifest
             .phases
             .iter()
             .find(|p| p.name == "run")

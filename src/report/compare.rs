@@ -71,7 +71,7 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
             value,
         })
     };
-    for p in &run.info.phases {
+    for p in &run.manifest.phases {
         push(
             format!("{}.ops_per_sec", p.name),
             Better::Higher,
@@ -146,7 +146,7 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
         }
         push("rss_peak_bytes".into(), Better::Lower, peak);
     }
-    if let Some(v) = &run.info.verify {
+    if let Some(v) = &run.manifest.verify {
         push(
             "verify.lost_or_stale".into(),
             Better::Lower,
@@ -407,7 +407,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, ReportError> {
                 run_dir.display()
             );
             let run = o.launch.run(&w, *b, &run_dir, o.launch.scale).await?;
-            lost += run.info.verify.as_ref().map_or(0, |v| v.lost + v.stale);
+            lost += run.manifest.verify.as_ref().map_or(0, |v| v.lost + v.stale);
             metrics[bi].push(run_metrics(&run));
             data[bi].push(run);
             runs.push((*b, rep + 1, run_dir));
@@ -721,7 +721,8 @@ fn overlay_charts(
     let Some(first) = data.iter().flatten().next() else {
         return Ok(out);
     };
-    let title = format!("{} · fsync={}", first.info.workload, first.info.fsync);
+    let m = &first.manifest;
+    let title = format!("{} · fsync={}", m.workload.file.name, m.fsync);
     // Latency spectra: one chart per op, one line per (backend, phase), repetitions added.
     let mut merged: BTreeMap<(String, String, usize), Histogram<u64>> = BTreeMap::new();
     for (bi, runs) in data.iter().enumerate() {

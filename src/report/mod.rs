@@ -47,6 +47,9 @@ pub enum ReportError {
     Slo(#[from] slo::SloError),
     #[error(transparent)]
     Run(#[from] crate::workload::runner::RunError),
+    /// A results directory's `run.json` that cannot be read.
+    #[error(transparent)]
+    Manifest(#[from] crate::wire::ManifestError),
 }
 
 impl ReportError {
