@@ -5,21 +5,19 @@
 //! copied from another machine can be re-plotted.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ReportError;
 use crate::metrics::merge_into;
+use crate::wire::{PhaseRecord, RunManifest};
+use crate::workload::Workload;
 use crate::workload::events::{EventRow, RecoveryRow};
 use crate::workload::output::{ResourceRow, SummaryRow, TimelineRow};
-use crate::workload::verify::VerifyReport;
 
 /// Latency kind of a histogram in `latency.hlog`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,45 +36,12 @@ pub type TimelineHistograms = BTreeMap<(u64, String, String), Histogram<u64>>;
 /// `<name>:warmup`), keyed by (phase, op, outcome).
 pub type OtherHistograms = BTreeMap<(String, String, String), Histogram<u64>>;
 
-/// What `run.json` says about a phase.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PhaseInfo {
-    pub name: String,
-    pub elapsed_s: f64,
-    pub warmup_s: Option<f64>,
-    pub target_rate: Option<f64>,
-    pub achieved_rate: f64,
-    pub generator_cpu_us_per_op: f64,
-}
-
-/// The parts of `run.json` the report uses (the rest is shown verbatim).
-#[derive(Debug, Clone)]
-pub struct RunInfo {
-    pub workload: String,
-    pub description: String,
-    pub backend: String,
-    pub fsync: String,
-    pub nodes: u64,
-    pub seed: u64,
-    pub keys: u64,
-    /// Distinct keys the run wrote (absent in results of older versions).
-    pub keys_written: Option<u64>,
-    pub started_at: String,
-    pub duration_s: f64,
-    pub version: String,
-    pub git_revision: String,
-    pub cli: Vec<String>,
-    pub phases: Vec<PhaseInfo>,
-    pub verify: Option<VerifyReport>,
-    /// `run.json` itself.
-    pub raw: serde_json::Value,
-}
-
 /// Everything in one results directory.
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
-    pub info: RunInfo,
+    /// `run.json`.
+    pub manifest: RunManifest<Workload>,
     pub summary: Vec<SummaryRow>,
     pub timeline: Vec<TimelineRow>,
     pub events: Vec<EventRow>,
@@ -103,79 +68,6 @@ fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, Repor
         })?);
     }
     Ok(rows)
-}
-
-fn str_at(v: &serde_json::Value, ptr: &str) -> String {
-    match v.pointer(ptr) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn u64_at(v: &serde_json::Value, ptr: &str) -> u64 {
-    v.pointer(ptr).and_then(|x| x.as_u64()).unwrap_or(0)
-}
-
-impl RunInfo {
-    fn load(dir: &Path) -> Result<RunInfo, ReportError> {
-        let path = dir.join("run.json");
-        let f = File::open(&path).map_err(ReportError::io(&path))?;
-        let raw: serde_json::Value =
-            serde_json::from_reader(BufReader::new(f)).map_err(ReportError::json(&path))?;
-        let field = |name: &str| {
-            raw.get(name)
-                .ok_or_else(|| ReportError::malformed(&path, format!("missing field {name:?}")))
-        };
-        let shape = |field: &'static str| {
-            let path = path.clone();
-            move |source| ReportError::JsonField {
-                path,
-                field,
-                source,
-            }
-        };
-        let phases: Vec<PhaseInfo> =
-            serde_json::from_value(field("phases")?.clone()).map_err(shape("phases"))?;
-        let verify: Option<VerifyReport> =
-            serde_json::from_value(field("verify")?.clone()).map_err(shape("verify"))?;
-        Ok(RunInfo {
-            workload: str_at(&raw, "/workload/name"),
-            description: str_at(&raw, "/workload/description"),
-            backend: str_at(&raw, "/backend/kind"),
-            fsync: str_at(&raw, "/fsync"),
-            // A live cluster's size is in its cluster file, not in the workload.
-            nodes: raw
-                .pointer("/live_cluster/nodes")
-                .and_then(|n| n.as_array())
-                .map_or_else(
-                    || u64_at(&raw, "/workload/cluster/nodes"),
-                    |n| n.len() as u64,
-                ),
-            seed: u64_at(&raw, "/seed"),
-            keys: u64_at(&raw, "/workload/data/keys"),
-            keys_written: raw.get("keys_written").and_then(|k| k.as_u64()),
-            started_at: str_at(&raw, "/started_at"),
-            duration_s: raw
-                .get("duration_s")
-                .and_then(|d| d.as_f64())
-                .unwrap_or(0.0),
-            version: str_at(&raw, "/raftbench_version"),
-            git_revision: str_at(&raw, "/git_revision"),
-            cli: serde_json::from_value(field("cli")?.clone()).unwrap_or_default(),
-            phases,
-            verify,
-            raw,
-        })
-    }
-
-    /// `workload · backend · fsync=...`, for chart titles.
-    pub fn title(&self) -> String {
-        format!(
-            "{} · {} · fsync={}",
-            self.workload, self.backend, self.fsync
-        )
-    }
 }
 
 /// One interval of an HdrHistogram interval log.
@@ -229,7 +121,7 @@ fn read_intervals(path: &Path) -> Result<Vec<Interval>, ReportError> {
 fn parse_tag(
     path: &Path,
     tag: &str,
-    phases: &[PhaseInfo],
+    phases: &[PhaseRecord],
 ) -> Result<(String, String, Kind, &'static str), ReportError> {
     let (base, kind, outcome) = if let Some(b) = tag.strip_suffix(".service") {
         (b, Kind::Service, "ok")
@@ -262,7 +154,7 @@ fn parse_tag(
 /// the rest — failed and in-doubt operations, warm-up — by (phase, op, outcome).
 fn read_hlog(
     dir: &Path,
-    phases: &[PhaseInfo],
+    phases: &[PhaseRecord],
 ) -> Result<(Histograms, OtherHistograms), ReportError> {
     let path = dir.join("latency.hlog");
     let mut out: (Histograms, OtherHistograms) = Default::default();
@@ -289,7 +181,7 @@ fn read_hlog(
 /// corrected latency per (second since the run started, phase, op).
 fn read_timeline_hlog(
     dir: &Path,
-    phases: &[PhaseInfo],
+    phases: &[PhaseRecord],
 ) -> Result<Option<TimelineHistograms>, ReportError> {
     let path = dir.join("timeline.hlog");
     if !path.is_file() {
@@ -339,9 +231,9 @@ impl RunData {
                 "not a raftbench results directory (no run.json)",
             ));
         }
-        let info = RunInfo::load(dir)?;
-        let (histograms, other_histograms) = read_hlog(dir, &info.phases)?;
-        let timeline_histograms = read_timeline_hlog(dir, &info.phases)?;
+        let manifest = RunManifest::load(&dir.join("run.json"))?;
+        let (histograms, other_histograms) = read_hlog(dir, &manifest.phases)?;
+        let timeline_histograms = read_timeline_hlog(dir, &manifest.phases)?;
         Ok(RunData {
             dir: dir.to_path_buf(),
             summary: read_csv(dir, "summary.csv")?,
@@ -352,8 +244,26 @@ impl RunData {
             histograms,
             other_histograms,
             timeline_histograms,
-            info,
+            manifest,
         })
+    }
+
+    /// `workload · backend · fsync=...`, for chart titles.
+    pub fn title(&self) -> String {
+        let m = &self.manifest;
+        format!(
+            "{} · {} · fsync={}",
+            m.workload.file.name, m.backend.kind, m.fsync
+        )
+    }
+
+    /// Nodes of the cluster the run measured: a live cluster's from its cluster file, else
+    /// the workload's.
+    pub fn nodes(&self) -> u64 {
+        let m = &self.manifest;
+        m.live_cluster
+            .as_ref()
+            .map_or(m.workload.file.cluster.nodes, |l| l.nodes.len() as u64)
     }
 
     /// The summary row of successful operations' corrected latency for (phase, op).
@@ -366,9 +276,9 @@ impl RunData {
     /// Distinct keys the run wrote (from `run.json`, else the verified keys); `None` when
     /// unknown, so per-key figures are not made up from the workload's key space.
     pub fn keys_stored(&self) -> Option<u64> {
-        self.info
+        self.manifest
             .keys_written
-            .or_else(|| self.info.verify.as_ref().map(|v| v.keys))
+            .or_else(|| self.manifest.verify.as_ref().map(|v| v.keys))
             .filter(|k| *k > 0)
     }
 
@@ -386,5 +296,100 @@ impl RunData {
             e.1 = e.1.max(r.rss_bytes);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ManifestError, RUN_MANIFEST_SCHEMA};
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quickstart-run");
+
+    fn json(path: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The fixture predates `schema_version` (and `keys_written`, `live_cluster`,
+    /// `generator`): it is read as version 1.
+    #[test]
+    fn the_fixture_loads_as_version_1() {
+        let run = RunData::load(Path::new(FIXTURE)).unwrap();
+        let m = &run.manifest;
+        assert_eq!(m.schema_version, RUN_MANIFEST_SCHEMA);
+        assert_eq!(m.workload.file.name, "quickstart");
+        assert_eq!((m.seed, m.keys_written, m.generator), (42, None, None));
+        assert_eq!(run.nodes(), 3);
+        assert_eq!(run.title(), "quickstart · memwal · fsync=always");
+        let names: Vec<&str> = m.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["load", "run"]);
+        assert_eq!(m.verify.as_ref().map(|v| v.keys), Some(4429));
+        assert_eq!(
+            run.keys_stored(),
+            Some(4429),
+            "from verify, without keys_written"
+        );
+        assert_eq!(m.machine.cores, 2);
+    }
+
+    /// The sample in `results/` (shown in the README) keeps loading.
+    #[test]
+    fn the_committed_sample_runs_load() {
+        let runs = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/sample-compare-quickstart/runs"
+        ));
+        let mut n = 0;
+        for d in std::fs::read_dir(runs).unwrap() {
+            let run = RunData::load(&d.unwrap().path()).unwrap();
+            assert_eq!(run.manifest.keys_written, Some(10_000));
+            n += 1;
+        }
+        assert_eq!(n, 6);
+    }
+
+    /// Written back, a manifest reads back equal, and its JSON is the file it came from plus
+    /// `schema_version` and the fields that file's version did not write yet.
+    #[test]
+    fn a_manifest_round_trips_in_the_shape_it_had() {
+        let path = Path::new(FIXTURE).join("run.json");
+        let m = RunManifest::<Workload>::load(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.json");
+        m.save(&out).unwrap();
+        assert_eq!(RunManifest::<Workload>::load(&out).unwrap(), m);
+
+        let mut written = json(&out);
+        let o = written.as_object_mut().unwrap();
+        assert_eq!(o.remove("schema_version"), Some(1.into()));
+        for k in ["keys_written", "live_cluster", "generator"] {
+            assert_eq!(o.remove(k), Some(serde_json::Value::Null), "{k}");
+        }
+        // Events gained `cache` (restart events' page-cache state) after the fixture.
+        for p in written["workload"]["phase"].as_array_mut().unwrap() {
+            for e in p["event"].as_array_mut().unwrap() {
+                assert_eq!(
+                    e.as_object_mut().unwrap().remove("cache"),
+                    Some("warm".into())
+                );
+            }
+        }
+        assert_eq!(written, json(&path));
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_refused() {
+        let mut v = json(&Path::new(FIXTURE).join("run.json"));
+        v["schema_version"] = 2.into();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.json"), v.to_string()).unwrap();
+        let e = RunData::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReportError::Manifest(ManifestError::UnknownSchema { found: 2, .. })
+            ),
+            "{e}"
+        );
     }
 }

@@ -97,6 +97,9 @@ pub enum ReportError {
         #[source]
         source: MergeError,
     },
+    /// A results directory's `run.json` that cannot be read.
+    #[error(transparent)]
+    Manifest(#[from] crate::wire::ManifestError),
 }
 
 impl ReportError {

@@ -78,7 +78,7 @@ pub fn plot_run(dir: &Path) -> Result<Plotted, ReportError> {
     let run = RunData::load(dir)?;
     let charts = run_charts(&run, &dir.join("charts"))?;
     let report = dir.join("report.html");
-    let mut page = Page::new(&format!("raftbench: {}", run.info.title()));
+    let mut page = Page::new(&format!("raftbench: {}", run.title()));
     run_sections(&mut page, &run);
     page.h2("Charts");
     for c in &charts {
@@ -90,32 +90,35 @@ pub fn plot_run(dir: &Path) -> Result<Plotted, ReportError> {
 
 /// The tables of a run: configuration, phases, summary, events, recovery, verify.
 pub fn run_sections(page: &mut Page, run: &RunData) {
-    let i = &run.info;
-    if !i.description.is_empty() {
-        page.p(&i.description);
+    let i = &run.manifest;
+    let w = &i.workload.file;
+    if !w.description.is_empty() {
+        page.p(&w.description);
     }
     page.h2("Configuration");
-    let compact = |ptr: &str| {
-        i.raw
-            .pointer(ptr)
-            .map_or_else(String::new, |v| v.to_string())
-    };
+    // Compact JSON with sorted keys, as in the file.
+    fn compact<T: serde::Serialize>(x: &T) -> String {
+        serde_json::to_value(x).map_or_else(|_| String::new(), |v| v.to_string())
+    }
     page.facts(&[
         (
             "workload",
-            format!("{} ({})", i.workload, compact("/workload_file")),
+            format!("{} ({})", w.name, compact(&i.workload_file)),
         ),
-        ("backend", i.backend.clone()),
-        ("fsync", i.fsync.clone()),
-        ("nodes", i.nodes.to_string()),
+        ("backend", i.backend.kind.to_string()),
+        ("fsync", i.fsync.to_string()),
+        ("nodes", run.nodes().to_string()),
         ("seed", i.seed.to_string()),
-        ("data", compact("/workload/data")),
-        ("backend options", compact("/backend")),
-        ("raft", compact("/workload/cluster")),
-        ("machine", compact("/machine")),
+        ("data", compact(&w.data)),
+        ("backend options", compact(&i.backend)),
+        ("raft", compact(&w.cluster)),
+        ("machine", compact(&i.machine)),
         ("started", i.started_at.clone()),
         ("duration", format!("{:.1} s", i.duration_s)),
-        ("raftbench", format!("{} ({})", i.version, i.git_revision)),
+        (
+            "raftbench",
+            format!("{} ({})", i.raftbench_version, i.git_revision),
+        ),
         ("command", i.cli.join(" ")),
     ]);
 

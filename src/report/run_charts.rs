@@ -56,7 +56,7 @@ pub fn spectrum(run: &RunData) -> Option<AnyChart> {
         return None;
     }
     Some(AnyChart::Xy(XyChart {
-        title: format!("{} — latency spectrum", run.info.title()),
+        title: format!("{} — latency spectrum", run.title()),
         panels: vec![panel],
         size: (1000, 620),
     }))
@@ -176,7 +176,7 @@ pub fn timeline(run: &RunData) -> Option<AnyChart> {
     Some(AnyChart::Xy(XyChart {
         title: format!(
             "{} — throughput and corrected latency per second",
-            run.info.title()
+            run.title()
         ),
         panels: vec![tp, lat],
         size: (1100, 800),
@@ -228,7 +228,7 @@ pub fn resources(run: &RunData) -> Option<AnyChart> {
     rss.markers = markers.clone();
     disk.markers = markers;
     Some(AnyChart::Xy(XyChart {
-        title: format!("{} — memory and disk per node", run.info.title()),
+        title: format!("{} — memory and disk per node", run.title()),
         panels: vec![rss, disk],
         size: (1100, 760),
     }))
@@ -259,14 +259,14 @@ pub fn recovery(run: &RunData) -> Option<AnyChart> {
         return None;
     }
     Some(AnyChart::Bar(BarChart {
-        title: format!("{} — recovery", run.info.title()),
+        title: format!("{} — recovery", run.title()),
         x_desc: "milliseconds".into(),
         categories: rows
             .iter()
             .map(|r| recovery_label(run, r.event, &r.metric, r.node))
             .collect(),
         series: vec![(
-            run.info.backend.clone(),
+            run.manifest.backend.kind.to_string(),
             rows.iter().map(|r| Some((r.ms, None))).collect(),
         )],
     }))

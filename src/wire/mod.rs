@@ -18,6 +18,7 @@
 pub mod api;
 pub mod backend;
 pub mod cluster_file;
+pub mod manifest;
 pub mod status;
 
 pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -27,5 +28,9 @@ pub use backend::{
 pub use cluster_file::{
     ClusterFile, ClusterFileError, ClusterNode, ControlCommands, MemberAddrs, RaftArgs,
     RaftSettings,
+};
+pub use manifest::{
+    Generator, LiveCluster, Machine, ManifestError, PhaseRecord, RUN_MANIFEST_SCHEMA, RunManifest,
+    VerifyReport,
 };
 pub use status::{BackendStats, OpenReport, RaftStatus, Role, StatusReport};

@@ -5,11 +5,12 @@
 //!   value makers (sizes, compressibility);
 //! - [`runner`]: `raftbench run` — phases, open/closed loop, events; [`events`]: fault
 //!   injection and recovery timing; [`verify`]: the lost-write model; [`output`]: the
-//!   results directory.
+//!   results directory; `recorded`: a workload read back from `run.json`.
 
 pub mod events;
 pub mod keys;
 pub mod output;
+mod recorded;
 pub mod runner;
 pub mod spec;
 pub mod verify;

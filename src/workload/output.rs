@@ -13,9 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::Workload;
 use super::events::{EventRow, RecoveryRow};
 use super::spec::Phase;
-use super::verify::VerifyReport;
 use crate::metrics::{Outcome, Recorder};
-use crate::wire::BackendConfig;
+use crate::wire::{Generator, Machine, PhaseRecord, RunManifest, VerifyReport};
 
 /// What one load phase measured.
 pub struct PhaseOutput {
@@ -80,22 +79,6 @@ pub struct TimelineRow {
     pub max_us: u64,
 }
 
-/// Context recorded in `run.json`.
-pub struct RunInfo<'a> {
-    pub workload: &'a Workload,
-    pub cli: &'a [String],
-    pub backend: &'a BackendConfig,
-    pub started_at: SystemTime,
-    pub duration_s: f64,
-    /// Distinct keys the run put a value in (acknowledged or in doubt).
-    pub keys_written: u64,
-    /// For a run against a live cluster: its cluster file and nodes (with their control
-    /// commands).
-    pub live_cluster: Option<serde_json::Value>,
-    /// `(I, N)` when this run was load generator I of N.
-    pub generator: Option<(u64, u64)>,
-}
-
 /// One line per phase for the terminal.
 pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
     let secs = measured_secs(out);
@@ -156,12 +139,24 @@ pub fn summary_row(
 }
 
 /// Cores, memory and kernel of this machine, for `run.json` and reports.
-pub fn machine() -> serde_json::Value {
-    serde_json::json!({
-        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "memory_bytes": crate::procinfo::memory_bytes(),
-        "kernel": crate::procinfo::kernel(),
-    })
+pub fn machine() -> Machine {
+    Machine {
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_bytes: crate::procinfo::memory_bytes(),
+        kernel: crate::procinfo::kernel(),
+    }
+}
+
+/// What `run.json` records about a phase.
+pub fn phase_record(p: &PhaseOutput) -> PhaseRecord {
+    PhaseRecord {
+        name: p.name.clone(),
+        elapsed_s: p.elapsed.as_secs_f64(),
+        warmup_s: p.warmup.map(|w| w.as_secs_f64()),
+        target_rate: p.target_rate,
+        achieved_rate: p.recorder.ok_count() as f64 / measured_secs(p),
+        generator_cpu_us_per_op: p.generator_cpu_us_per_op,
+    }
 }
 
 fn csv_file<T: Serialize>(dir: &Path, name: &str, rows: &[T], header: &[&str]) -> io::Result<()> {
@@ -175,15 +170,18 @@ fn csv_file<T: Serialize>(dir: &Path, name: &str, rows: &[T], header: &[&str]) -
     w.flush()
 }
 
-/// Write every results file; returns the summary rows (also printed by the caller).
+/// Write every results file: the CSVs and histogram logs from what the run measured, and
+/// `run.json` from `manifest`. `started_at` is the run's start to the nanosecond (the
+/// manifest gives it to the second), for the histogram logs. Returns the summary rows (also
+/// printed by the caller).
 pub fn write_all(
     dir: &Path,
-    info: &RunInfo<'_>,
+    manifest: &RunManifest<Workload>,
+    started_at: SystemTime,
     phases: &[PhaseOutput],
     events: &[EventRow],
     recovery: &[RecoveryRow],
     resources: &[ResourceRow],
-    verify: Option<&VerifyReport>,
 ) -> io::Result<Vec<SummaryRow>> {
     let mut summary = Vec::new();
     let mut timeline = Vec::new();
@@ -226,9 +224,9 @@ pub fn write_all(
             });
         }
     }
-    let generator = info
+    let generator = manifest
         .generator
-        .map_or(String::new(), |(i, n)| format!("{i}/{n}"));
+        .map_or(String::new(), |g| format!("{}/{}", g.id, g.of));
     for r in &mut summary {
         r.generator = generator.clone();
     }
@@ -267,40 +265,11 @@ pub fn write_all(
             "cpu_pct",
         ],
     )?;
-    if let Some(v) = verify {
+    if let Some(v) = &manifest.verify {
         write_verify_csv(dir, v)?;
     }
-    write_hlog(dir, info.started_at, phases, info.generator)?;
-
-    let f = &info.workload.file;
-    let run = serde_json::json!({
-        "raftbench_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": option_env!("RAFTBENCH_GIT_REV").unwrap_or("unknown"),
-        "cli": info.cli,
-        "workload_file": info.workload.path,
-        "workload": info.workload,
-        "seed": f.seed,
-        "backend": info.backend,
-        "fsync": info.backend.fsync,
-        "machine": machine(),
-        "started_at": humantime::format_rfc3339_seconds(info.started_at).to_string(),
-        "duration_s": info.duration_s,
-        "keys_written": info.keys_written,
-        "live_cluster": info.live_cluster,
-        "generator": info.generator.map(|(i, n)| serde_json::json!({"id": i, "of": n})),
-        "phases": phases.iter().map(|p| serde_json::json!({
-            "name": p.name,
-            "elapsed_s": p.elapsed.as_secs_f64(),
-            "warmup_s": p.warmup.map(|w| w.as_secs_f64()),
-            "target_rate": p.target_rate,
-            "achieved_rate": p.recorder.ok_count() as f64 / measured_secs(p),
-            "generator_cpu_us_per_op": p.generator_cpu_us_per_op,
-        })).collect::<Vec<_>>(),
-        "verify": verify,
-    });
-    let mut out = BufWriter::new(File::create(dir.join("run.json"))?);
-    serde_json::to_writer_pretty(&mut out, &run)?;
-    out.flush()?;
+    write_hlog(dir, started_at, phases, manifest.generator)?;
+    manifest.save(&dir.join("run.json"))?;
     Ok(summary)
 }
 
@@ -368,7 +337,7 @@ fn write_hlog(
     dir: &Path,
     started_at: SystemTime,
     phases: &[PhaseOutput],
-    generator: Option<(u64, u64)>,
+    generator: Option<Generator>,
 ) -> io::Result<()> {
     let mut entries = Vec::new();
     for p in phases {
@@ -396,7 +365,7 @@ fn write_hlog(
             }
         }
     }
-    let note = generator.map(|(i, n)| format!("load generator {i} of {n}"));
+    let note = generator.map(|g| format!("load generator {} of {}", g.id, g.of));
     write_hlog_entries(
         &dir.join("latency.hlog"),
         started_at,

@@ -17,8 +17,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 /// One write to a key.
 #[derive(Debug, Clone, Copy)]
 struct Write {
@@ -34,37 +32,8 @@ pub struct Model {
     keys: Mutex<HashMap<u64, Vec<Write>>>,
 }
 
-/// Result of classifying every key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub keys: u64,
-    pub acknowledged: u64,
-    pub ok: u64,
-    pub lost: u64,
-    pub stale: u64,
-    pub indeterminate: u64,
-    pub indeterminate_resolved: u64,
-    /// Keys that could not be read back (no quorum, timeouts): not judged either way.
-    pub unreadable: u64,
-    /// Up to 20 keys that were lost or stale, for the summary.
-    pub bad_keys: Vec<u64>,
-}
-
-impl VerifyReport {
-    /// The counts under their `verify.csv` column names.
-    pub fn columns(&self) -> [(&'static str, u64); 8] {
-        [
-            ("keys", self.keys),
-            ("acknowledged", self.acknowledged),
-            ("ok", self.ok),
-            ("lost", self.lost),
-            ("stale", self.stale),
-            ("indeterminate", self.indeterminate),
-            ("indeterminate_resolved", self.indeterminate_resolved),
-            ("unreadable", self.unreadable),
-        ]
-    }
-}
+/// The classification's result, as `run.json` records it.
+pub use crate::wire::VerifyReport;
 
 /// What a verify read saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

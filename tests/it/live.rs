@@ -332,8 +332,8 @@ fn two_generators_merge_exactly() {
     // Each took half of the 400-op load and half of the 200 keys, and verified its own.
     for r in [&r1, &r2] {
         assert_eq!(r.ok_row("load", "put").unwrap().count, 200);
-        assert_eq!(r.info.keys_written, Some(100));
-        let v = r.info.verify.as_ref().unwrap();
+        assert_eq!(r.manifest.keys_written, Some(100));
+        let v = r.manifest.verify.as_ref().unwrap();
         assert_eq!((v.keys, v.lost, v.stale), (100, 0, 0));
     }
 
@@ -367,7 +367,7 @@ fn two_generators_merge_exactly() {
             "{phase}.{op} in latency.hlog"
         );
     }
-    assert_eq!(merged.info.verify.as_ref().unwrap().keys, 200);
+    assert_eq!(merged.manifest.verify.as_ref().unwrap().keys, 200);
     // Rates add up; every row says where it came from.
     let rate = |r: &RunData| r.ok_row("mixed", "put").unwrap().ops_per_sec;
     assert!((rate(&merged) - rate(&r1) - rate(&r2)).abs() < 1e-6);

@@ -123,7 +123,7 @@ mod tests {
             // A dead node (RSS 0): ignored.
             row(5.0, 3, 0, 0),
         ];
-        run.info.keys_written = Some(100);
+        run.manifest.keys_written = Some(100);
         let m = growth_metrics(&run, 200);
         assert_eq!(m["disk_bytes_per_node"], 2000.0);
         assert_eq!(m["rss_bytes_per_node"], 6000.0);

@@ -354,8 +354,8 @@ fn machine() -> String {
     let m = crate::workload::output::machine();
     format!(
         "{} cores, {} memory",
-        m["cores"],
-        fmt_bytes(m["memory_bytes"].as_f64().unwrap_or(0.0))
+        m.cores,
+        fmt_bytes(m.memory_bytes as f64)
     )
 }
 

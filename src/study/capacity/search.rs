@@ -117,7 +117,7 @@ pub fn judge(
 ) -> Result<Probe, StudyError> {
     let is_measured = |phase: &str| measured.iter().any(|m| m == phase);
     let achieved = run
-        .info
+        .manifest
         .phases
         .iter()
         .filter(|p| is_measured(&p.name))
@@ -295,7 +295,7 @@ mod tests {
         let run = RunData::load(dir).unwrap();
         let measured = vec!["run".to_string()];
         let achieved = run
-            .info
+            .manifest
             .phases
             .iter()
             .find(|p| p.name == "run")

@@ -57,7 +57,10 @@ pub(super) fn overlay_charts(
     let Some(first) = data.iter().flatten().next() else {
         return Ok(out);
     };
-    let title = format!("{} · fsync={}", first.info.workload, first.info.fsync);
+    let title = format!(
+        "{} · fsync={}",
+        first.manifest.workload.file.name, first.manifest.fsync
+    );
     // Latency spectra: one chart per op, one line per (backend, phase), repetitions added.
     let mut merged: BTreeMap<(String, String, usize), Histogram<u64>> = BTreeMap::new();
     for (bi, runs) in data.iter().enumerate() {

@@ -43,7 +43,7 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
             value,
         })
     };
-    for p in &run.info.phases {
+    for p in &run.manifest.phases {
         push(
             format!("{}.ops_per_sec", p.name),
             Better::Higher,
@@ -118,7 +118,7 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
         }
         push("rss_peak_bytes".into(), Better::Lower, peak);
     }
-    if let Some(v) = &run.info.verify {
+    if let Some(v) = &run.manifest.verify {
         push(
             "verify.lost_or_stale".into(),
             Better::Lower,

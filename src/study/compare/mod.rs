@@ -136,7 +136,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, StudyError> {
                 run_dir.display()
             );
             let run = o.launch.run(&w, *b, &run_dir, o.launch.scale).await?;
-            lost += run.info.verify.as_ref().map_or(0, |v| v.lost + v.stale);
+            lost += run.manifest.verify.as_ref().map_or(0, |v| v.lost + v.stale);
             metrics[bi].push(run_metrics(&run));
             data[bi].push(run);
             runs.push((*b, rep + 1, run_dir));

@@ -22,7 +22,10 @@ use super::{StudyError, check_out_dir};
 use crate::metrics::merge_into;
 use crate::report::data::{Histograms, Kind, OtherHistograms, RunData, TimelineHistograms};
 use crate::report::plot;
+use crate::wire::RunManifest;
+use crate::workload::Workload;
 use crate::workload::output::{self as run_output, SummaryRow, TimelineRow};
+use crate::workload::spec::Phase;
 use crate::workload::verify::VerifyReport;
 
 /// `raftbench merge` options.
@@ -58,13 +61,12 @@ struct Combined<'a> {
     /// The per-second histograms, added, when every generator wrote them.
     per_second: Option<TimelineHistograms>,
     verify: Option<VerifyReport>,
-    run_json: serde_json::Value,
+    run_json: RunManifest<Workload>,
 }
 
 /// `(id, of)` of a split generator's run.
 fn generator(run: &RunData) -> Option<(u64, u64)> {
-    let g = run.info.raw.get("generator")?;
-    Some((g.get("id")?.as_u64()?, g.get("of")?.as_u64()?))
+    run.manifest.generator.map(|g| (g.id, g.of))
 }
 
 /// Refuse runs that are not parts of one run, unless `force`.
@@ -77,17 +79,18 @@ fn check(runs: &[RunData], force: bool) -> Result<(), StudyError> {
     if force {
         return Ok(());
     }
-    let first = &runs[0];
+    let first = &runs[0].manifest;
     for r in &runs[1..] {
-        if r.info.workload != first.info.workload || r.info.seed != first.info.seed {
+        let m = &r.manifest;
+        if m.workload.file.name != first.workload.file.name || m.seed != first.seed {
             return Err(StudyError::Invalid(format!(
                 "{} ran workload {:?} with seed {}, but {} ran {:?} with seed {}: these are not generators of one run (--force merges them anyway)",
-                first.dir.display(),
-                first.info.workload,
-                first.info.seed,
+                runs[0].dir.display(),
+                first.workload.file.name,
+                first.seed,
                 r.dir.display(),
-                r.info.workload,
-                r.info.seed
+                m.workload.file.name,
+                m.seed
             )));
         }
     }
@@ -231,7 +234,7 @@ fn summary(runs: &[RunData], ok: &Histograms, other: &OtherHistograms) -> Vec<Su
         push(phase, op, outcome, "corrected", h);
     }
     let order: Vec<&str> = runs[0]
-        .info
+        .manifest
         .phases
         .iter()
         .map(|p| p.name.as_str())
@@ -302,7 +305,7 @@ fn timeline(
 /// The generators verified disjoint keys, so the counts add up.
 fn verify(runs: &[RunData]) -> Option<VerifyReport> {
     runs.iter()
-        .filter_map(|r| r.info.verify.clone())
+        .filter_map(|r| r.manifest.verify.clone())
         .reduce(|mut a, b| {
             a.keys += b.keys;
             a.acknowledged += b.acknowledged;
@@ -324,60 +327,53 @@ fn run_json(
     lead: &RunData,
     o: &MergeOptions,
     verify: &Option<VerifyReport>,
-) -> serde_json::Value {
-    let mut run = lead.info.raw.clone();
-    run["merged_from"] = serde_json::json!(o.dirs);
-    run["generators"] = serde_json::json!(runs.iter().map(generator).collect::<Vec<_>>());
-    run["generator"] = serde_json::Value::Null;
-    run["cli"] = serde_json::json!(o.cli);
-    run["verify"] = serde_json::to_value(verify).unwrap_or_default();
-    run["keys_written"] =
-        serde_json::json!(runs.iter().filter_map(|r| r.info.keys_written).sum::<u64>());
-    // The workload as a whole: each generator's share summed back.
-    if let Some(phases) = run["workload"]["phase"].as_array_mut() {
-        for (pi, p) in phases.iter_mut().enumerate() {
-            let share = |field: &str| -> Option<f64> {
-                runs.iter()
-                    .map(|r| r.info.raw["workload"]["phase"][pi][field].as_f64())
-                    .sum()
-            };
-            for field in ["ops", "concurrency"] {
-                if let Some(v) = share(field) {
-                    p[field] = serde_json::json!(v as u64);
-                }
-            }
-            if let Some(v) = share("rate") {
-                p["rate"] = serde_json::json!(v);
-            }
+) -> RunManifest<Workload> {
+    let mut run = lead.manifest.clone();
+    run.merged_from = Some(o.dirs.clone());
+    run.generators = Some(runs.iter().map(generator).collect());
+    run.generator = None;
+    run.cli = o.cli.clone();
+    run.verify = verify.clone();
+    run.keys_written = Some(runs.iter().filter_map(|r| r.manifest.keys_written).sum());
+    // The workload as a whole: each generator's share summed back (left as generator 1's
+    // where a generator has no such phase or value).
+    for (pi, p) in run.workload.file.phases.iter_mut().enumerate() {
+        let p = p.get_mut();
+        let share = |f: fn(&Phase) -> Option<f64>| -> Option<f64> {
+            runs.iter()
+                .map(|r| {
+                    r.manifest
+                        .workload
+                        .file
+                        .phases
+                        .get(pi)
+                        .and_then(|x| f(x.get_ref()))
+                })
+                .sum()
+        };
+        if let Some(v) = share(|x| x.ops.map(|o| o as f64)) {
+            p.ops = Some(v as u64);
+        }
+        if let Some(v) = share(|x| Some(x.concurrency as f64)) {
+            p.concurrency = v as usize;
+        }
+        if let Some(v) = share(|x| x.rate) {
+            p.rate = Some(v);
         }
     }
-    let duration = runs.iter().map(|r| r.info.duration_s).fold(0.0, f64::max);
-    run["duration_s"] = serde_json::json!(duration);
-    if let Some(phases) = run["phases"].as_array_mut() {
-        for p in phases {
-            let name = p["name"].as_str().unwrap_or_default().to_string();
-            let sum: f64 = runs
-                .iter()
-                .flat_map(|r| &r.info.phases)
-                .filter(|x| x.name == name)
-                .map(|x| x.achieved_rate)
-                .sum();
-            p["achieved_rate"] = serde_json::json!(sum);
-            let target: Option<f64> = runs
-                .iter()
-                .flat_map(|r| &r.info.phases)
-                .filter(|x| x.name == name)
-                .map(|x| x.target_rate)
-                .sum();
-            p["target_rate"] = serde_json::json!(target);
-            let elapsed = runs
-                .iter()
-                .flat_map(|r| &r.info.phases)
-                .filter(|x| x.name == name)
-                .map(|x| x.elapsed_s)
-                .fold(0.0, f64::max);
-            p["elapsed_s"] = serde_json::json!(elapsed);
-        }
+    run.duration_s = runs
+        .iter()
+        .map(|r| r.manifest.duration_s)
+        .fold(0.0, f64::max);
+    for p in &mut run.phases {
+        let same = || {
+            runs.iter()
+                .flat_map(|r| &r.manifest.phases)
+                .filter(|x| x.name == p.name)
+        };
+        p.achieved_rate = same().map(|x| x.achieved_rate).sum();
+        p.target_rate = same().map(|x| x.target_rate).sum();
+        p.elapsed_s = same().map(|x| x.elapsed_s).fold(0.0, f64::max);
     }
     run
 }

@@ -45,7 +45,7 @@ pub(super) fn write(dir: &Path, c: &Combined<'_>) -> Result<(), ReportError> {
             })
             .collect();
         let started_at =
-            humantime::parse_rfc3339(&runs[0].info.started_at).unwrap_or(SystemTime::now());
+            humantime::parse_rfc3339(&runs[0].manifest.started_at).unwrap_or(SystemTime::now());
         let path = dir.join("timeline.hlog");
         run_output::write_hlog_entries(&path, started_at, &entries, Some("merged"))
             .map_err(ReportError::io(&path))?;
@@ -58,12 +58,13 @@ pub(super) fn write(dir: &Path, c: &Combined<'_>) -> Result<(), ReportError> {
     }
 
     // latency.hlog: the added histograms, with the same tags.
-    let started_at = humantime::parse_rfc3339(&c.lead.info.started_at).unwrap_or(SystemTime::now());
+    let started_at =
+        humantime::parse_rfc3339(&c.lead.manifest.started_at).unwrap_or(SystemTime::now());
     let elapsed = |phase: &str| {
         let base = phase.trim_end_matches(":warmup");
         let s = runs
             .iter()
-            .flat_map(|r| &r.info.phases)
+            .flat_map(|r| &r.manifest.phases)
             .filter(|p| p.name == base)
             .map(|p| p.elapsed_s)
             .fold(0.0, f64::max);
@@ -96,6 +97,5 @@ pub(super) fn write(dir: &Path, c: &Combined<'_>) -> Result<(), ReportError> {
     }
 
     let path = dir.join("run.json");
-    let json = serde_json::to_string_pretty(&c.run_json).map_err(ReportError::json(&path))?;
-    std::fs::write(&path, json).map_err(ReportError::io(&path))
+    c.run_json.save(&path).map_err(ReportError::io(&path))
 }

@@ -1,0 +1,358 @@
+//! `raftbench run`: replay a workload against a local cluster and write `results/<run-id>/`.
+//!
+//! Each phase runs `concurrency` workers. Closed loop: a worker sends its next operation when
+//! the previous one completes. Open loop (`rate`): operation `k` of worker `w` is *intended*
+//! to start at `(k * concurrency + w) / rate` seconds into the phase — a global schedule —
+//! and its corrected latency counts from that instant, so a stalled cluster shows up in the
+//! numbers instead of silently slowing the load (coordinated omission). Service time (from
+//! the actual send) is recorded beside it. Writes carry a unique id in their first 8 bytes
+//! and every acknowledged or in-doubt write goes into the verification [`Model`].
+//!
+//! - [`run`] (here): the run end to end — workload, cluster, phases, results;
+//! - `overrides`: the command line's edits to the workload; [`split`]: a split generator's
+//!   share of it;
+//! - `live`: the checks before running against a live cluster ([`check_controls`]);
+//! - `phase`: one load phase — pacer, workers, operations; `recovery`: its events and their
+//!   recovery figures;
+//! - `readback`: the verify phase; `sample`: resource sampling; `progress`: the terminal's
+//!   progress bars.
+
+mod live;
+mod overrides;
+mod phase;
+mod progress;
+mod readback;
+mod recovery;
+mod sample;
+mod split;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+pub use live::check_controls;
+pub use split::split;
+
+use super::keys::{SharedKeys, ValueMaker};
+use super::output::{self, PhaseOutput};
+use super::spec::{CacheState, WorkloadFile};
+use super::verify::{Model, VerifyReport};
+use super::{SpecError, Workload};
+use crate::client::Client;
+use crate::cluster::{Cluster, ClusterError, ClusterSpec};
+use crate::wire::{
+    BackendConfig, BackendKind, Generator, RUN_MANIFEST_SCHEMA, RaftSettings, RunManifest,
+};
+use recovery::EventLog;
+
+/// Why a run could not be carried out.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("writing results to {}: {source}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    ClusterFile(#[from] crate::wire::ClusterFileError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `raftbench run` options.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub workload: PathBuf,
+    /// The workload, already loaded and possibly edited (`compare`, `capacity`); when
+    /// `None` it is read from `workload`.
+    pub loaded: Option<Workload>,
+    pub backend: Option<BackendKind>,
+    pub nodes: Option<u64>,
+    /// Results directory (default `results/<utc>-<workload>-<backend>`).
+    pub out: Option<PathBuf>,
+    pub seed: Option<u64>,
+    /// Overrides every `restart` event's `cache`.
+    pub restart_cache: Option<CacheState>,
+    /// Multiplies op counts, durations, warm-ups and event times.
+    pub scale: f64,
+    pub quiet: bool,
+    /// The `raftbench` executable that runs nodes.
+    pub binary: PathBuf,
+    /// The command line, for `run.json`.
+    pub cli: Vec<String>,
+    /// Run against the running cluster this cluster file describes instead of starting one.
+    pub cluster: Option<PathBuf>,
+    /// `(I, N)`: this is load generator I of N running the same workload against one
+    /// cluster (see [`split`]).
+    pub generator: Option<(u64, u64)>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub verify: Option<VerifyReport>,
+    pub summary: Vec<output::SummaryRow>,
+}
+
+/// What the workers, the verify phase and the event injection of a run share.
+struct Shared {
+    client: Client,
+    model: Model,
+    keys_shared: Arc<SharedKeys>,
+    values: ValueMaker,
+    next_write_id: AtomicU64,
+    run_start: Instant,
+    key_size: usize,
+    /// Keys this generator chooses from: its partition of the key space (all of it
+    /// unless split), mapped to real key indexes as `local * key_stride + key_offset`.
+    keys: u64,
+    key_stride: u64,
+    key_offset: u64,
+    quiet: bool,
+}
+
+/// Run a workload end to end.
+pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
+    let w = prepare_workload(&o)?;
+    let f = &w.file;
+    let started_at = SystemTime::now();
+    let dir = results_dir(&o, f, started_at)?;
+    let (cluster, backend, live) = match &o.cluster {
+        Some(path) => {
+            let (c, backend, live) = live::attach(path, &dir.join("cluster")).await?;
+            (c, backend, Some(live))
+        }
+        None => {
+            let (c, backend) = start_cluster(&o, f, &dir).await?;
+            (c, backend, None)
+        }
+    };
+    let endpoints: Vec<String> = cluster
+        .nodes()
+        .values()
+        .map(|n| n.client_addr.clone())
+        .collect();
+    let cluster = Arc::new(Mutex::new(cluster));
+    // Split generators: a partition of the keys, and their own random streams (the
+    // workload's seed, recorded, stays the same for all of them).
+    let (i, n) = o.generator.unwrap_or((1, 1));
+    let (keys, key_stride, key_offset) = split::key_partition(f.data.keys, i, n);
+    let seed = split::generator_seed(f.seed, i);
+    let shared = Arc::new(Shared {
+        client: Client::new(&endpoints, client_timeout(f)),
+        model: Model::default(),
+        keys_shared: Arc::new(SharedKeys::default()),
+        values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, seed),
+        // Unique across runs and generators: a value left by an earlier run on the same
+        // (live) cluster must never pass for this run's write.
+        next_write_id: AtomicU64::new(
+            (u64::from(rand::random::<u16>()) << 48)
+                | (o.generator.map_or(0, |g| g.0 & 0xFF) << 40)
+                | 1,
+        ),
+        run_start: Instant::now(),
+        key_size: f.data.key_size,
+        keys,
+        key_stride,
+        key_offset,
+        quiet: o.quiet,
+    });
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample::sample_resources(
+        cluster.clone(),
+        shared.run_start,
+        stop_sampling.clone(),
+    ));
+
+    let mut log = EventLog::default();
+    let (phases, verify) = run_phases(&shared, &cluster, &mut log, f, seed).await;
+    stop_sampling.store(true, Ordering::Relaxed);
+    let resources = sampler.await.unwrap_or_default();
+    cluster.lock().await.shutdown();
+
+    let manifest = RunManifest {
+        schema_version: RUN_MANIFEST_SCHEMA,
+        raftbench_version: env!("CARGO_PKG_VERSION").into(),
+        git_revision: option_env!("RAFTBENCH_GIT_REV").unwrap_or("unknown").into(),
+        cli: o.cli.clone(),
+        workload_file: w.path.clone(),
+        seed: f.seed,
+        fsync: backend.fsync,
+        backend,
+        machine: output::machine(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_s: shared.run_start.elapsed().as_secs_f64(),
+        keys_written: Some(shared.model.key_count()),
+        live_cluster: live,
+        generator: o.generator.map(|(id, of)| Generator { id, of }),
+        phases: phases.iter().map(output::phase_record).collect(),
+        verify,
+        merged_from: None,
+        generators: None,
+        workload: w,
+    };
+    let summary = output::write_all(
+        &dir,
+        &manifest,
+        started_at,
+        &phases,
+        &log.rows,
+        &log.recovery,
+        &resources,
+    )
+    .map_err(|source| RunError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(RunResult {
+        dir,
+        verify: manifest.verify,
+        summary,
+    })
+}
+
+/// The workload as this run runs it: loaded (unless given), with the command line's
+/// overrides and this generator's share, and checked against a live cluster's file.
+fn prepare_workload(o: &RunOptions) -> Result<Workload, RunError> {
+    let w = match o.loaded.clone() {
+        Some(w) => w,
+        None => Workload::load(&o.workload)?,
+    };
+    let mut w = overrides::apply_overrides(w, o)?;
+    if let Some((i, n)) = o.generator {
+        split(&mut w, i, n)?;
+        w.revalidate()?;
+    }
+    if let Some(path) = &o.cluster {
+        if o.backend.is_some() || o.nodes.is_some() {
+            return Err(RunError::Invalid(
+                "--backend and --nodes describe a cluster raftbench starts; with --cluster the cluster file says what runs".into(),
+            ));
+        }
+        check_controls(&w, path)?;
+    }
+    Ok(w)
+}
+
+/// The results directory (`--out`, else `results/<utc>-<workload>-<backend>[-gIofN]`),
+/// created; one that holds anything is refused.
+fn results_dir(
+    o: &RunOptions,
+    f: &WorkloadFile,
+    started_at: SystemTime,
+) -> Result<PathBuf, RunError> {
+    let dir = o.out.clone().unwrap_or_else(|| {
+        let ts = humantime::format_rfc3339_seconds(started_at)
+            .to_string()
+            .replace(':', "");
+        let gen_suffix = o
+            .generator
+            .map_or(String::new(), |(i, n)| format!("-g{i}of{n}"));
+        PathBuf::from("results").join(format!("{ts}-{}-{}{gen_suffix}", f.name, f.cluster.backend))
+    });
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        return Err(RunError::Invalid(format!(
+            "results directory {} is not empty",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// Start the workload's `[cluster]` in `dir/cluster` and wait for its leader; returns it
+/// and the backend its nodes run.
+async fn start_cluster(
+    o: &RunOptions,
+    f: &WorkloadFile,
+    dir: &Path,
+) -> Result<(Cluster, BackendConfig), RunError> {
+    let c = &f.cluster;
+    let mut backend = BackendConfig::new(c.backend, "").with_fsync(c.fsync);
+    backend.memwal = c.memwal.clone();
+    backend.rocksdb = c.rocksdb.clone();
+    let spec = ClusterSpec {
+        nodes: c.nodes,
+        backend: backend.clone(),
+        raft: RaftSettings {
+            tick_ms: c.tick_ms,
+            election_ticks: c.election_ticks,
+            snapshot_interval: c.snapshot_interval,
+            compact_lag: c.compact_lag,
+        },
+        dir: dir.join("cluster"),
+        binary: o.binary.clone(),
+    };
+    let cluster = Cluster::start(spec)?.into_dyn();
+    cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    Ok((cluster, backend))
+}
+
+/// Every phase in order: load phases measured (returned in order), verify phases read
+/// every key back (the last one's result is returned).
+async fn run_phases(
+    shared: &Arc<Shared>,
+    cluster: &Arc<Mutex<Cluster>>,
+    log: &mut EventLog,
+    f: &WorkloadFile,
+    seed: u64,
+) -> (Vec<PhaseOutput>, Option<VerifyReport>) {
+    let mut phases = Vec::new();
+    let mut verify = None;
+    for (i, p) in f.phases.iter().enumerate() {
+        let p = p.get_ref();
+        if p.verify {
+            let r = readback::run_verify(shared).await;
+            if !shared.quiet {
+                eprintln!(
+                    "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt, {} unreadable",
+                    i,
+                    p.name,
+                    r.keys,
+                    r.ok,
+                    r.lost,
+                    r.stale,
+                    r.indeterminate_resolved,
+                    r.unreadable
+                );
+            }
+            verify = Some(r);
+            continue;
+        }
+        let out =
+            phase::run_phase(shared, cluster, log, seed, i, p, &f.data.key_distribution).await;
+        if !shared.quiet {
+            eprintln!("{}", output::phase_line(i, p, &out));
+        }
+        phases.push(out);
+    }
+    (phases, verify)
+}
+
+/// The client's overall deadline: 10 s, or longer when a phase asks for a longer timeout.
+fn client_timeout(f: &WorkloadFile) -> Duration {
+    f.phases
+        .iter()
+        .filter_map(|p| p.get_ref().timeout)
+        .map(|t| t.0)
+        .max()
+        .unwrap_or_default()
+        .max(Duration::from_secs(10))
+}

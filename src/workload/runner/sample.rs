@@ -1,0 +1,103 @@
+//! Resource sampling during a run: every node's memory, disk, I/O and CPU once a second
+//! (`resources.csv`), and the load generator's own CPU time (per phase, in `run.json`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::cluster::{Cluster, ProcResources};
+use crate::workload::output::ResourceRow;
+
+/// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set.
+pub(super) async fn sample_resources(
+    cluster: Arc<Mutex<Cluster>>,
+    run_start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<ResourceRow> {
+    let mut rows = Vec::new();
+    let mut cpu = CpuMeter::default();
+    let http = crate::client::http_client();
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    while !stop.load(Ordering::Relaxed) {
+        interval.tick().await;
+        for (id, pid, r) in sample_nodes(&cluster, &http).await {
+            let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
+            rows.push(ResourceRow {
+                t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
+                node: id,
+                rss_bytes: r.rss_bytes,
+                disk_bytes: r.disk_bytes,
+                read_bytes: r.read_bytes,
+                write_bytes: r.write_bytes,
+                cpu_pct: cpu_pct.unwrap_or(0.0),
+            });
+        }
+    }
+    rows
+}
+
+/// One sample of every node that can be sampled: (id, pid of a local node, figures).
+async fn sample_nodes(
+    cluster: &Mutex<Cluster>,
+    http: &reqwest::Client,
+) -> Vec<(u64, Option<u32>, ProcResources)> {
+    // Local nodes: /proc, read under the lock (fast). Attached nodes: their /status,
+    // queried after releasing it, so a slow node cannot hold up event injection.
+    let mut sampled = Vec::new();
+    let mut remote = Vec::new();
+    {
+        let c = cluster.lock().await;
+        for n in c.nodes().values() {
+            if c.attached().is_some() {
+                if c.state(n.id) == crate::cluster::NodeState::Running {
+                    remote.push((n.id, c.url(n.id).unwrap_or_default()));
+                }
+            } else if let Ok(r) = c.resources(n.id) {
+                sampled.push((n.id, c.pid(n.id), r));
+            }
+        }
+    }
+    for (id, url) in remote {
+        if let Ok(s) = crate::cluster::fetch_status(http, &url, id).await {
+            sampled.push((id, None, crate::cluster::reported_resources(&s)));
+        }
+    }
+    sampled
+}
+
+/// A node's CPU use as % of one core, from the growth of its CPU ticks between samples.
+#[derive(Default)]
+struct CpuMeter {
+    /// Per node: ticks used and when, at the last sample.
+    last: HashMap<u64, (u64, Instant)>,
+}
+
+impl CpuMeter {
+    /// `None` at a node's first sample, or when its ticks cannot be read.
+    fn percent(&mut self, id: u64, pid: u32) -> Option<f64> {
+        let used = crate::procinfo::cpu_ticks(pid)?;
+        let now = Instant::now();
+        let pct = self.last.get(&id).map(|(u, t)| {
+            used.saturating_sub(*u) as f64
+                / crate::procinfo::CLOCK_TICKS_PER_SEC
+                / now.duration_since(*t).as_secs_f64()
+                * 100.0
+        });
+        self.last.insert(id, (used, now));
+        pct
+    }
+}
+
+/// CPU time (user + system) this process has used.
+pub(super) fn self_cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    usage.map_or(Duration::ZERO, |u| {
+        let t = |tv: nix::sys::time::TimeVal| {
+            Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+        };
+        t(u.user_time()) + t(u.system_time())
+    })
+}
