@@ -159,7 +159,8 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
             }
         }
     });
-    print(out, format!("{sig}: stopping..."))?;
+    // The nodes are stopped even when nobody reads our output any more (a closed pipe).
+    let _ = writeln!(out, "{sig}: stopping...").and_then(|()| out.flush());
     cluster.shutdown();
     // Nodes relaunched by a `start` control command are not our children.
     cluster.stop_relaunched();

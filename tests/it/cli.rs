@@ -105,8 +105,8 @@ fn loadtest_prints_a_row_per_client_count() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    for line in lines {
+    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         if line.unwrap().contains("stops every node") {
             break;
         }
@@ -131,6 +131,7 @@ fn loadtest_prints_a_row_per_client_count() {
     )
     .unwrap();
     assert!(up.wait().unwrap().success());
+    drop(lines);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
