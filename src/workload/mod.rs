@@ -1,6 +1,7 @@
 //! Workloads: declarative scenario files and the generators that turn them into operations.
 //!
-//! - [`spec`]: the TOML format (phases, mixes, distributions, events) and its validation;
+//! - [`spec`]: the TOML format (phases, mixes, distributions, events); `rules`: the checks
+//!   its parser cannot make;
 //! - [`keys`]: key choosers (uniform, scrambled zipfian, latest, hotspot, sequential) and
 //!   value makers (sizes, compressibility);
 //! - [`runner`]: `raftbench run` — phases, open/closed loop, events; [`events`]: fault
@@ -11,6 +12,7 @@ pub mod events;
 pub mod keys;
 pub mod output;
 mod recorded;
+mod rules;
 pub mod runner;
 pub mod spec;
 pub mod verify;

@@ -6,7 +6,6 @@
 //! killed, a verify phase with no writes before it — and names the file, the line of the
 //! offending phase or event, and the field. The format is documented in `workloads/README.md`.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,6 +16,8 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::wire::{BackendKind, FsyncPolicy, MemwalOptions, RocksdbOptions};
+
+use super::rules::validate;
 
 /// A workload file that cannot be used.
 #[derive(Debug, Error)]
@@ -62,6 +63,11 @@ impl Serialize for HumanDuration {
 }
 
 /// Cluster the runner starts when it starts one itself.
+///
+/// The raft settings are spelled out rather than flattened from
+/// [`RaftSettings`](crate::wire::RaftSettings): `#[serde(flatten)]` would cost the TOML
+/// parser's line and column in errors and `deny_unknown_fields`. [`ClusterSection::raft`]
+/// and [`ClusterSection::backend`] are the one place they are turned into what nodes run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
@@ -74,6 +80,26 @@ pub struct ClusterSection {
     pub election_ticks: usize,
     pub memwal: MemwalOptions,
     pub rocksdb: RocksdbOptions,
+}
+
+impl ClusterSection {
+    /// The raft settings the nodes run with.
+    pub fn raft(&self) -> crate::wire::RaftSettings {
+        crate::wire::RaftSettings {
+            tick_ms: self.tick_ms,
+            election_ticks: self.election_ticks,
+            snapshot_interval: self.snapshot_interval,
+            compact_lag: self.compact_lag,
+        }
+    }
+
+    /// The backend section the nodes run with (no directory: each node has its own).
+    pub fn backend(&self) -> crate::wire::BackendConfig {
+        let mut b = crate::wire::BackendConfig::new(self.backend, "").with_fsync(self.fsync);
+        b.memwal = self.memwal.clone();
+        b.rocksdb = self.rocksdb.clone();
+        b
+    }
 }
 
 impl Default for ClusterSection {
@@ -450,267 +476,4 @@ impl Workload {
             message: format!("{message} (after command-line overrides)"),
         })
     }
-}
-
-/// Longest duration accepted anywhere in a workload.
-const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// (byte offset, field, message)
-type Problem = (usize, String, String);
-
-fn check_keys(d: &KeyDistribution, at: usize, field: &str) -> Result<(), Problem> {
-    let bad = |m: String| Err((at, field.to_string(), m));
-    match d {
-        KeyDistribution::Zipfian { theta } | KeyDistribution::Latest { theta }
-            if !(*theta > 0.0 && theta.is_finite()) =>
-        {
-            bad(format!("theta must be positive, got {theta}"))
-        }
-        KeyDistribution::Hotspot {
-            hot_key_fraction,
-            hot_op_share,
-        } if !(*hot_key_fraction > 0.0
-            && *hot_key_fraction < 1.0
-            && (0.0..=1.0).contains(hot_op_share)) =>
-        {
-            bad("hot_key_fraction must be in (0, 1) and hot_op_share in [0, 1]".into())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn validate(f: &WorkloadFile) -> Result<(), Problem> {
-    let top = |field: &str, m: String| Err((0, field.to_string(), m));
-    if f.phases.is_empty() {
-        return top("phase", "a workload needs at least one [[phase]]".into());
-    }
-    if f.cluster.nodes == 0 {
-        return top("cluster.nodes", "a cluster needs at least one node".into());
-    }
-    if f.data.keys == 0 {
-        return top("data.keys", "needs at least one key".into());
-    }
-    if !(0.0..=1.0).contains(&f.data.value_random_share) {
-        return top(
-            "data.value_random_share",
-            format!("must be in [0, 1], got {}", f.data.value_random_share),
-        );
-    }
-    let digits = f.data.keys.saturating_sub(1).to_string().len();
-    if f.data.key_size < digits {
-        return top(
-            "data.key_size",
-            format!(
-                "{} bytes cannot hold {} distinct keys (need {digits})",
-                f.data.key_size, f.data.keys
-            ),
-        );
-    }
-    if f.data.key_size > crate::wire::MAX_KEY_BYTES {
-        return top(
-            "data.key_size",
-            format!("at most {} bytes", crate::wire::MAX_KEY_BYTES),
-        );
-    }
-    match &f.data.value_size {
-        ValueSize::Fixed(n) if *n > crate::wire::MAX_VALUE_BYTES => {
-            return top(
-                "data.value_size",
-                format!("at most {} bytes", crate::wire::MAX_VALUE_BYTES),
-            );
-        }
-        ValueSize::Dist(ValueSizeDist::Uniform { min, max })
-            if min > max || *max > crate::wire::MAX_VALUE_BYTES =>
-        {
-            return top(
-                "data.value_size",
-                format!("need min <= max <= {}", crate::wire::MAX_VALUE_BYTES),
-            );
-        }
-        ValueSize::Dist(ValueSizeDist::Weighted { sizes })
-            if sizes.is_empty()
-                || sizes
-                    .iter()
-                    .any(|(s, w)| *w < 0.0 || *s > crate::wire::MAX_VALUE_BYTES)
-                || sizes.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 =>
-        {
-            return top(
-                "data.value_size",
-                "weighted sizes need at least one [size, weight] with positive weights".into(),
-            );
-        }
-        _ => {}
-    }
-    check_keys(&f.data.key_distribution, 0, "data.key_distribution")?;
-
-    let mut names = BTreeSet::new();
-    let mut wrote = false;
-    let mut killed: BTreeSet<String> = BTreeSet::new();
-    let mut paused = 0usize;
-    for p in &f.phases {
-        let at = p.span().start;
-        let ph = p.get_ref();
-        let field = |name: &str| format!("phase {:?}: {name}", ph.name);
-        let bad = |name: &str, m: String| Err((at, field(name), m));
-        if !names.insert(ph.name.clone()) {
-            return bad("name", "phase names must be unique".into());
-        }
-        if ph.verify {
-            if ph.ops.is_some()
-                || ph.duration.is_some()
-                || ph.rate.is_some()
-                || !ph.events.is_empty()
-            {
-                return bad("verify", "a verify phase reads every key once: it takes no ops, duration, rate or events".into());
-            }
-            if !wrote {
-                return bad(
-                    "verify",
-                    "nothing to verify: no earlier phase writes (mix.put or mix.delete)".into(),
-                );
-            }
-            continue;
-        }
-        if ph.ops.is_some() == ph.duration.is_some() {
-            return bad(
-                "ops",
-                "bound the phase by exactly one of `ops` or `duration`".into(),
-            );
-        }
-        if ph.ops == Some(0) {
-            return bad("ops", "must be at least 1".into());
-        }
-        if ph.duration.is_some_and(|d| d.0.is_zero()) {
-            return bad("duration", "must be positive".into());
-        }
-        if ph.concurrency == 0 {
-            return bad("concurrency", "must be at least 1".into());
-        }
-        if let Some(r) = ph.rate
-            && !(0.001..=10_000_000.0).contains(&r)
-        {
-            return bad(
-                "rate",
-                format!("must be a positive number of ops per second (0.001 to 1e7), got {r}"),
-            );
-        }
-        for (name, d) in [
-            ("duration", ph.duration),
-            ("warmup", ph.warmup),
-            ("timeout", ph.timeout),
-        ] {
-            if d.is_some_and(|d| d.0 > MAX_DURATION) {
-                return bad(name, "longer than 30 days".into());
-            }
-        }
-        let m = &ph.mix;
-        if [m.put, m.get, m.delete]
-            .iter()
-            .any(|x| !(x.is_finite() && *x >= 0.0))
-        {
-            return bad("mix", "shares must be finite and not negative".into());
-        }
-        if (m.total() - 1.0).abs() > 1e-6 {
-            return bad(
-                "mix",
-                format!("put + get + delete must sum to 1, got {}", m.total()),
-            );
-        }
-        if let (Some(w), Some(d)) = (ph.warmup, ph.duration)
-            && w >= d
-        {
-            return bad("warmup", "must be shorter than the duration".into());
-        }
-        if let Some(kd) = &ph.key_distribution {
-            check_keys(kd, at, &field("key_distribution"))?;
-        }
-        if ph.timeout.is_some_and(|t| t.0.is_zero()) {
-            return bad("timeout", "must be positive".into());
-        }
-        wrote |= m.writes();
-        for e in &ph.events {
-            let eat = e.span().start;
-            let ev = e.get_ref();
-            let ebad = |name: &str, m: String| Err((eat, field(&format!("event.{name}")), m));
-            let Some(d) = ph.duration else {
-                return ebad("at", "events need a phase bounded by `duration`".into());
-            };
-            if ev.at >= d {
-                return ebad(
-                    "at",
-                    format!(
-                        "{} is not within the phase ({})",
-                        humantime::format_duration(ev.at.0),
-                        humantime::format_duration(d.0)
-                    ),
-                );
-            }
-            if let Target::Node(n) = ev.target
-                && n > f.cluster.nodes
-                && !matches!(ev.action, Action::AddNode)
-            {
-                return ebad(
-                    "target",
-                    format!(
-                        "node:{n} does not exist (cluster.nodes = {})",
-                        f.cluster.nodes
-                    ),
-                );
-            }
-            if ev.cache == CacheState::Cold && ev.action != Action::Restart {
-                return ebad(
-                    "cache",
-                    "`cache = \"cold\"` applies to `restart` events only (the node's data is \
-                     evicted from the page cache before it starts)"
-                        .into(),
-                );
-            }
-            match ev.action {
-                Action::Kill | Action::Stop => {
-                    if ev.target == Target::Killed {
-                        return ebad(
-                            "target",
-                            "cannot kill the nodes that are already down".into(),
-                        );
-                    }
-                    killed.insert(ev.target.to_string());
-                }
-                Action::Restart => {
-                    let ok = match ev.target {
-                        Target::Killed => !killed.is_empty(),
-                        Target::Node(_) => {
-                            killed.contains(&ev.target.to_string()) || !killed.is_empty()
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        return ebad(
-                            "action",
-                            "restart with nothing killed: kill or stop a node earlier, and target `killed` or node:N".into(),
-                        );
-                    }
-                    if ev.target == Target::Killed {
-                        killed.clear();
-                    } else {
-                        killed.remove(&ev.target.to_string());
-                    }
-                }
-                Action::Pause => paused += 1,
-                Action::Resume => {
-                    if matches!(ev.target, Target::Leader | Target::Follower) {
-                        return ebad(
-                            "target",
-                            "a paused node is neither leader nor follower: resume `killed` (every paused node), `all` or node:N".into(),
-                        );
-                    }
-                    if paused == 0 {
-                        return ebad("action", "resume with nothing paused".into());
-                    }
-                    paused -= 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }

@@ -44,9 +44,7 @@ use super::verify::{Model, VerifyReport};
 use super::{SpecError, Workload};
 use crate::client::Client;
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
-use crate::wire::{
-    BackendConfig, BackendKind, Generator, RUN_MANIFEST_SCHEMA, RaftSettings, RunManifest,
-};
+use crate::wire::{BackendConfig, BackendKind, Generator, RUN_MANIFEST_SCHEMA, RunManifest};
 use recovery::EventLog;
 
 /// Why a run could not be carried out.
@@ -285,18 +283,11 @@ async fn start_cluster(
     dir: &Path,
 ) -> Result<(Cluster, BackendConfig), RunError> {
     let c = &f.cluster;
-    let mut backend = BackendConfig::new(c.backend, "").with_fsync(c.fsync);
-    backend.memwal = c.memwal.clone();
-    backend.rocksdb = c.rocksdb.clone();
+    let backend = c.backend();
     let spec = ClusterSpec {
         nodes: c.nodes,
         backend: backend.clone(),
-        raft: RaftSettings {
-            tick_ms: c.tick_ms,
-            election_ticks: c.election_ticks,
-            snapshot_interval: c.snapshot_interval,
-            compact_lag: c.compact_lag,
-        },
+        raft: c.raft(),
         dir: dir.join("cluster"),
         binary: o.binary.clone(),
     };
