@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::wire::{BackendKind, FsyncPolicy};
+use crate::wire::BackendKind;
 
 /// raftbench: benchmark storage engines under raft consensus.
 #[derive(Debug, Parser)]
@@ -73,46 +73,10 @@ pub enum StorageCommand {
     /// Open a data directory the way a node does and print its state and open cost as JSON.
     ///
     /// Opening is recovery: a torn WAL tail is truncated and memwal starts a new segment.
-    Open(BackendArgs),
+    Open(crate::storage::inspect::BackendArgs),
     /// Append a synthetic raft log forever (or to --max-index), printing each durable index.
     /// Used by the crash-safety tests, which kill it with SIGKILL.
-    Stress(StressArgs),
-}
-
-/// Which backend and where.
-#[derive(Debug, Args)]
-pub struct BackendArgs {
-    /// Storage engine.
-    #[arg(long)]
-    pub backend: BackendKind,
-    /// Data directory (created when missing).
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// When writes are forced to disk: always | never.
-    #[arg(long, default_value = "always")]
-    pub fsync: FsyncPolicy,
-}
-
-/// `raftbench storage stress`
-#[derive(Debug, Args)]
-pub struct StressArgs {
-    #[command(flatten)]
-    pub backend: BackendArgs,
-    /// Entries per persist.
-    #[arg(long, default_value_t = 16)]
-    pub batch: u64,
-    /// Value bytes per entry.
-    #[arg(long, default_value_t = 128)]
-    pub payload: usize,
-    /// Snapshot + compact every this many applied entries (0 = never).
-    #[arg(long, default_value_t = 2000)]
-    pub snapshot_every: u64,
-    /// memwal WAL segment size in bytes (small values exercise rotation and deletion).
-    #[arg(long)]
-    pub segment_size: Option<u64>,
-    /// Stop after this index.
-    #[arg(long)]
-    pub max_index: Option<u64>,
+    Stress(crate::storage::inspect::StressArgs),
 }
 
 /// `raftbench cluster ...`
@@ -151,7 +115,7 @@ pub struct RunArgs {
     #[arg(long, requires = "client_id")]
     pub clients: Option<u64>,
     #[command(flatten)]
-    pub replay: ReplayArgs,
+    pub replay: crate::workload::runner::ReplayArgs,
 }
 
 /// `raftbench compare`
@@ -169,7 +133,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub replay: ReplayArgs,
+    pub replay: crate::workload::runner::ReplayArgs,
 }
 
 /// `raftbench capacity`
@@ -208,24 +172,5 @@ pub struct CapacityArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub replay: ReplayArgs,
-}
-
-/// How workloads are replayed: shared by `run`, `compare` and `capacity`.
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// Seed (overrides the workload's; the same for every run of a comparison).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Multiply op counts, durations, warm-ups and event times (e.g. 0.1 for a quick try).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// No per-phase progress lines.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Make every `restart` event warm (the node finds its data in the page cache, as after
-    /// a process crash) or cold (its data directory is evicted from the page cache first,
-    /// as after a reboot), whatever the workload file says.
-    #[arg(long, value_enum)]
-    pub restart_cache: Option<crate::workload::spec::CacheState>,
+    pub replay: crate::workload::runner::ReplayArgs,
 }

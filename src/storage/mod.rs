@@ -20,6 +20,7 @@
 pub mod conformance;
 pub mod datadir;
 mod error;
+pub mod inspect;
 pub mod memlog;
 pub mod memwal;
 #[cfg(feature = "rocksdb")]

@@ -1,39 +1,29 @@
 //! How a study launches each of its runs: the replay options every run of the study
 //! shares (seed, restart cache, scale), so that runs differ only in what the study varies.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::StudyError;
 use crate::report::{data, plot};
 use crate::wire::BackendKind;
 use crate::workload::Workload;
-use crate::workload::runner::{self, RunOptions};
-use crate::workload::spec::CacheState;
+use crate::workload::runner::{self, Replay, RunOptions};
 
-/// How `compare` and `capacity` launch each of their runs.
+/// How `compare` and `capacity` launch each of their runs: one [`Replay`] for all of them
+/// (its seed and restart-cache overrides are applied once, when the workload is loaded).
 #[derive(Debug, Clone)]
 pub struct Launch {
-    /// Overrides the workload's seed (the same for every run).
-    pub seed: Option<u64>,
-    /// Overrides every `restart` event's page-cache state (the same for every run).
-    pub restart_cache: Option<CacheState>,
-    /// Multiplies op counts, durations, warm-ups and event times of every run.
-    pub scale: f64,
-    pub quiet: bool,
-    /// The `raftbench` executable that runs nodes.
-    pub binary: PathBuf,
-    /// The command line, for each run's `run.json`.
-    pub cli: Vec<String>,
+    pub replay: Replay,
 }
 
 impl Launch {
     /// Load the workload file with the seed and restart-cache overrides applied.
     pub fn load(&self, path: &Path) -> Result<Workload, StudyError> {
         let mut w = Workload::load(path)?;
-        if let Some(s) = self.seed {
+        if let Some(s) = self.replay.seed {
             w.file.seed = s;
         }
-        if let Some(c) = self.restart_cache {
+        if let Some(c) = self.replay.restart_cache {
             w.set_restart_cache(c);
         }
         Ok(w)
@@ -54,12 +44,12 @@ impl Launch {
             backend: Some(backend),
             nodes: None,
             out: Some(out.to_path_buf()),
-            seed: None,
-            restart_cache: None,
-            scale,
-            quiet: self.quiet,
-            binary: self.binary.clone(),
-            cli: self.cli.clone(),
+            replay: Replay {
+                seed: None,
+                restart_cache: None,
+                scale,
+                ..self.replay.clone()
+            },
             cluster: None,
             generator: None,
         })

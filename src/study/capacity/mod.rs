@@ -99,6 +99,29 @@ pub struct CapacityResult {
     pub report: PathBuf,
 }
 
+impl CapacityResult {
+    /// The projection per backend and where the results are, for a terminal.
+    pub fn write_summary(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use crate::report::plot::{fmt_bytes, fmt_us};
+        writeln!(out, "projection to {} keys:", self.target_keys)?;
+        for b in &self.backends {
+            let bytes = |m: &str| b.projection_text(m, self.target_keys, &fmt_bytes);
+            let ms = |m: &str| b.projection_text(m, self.target_keys, &|v| fmt_us(v * 1e3));
+            writeln!(
+                out,
+                "  {:<8} max rate at SLO {}, RSS/node {}, disk/node {}, restart caught up {}",
+                b.backend.to_string(),
+                b.max_rate_text(),
+                bytes("rss_bytes_per_node"),
+                bytes("disk_bytes_per_node"),
+                ms("caught_up_ms"),
+            )?;
+        }
+        writeln!(out, "results: {}", self.dir.display())?;
+        writeln!(out, "report: {}", self.report.display())
+    }
+}
+
 /// Run the capacity study and write its directory.
 pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, StudyError> {
     let w = o.launch.load(&o.workload)?;
@@ -192,7 +215,7 @@ impl Ctx<'_> {
                 &probe_workload(self.w, rate, &self.o.slo),
                 backend,
                 &dir,
-                self.o.launch.scale,
+                self.o.launch.replay.scale,
             )
             .await?;
         let p = judge(&run, &measured_names(self.w), &self.o.slo, rate, dir)?;

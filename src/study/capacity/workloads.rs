@@ -80,7 +80,7 @@ fn phase(name: &str, mix: Mix) -> Phase {
 /// Capacity planning wants the restart a machine sees after a reboot, not the memory-speed
 /// replay of a process restarted over its warm cache.
 pub(super) fn restart_cache(o: &CapacityOptions) -> CacheState {
-    o.launch.restart_cache.unwrap_or(CacheState::Cold)
+    o.launch.replay.restart_cache.unwrap_or(CacheState::Cold)
 }
 
 /// The growth run for `keys` keys: load them, then under light traffic snapshot the

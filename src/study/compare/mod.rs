@@ -53,6 +53,19 @@ pub struct Compared {
     pub report: PathBuf,
 }
 
+impl Compared {
+    /// The comparison table (`comparison.md`) and where the results are, for a terminal.
+    pub fn write_summary(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        write!(
+            out,
+            "{}",
+            std::fs::read_to_string(self.dir.join("comparison.md"))?
+        )?;
+        writeln!(out, "\nresults: {}", self.dir.display())?;
+        writeln!(out, "report: {}", self.report.display())
+    }
+}
+
 /// The conditions every backend ran under, in one paragraph.
 pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
     let f = &w.file;
@@ -135,7 +148,10 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, StudyError> {
                 rep + 1,
                 run_dir.display()
             );
-            let run = o.launch.run(&w, *b, &run_dir, o.launch.scale).await?;
+            let run = o
+                .launch
+                .run(&w, *b, &run_dir, o.launch.replay.scale)
+                .await?;
             lost += run.manifest.verify.as_ref().map_or(0, |v| v.lost + v.stale);
             metrics[bi].push(run_metrics(&run));
             data[bi].push(run);

@@ -23,6 +23,7 @@ mod phase;
 mod progress;
 mod readback;
 mod recovery;
+mod replay;
 mod sample;
 mod split;
 
@@ -35,11 +36,12 @@ use thiserror::Error;
 use tokio::sync::Mutex;
 
 pub use live::check_controls;
+pub use replay::{Replay, ReplayArgs};
 pub use split::split;
 
 use super::keys::{SharedKeys, ValueMaker};
 use super::output::{self, PhaseOutput};
-use super::spec::{CacheState, WorkloadFile};
+use super::spec::WorkloadFile;
 use super::verify::{Model, VerifyReport};
 use super::{SpecError, Workload};
 use crate::client::Client;
@@ -77,16 +79,8 @@ pub struct RunOptions {
     pub nodes: Option<u64>,
     /// Results directory (default `results/<utc>-<workload>-<backend>`).
     pub out: Option<PathBuf>,
-    pub seed: Option<u64>,
-    /// Overrides every `restart` event's `cache`.
-    pub restart_cache: Option<CacheState>,
-    /// Multiplies op counts, durations, warm-ups and event times.
-    pub scale: f64,
-    pub quiet: bool,
-    /// The `raftbench` executable that runs nodes.
-    pub binary: PathBuf,
-    /// The command line, for `run.json`.
-    pub cli: Vec<String>,
+    /// Seed, restart-cache and scale overrides, and how nodes are started.
+    pub replay: Replay,
     /// Run against the running cluster this cluster file describes instead of starting one.
     pub cluster: Option<PathBuf>,
     /// `(I, N)`: this is load generator I of N running the same workload against one
@@ -100,6 +94,44 @@ pub struct RunResult {
     pub dir: PathBuf,
     pub verify: Option<VerifyReport>,
     pub summary: Vec<output::SummaryRow>,
+}
+
+impl RunResult {
+    /// The corrected-latency summary as a table, then the verify line, for a terminal.
+    pub fn write_table(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<16} {:<7} {:<13} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9}",
+            "phase", "op", "outcome", "count", "ops/s", "p50_us", "p99_us", "p99.9_us", "max_us"
+        )?;
+        for r in self
+            .summary
+            .iter()
+            .filter(|r| r.latency_kind == "corrected")
+        {
+            writeln!(
+                out,
+                "{:<16} {:<7} {:<13} {:>8} {:>9.0} {:>8} {:>8} {:>9} {:>9}",
+                r.phase,
+                r.op,
+                r.outcome,
+                r.count,
+                r.ops_per_sec,
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.max_us
+            )?;
+        }
+        if let Some(v) = &self.verify {
+            writeln!(
+                out,
+                "verify: {} keys, {} acknowledged writes: {} ok, {} lost, {} stale, {} in doubt resolved",
+                v.keys, v.acknowledged, v.ok, v.lost, v.stale, v.indeterminate_resolved
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What the workers, the verify phase and the event injection of a run share.
@@ -163,7 +195,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         keys,
         key_stride,
         key_offset,
-        quiet: o.quiet,
+        quiet: o.replay.quiet,
     });
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(sample::sample_resources(
@@ -182,7 +214,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         schema_version: RUN_MANIFEST_SCHEMA,
         raftbench_version: env!("CARGO_PKG_VERSION").into(),
         git_revision: option_env!("RAFTBENCH_GIT_REV").unwrap_or("unknown").into(),
-        cli: o.cli.clone(),
+        cli: o.replay.cli.clone(),
         workload_file: w.path.clone(),
         seed: f.seed,
         fsync: backend.fsync,
@@ -289,7 +321,7 @@ async fn start_cluster(
         backend: backend.clone(),
         raft: c.raft(),
         dir: dir.join("cluster"),
-        binary: o.binary.clone(),
+        binary: o.replay.binary.clone(),
     };
     let cluster = Cluster::start(spec)?.into_dyn();
     cluster.wait_for_leader(Duration::from_secs(30)).await?;

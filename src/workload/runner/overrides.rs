@@ -7,10 +7,10 @@ use crate::workload::spec::HumanDuration;
 
 /// Apply the CLI overrides and `--scale` to a workload, and check it again.
 pub(super) fn apply_overrides(mut w: Workload, o: &RunOptions) -> Result<Workload, RunError> {
-    if !(o.scale > 0.0 && o.scale <= 1000.0) {
+    if !(o.replay.scale > 0.0 && o.replay.scale <= 1000.0) {
         return Err(RunError::Invalid(format!(
             "--scale must be positive, got {}",
-            o.scale
+            o.replay.scale
         )));
     }
     let f = &mut w.file;
@@ -23,18 +23,18 @@ pub(super) fn apply_overrides(mut w: Workload, o: &RunOptions) -> Result<Workloa
         }
         f.cluster.nodes = n;
     }
-    if let Some(s) = o.seed {
+    if let Some(s) = o.replay.seed {
         f.seed = s;
     }
-    if let Some(c) = o.restart_cache {
+    if let Some(c) = o.replay.restart_cache {
         w.set_restart_cache(c);
     }
     let f = &mut w.file;
-    let scale_d = |d: &mut HumanDuration| d.0 = d.0.mul_f64(o.scale);
+    let scale_d = |d: &mut HumanDuration| d.0 = d.0.mul_f64(o.replay.scale);
     for p in &mut f.phases {
         let p = p.get_mut();
         if let Some(ops) = &mut p.ops {
-            *ops = ((*ops as f64 * o.scale).round() as u64).max(1);
+            *ops = ((*ops as f64 * o.replay.scale).round() as u64).max(1);
         }
         for d in [&mut p.duration, &mut p.warmup].into_iter().flatten() {
             scale_d(d);
@@ -66,12 +66,14 @@ mod tests {
             backend: None,
             nodes: None,
             out: None,
-            seed: None,
-            restart_cache: c,
-            scale: 1.0,
-            quiet: true,
-            binary: "raftbench".into(),
-            cli: Vec::new(),
+            replay: super::super::Replay {
+                seed: None,
+                restart_cache: c,
+                scale: 1.0,
+                quiet: true,
+                binary: "raftbench".into(),
+                cli: Vec::new(),
+            },
             cluster: None,
             generator: None,
         };
