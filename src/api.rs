@@ -174,7 +174,11 @@ async fn read_barrier(s: &NodeHandle) -> Result<(), ApiError> {
         }
         match s.read_index(attempt.min(left)).await {
             Ok(_) => return Ok(()),
-            Err(None) => attempt = (attempt * 2).min(Duration::from_secs(2)),
+            // A round that timed out, or whose answer was lost, is retried; a loop that
+            // has stopped refuses the next round (503, shutting down).
+            Err(None) | Err(Some(NodeError::Indeterminate(_))) => {
+                attempt = (attempt * 2).min(Duration::from_secs(2))
+            }
             Err(Some(e)) => return Err(node_error(s, e)),
         }
     }

@@ -37,7 +37,9 @@ pub enum ClientError {
     #[error("HTTP {status} {code}: {message}")]
     Rejected {
         status: u16,
-        code: ErrorCode,
+        /// The server's code as it sent it (a newer server may send one this build does
+        /// not know).
+        code: String,
         message: String,
     },
     /// The node said the outcome is unknown (e.g. its log was replaced by a snapshot).
@@ -205,10 +207,16 @@ impl Client {
                 Err(()) => Ok(Attempt::Retry(None)),
             };
         }
-        let body: ErrorBody = resp
-            .json()
-            .await
-            .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Unknown, "no error body"));
+        // Read as JSON first: the server's code is kept verbatim for the error message,
+        // and classified through `ErrorCode`.
+        let raw: serde_json::Value = resp.json().await.unwrap_or_default();
+        let raw_code = raw
+            .get("code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let body: ErrorBody =
+            serde_json::from_value(raw).unwrap_or_else(|_| ErrorBody::new(ErrorCode::Unknown, ""));
         match (status, body.code) {
             (StatusCode::MISDIRECTED_REQUEST, _) => Ok(Attempt::Retry(
                 body.leader_addr.map(|a| format!("http://{a}")),
@@ -217,7 +225,7 @@ impl Client {
             (_, code) if code.is_indeterminate() => Err(ClientError::Indeterminate(body.message)),
             _ => Err(ClientError::Rejected {
                 status: status.as_u16(),
-                code: body.code,
+                code: raw_code,
                 message: body.message,
             }),
         }

@@ -73,7 +73,9 @@ pub enum LoadtestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing the results: {0}")]
+    #[error("starting the tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("writing the results")]
     Output(#[source] std::io::Error),
 }
 
@@ -89,7 +91,7 @@ pub fn command(args: &LoadtestArgs, out: &mut dyn Write) -> Result<(), LoadtestE
         None if !args.endpoints.is_empty() => args.endpoints.clone(),
         None => return Err(LoadtestError::NoTarget),
     };
-    let rt = tokio::runtime::Runtime::new().map_err(LoadtestError::Output)?;
+    let rt = tokio::runtime::Runtime::new().map_err(LoadtestError::Runtime)?;
     if let Some(dir) = &args.disk_baseline {
         let p50 =
             fdatasync_p50_us(dir, args.value_size, 2000).map_err(|source| LoadtestError::Disk {

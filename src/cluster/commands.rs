@@ -55,6 +55,18 @@ impl Commands {
         self.nodes.get_mut(&id).ok_or(ClusterError::UnknownNode(id))
     }
 
+    /// Refuse to signal a node the commands have taken down (as a local node that is not
+    /// running cannot be signalled).
+    fn require_up(&mut self, id: u64) -> Result<(), ClusterError> {
+        if self.controlled(id)?.state == NodeState::Down {
+            return Err(ClusterError::Node {
+                id,
+                message: "not running".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Run a command that takes a node up or down, and record the new state.
     fn transition(
         &mut self,
@@ -168,12 +180,14 @@ impl NodeControl for Commands {
     }
 
     fn pause(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.require_up(node.id)?;
         self.run(node, "pause")?;
         self.controlled(node.id)?.state = NodeState::Paused;
         Ok(())
     }
 
     fn resume(&mut self, node: &Member) -> Result<(), ClusterError> {
+        self.require_up(node.id)?;
         self.run(node, "resume")?;
         self.controlled(node.id)?.state = NodeState::Running;
         Ok(())
@@ -199,5 +213,97 @@ impl NodeControl for Commands {
             .get(&id)
             .map(|c| c.commands.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(dir: &Path) -> Member {
+        Member {
+            id: 1,
+            peer_addr: "127.0.0.1:1".into(),
+            client_addr: "127.0.0.1:2".into(),
+            data_dir: dir.join("data"),
+            log_path: dir.join("control.log"),
+            join: false,
+        }
+    }
+
+    /// Each command appends its name to a file, so the test sees what ran.
+    fn commands(dir: &Path, fail_start: bool) -> Commands {
+        let rec = |what: &str| Some(format!("echo {what} >> {}/ran", dir.display()));
+        let c = ControlCommands {
+            start: if fail_start {
+                Some("exit 3".into())
+            } else {
+                rec("start")
+            },
+            stop: rec("stop"),
+            kill: rec("kill"),
+            pause: rec("pause"),
+            resume: rec("resume"),
+        };
+        Commands::new(&dir.join("cluster.toml"), [(1, c)])
+    }
+
+    fn ran(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("ran")).unwrap_or_default()
+    }
+
+    #[test]
+    fn commands_follow_the_nodes_state() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut c, m) = (commands(t.path(), false), member(t.path()));
+        assert_eq!(c.state(1), NodeState::Running);
+        c.pause(&m).unwrap();
+        assert_eq!(c.state(1), NodeState::Paused);
+        // A paused node is resumed before it is stopped.
+        c.stop(&m).unwrap();
+        assert_eq!(c.state(1), NodeState::Down);
+        assert_eq!(ran(t.path()), "pause\nresume\nstop\n");
+        // Down: no signal, no second stop, nothing run.
+        for e in [c.resume(&m), c.pause(&m), c.kill(&m), c.stop(&m)] {
+            assert!(e.is_err(), "acted on a node that is down");
+        }
+        assert_eq!(ran(t.path()).lines().count(), 3);
+        c.start(&m).unwrap();
+        assert!(
+            c.start(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("already running")
+        );
+        c.restart(&m).unwrap();
+        assert_eq!(c.state(1), NodeState::Running);
+        assert!(
+            ran(t.path()).ends_with("start\nstop\nstart\n"),
+            "{}",
+            ran(t.path())
+        );
+        let log = std::fs::read_to_string(t.path().join("control.log")).unwrap();
+        assert!(
+            log.contains("# node 1 restart") || log.contains("# node 1 start"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_failing_command_changes_nothing_and_names_its_log() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut c, m) = (commands(t.path(), true), member(t.path()));
+        c.kill(&m).unwrap();
+        let e = c.start(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("`start` command") && e.contains("control.log"),
+            "{e}"
+        );
+        assert_eq!(c.state(1), NodeState::Down);
+        let missing = Commands::new(&t.path().join("c.toml"), [(1, ControlCommands::default())]);
+        let mut missing = missing;
+        let e = missing.kill(&m).unwrap_err().to_string();
+        assert!(e.contains("no `kill` control command"), "{e}");
+        assert_eq!(missing.state(1), NodeState::Running);
     }
 }

@@ -2,9 +2,12 @@
 //! until a signal, then stop every node it started.
 //!
 //! SIGINT (Ctrl-C), SIGTERM (systemd, `timeout`, CI runners) and SIGHUP (a closed terminal)
-//! all stop the nodes: they run in their own sessions (so a Ctrl-C aimed at a workload run
-//! does not reach them), and would otherwise outlive this process. The handlers are
-//! installed before the first node starts, so no signal can slip in between.
+//! all stop the nodes gracefully: a signal sent to this process alone (SIGTERM from a
+//! service manager) would otherwise leave them running, and nodes a `start` control command
+//! relaunched run in their own sessions, out of reach of the terminal. The handlers are
+//! installed before the first node starts, so no signal can slip in between. (The nodes
+//! this process started share its process group: a terminal's Ctrl-C reaches them directly
+//! too, and they stop on it themselves.)
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -67,18 +67,35 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// The JSON body of every API error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The JSON body of every API error. A `not_leader` body always carries `leader_id` and
+/// `leader_addr` (`null` when the leader's address is not known); other bodies carry only
+/// `code` and `message`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     #[serde(default)]
     pub message: String,
     /// With [`ErrorCode::NotLeader`]: the leader's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub leader_id: Option<u64>,
     /// With [`ErrorCode::NotLeader`]: the leader's client address, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub leader_addr: Option<String>,
+}
+
+impl Serialize for ErrorBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let redirect = self.code == ErrorCode::NotLeader;
+        let mut st = s.serialize_struct("ErrorBody", if redirect { 4 } else { 2 })?;
+        st.serialize_field("code", &self.code)?;
+        st.serialize_field("message", &self.message)?;
+        if redirect {
+            st.serialize_field("leader_id", &self.leader_id)?;
+            st.serialize_field("leader_addr", &self.leader_addr)?;
+        }
+        st.end()
+    }
 }
 
 impl ErrorBody {
@@ -109,5 +126,12 @@ mod tests {
         assert_eq!(back.leader_id, Some(2));
         let newer: ErrorBody = serde_json::from_str(r#"{"code":"from_the_future"}"#).unwrap();
         assert_eq!(newer.code, ErrorCode::Unknown);
+        // A redirect names the leader's address even when it is unknown.
+        let mut redirect = ErrorBody::new(ErrorCode::NotLeader, "m");
+        redirect.leader_id = Some(3);
+        assert_eq!(
+            serde_json::to_string(&redirect).unwrap(),
+            r#"{"code":"not_leader","message":"m","leader_id":3,"leader_addr":null}"#
+        );
     }
 }

@@ -28,43 +28,77 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level modules a file names through `crate::X` or `crate::{X, ..}`.
-fn crate_refs(text: &str) -> Vec<String> {
-    let mut refs = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                refs.push(name);
+fn ident(s: &str) -> String {
+    s.trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first names of a path's tail: `x::...` gives `x`; a group `{a::{b, c}, d}` gives
+/// `a` and `d` (items split at its own commas, however deeply they nest).
+fn names_after(rest: &str) -> Vec<String> {
+    let Some(group) = rest.trim_start().strip_prefix('{') else {
+        return vec![ident(rest)];
+    };
+    let (mut names, mut depth, mut start) = (Vec::new(), 1, 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' | ',' if depth == 1 => {
+                names.push(ident(&group[start..i]));
+                start = i + 1;
+                if c == '}' {
+                    break;
+                }
             }
-        } else {
-            refs.push(
-                rest.chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect(),
-            );
+            '}' => depth -= 1,
+            _ => {}
         }
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+/// The top-level modules a file names: through `crate::` paths, and through `super::`
+/// chains long enough to climb from the file's module (`depth` segments deep, e.g. 3 for
+/// `src/study/capacity/search.rs`) to the crate root.
+fn crate_refs(text: &str, depth: usize) -> Vec<String> {
+    let mut refs = Vec::new();
+    for (i, _) in text.match_indices("crate::") {
+        refs.extend(names_after(&text[i + "crate::".len()..]));
+    }
+    let mut at = 0;
+    while let Some(i) = text[at..].find("super::") {
+        let mut rest = &text[at + i..];
+        let mut k = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            rest = r;
+            k += 1;
+        }
+        if k >= depth {
+            refs.extend(names_after(rest));
+        }
+        at = text.len() - rest.len();
     }
     refs
 }
 
-/// The top-level module a file under `src/` belongs to (`src/node/raft_loop.rs` → `node`).
-fn module_of(src: &Path, file: &Path) -> String {
+/// The top-level module a file under `src/` belongs to (`src/node/raft_loop.rs`: `node`),
+/// and how many module segments deep the file is (`node::raft_loop`: 2; `node/mod.rs`: 1).
+fn module_of(src: &Path, file: &Path) -> (String, usize) {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel
+    let parts: Vec<String> = rel
         .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy();
-    first.trim_end_matches(".rs").to_string()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    let depth = parts.len() - usize::from(parts.last().is_some_and(|p| p == "mod"));
+    (parts[0].clone(), depth)
 }
 
 #[test]
@@ -75,7 +109,7 @@ fn wings_meet_only_at_wire() {
     let mut crossings = Vec::new();
     let mut checked = 0;
     for f in &files {
-        let module = module_of(&src, f);
+        let (module, depth) = module_of(&src, f);
         let forbidden: Vec<&str> = if SERVER.contains(&module.as_str()) {
             HARNESS.to_vec()
         } else if HARNESS.contains(&module.as_str()) {
@@ -87,7 +121,7 @@ fn wings_meet_only_at_wire() {
         };
         checked += 1;
         let text = std::fs::read_to_string(f).unwrap();
-        for r in crate_refs(&text) {
+        for r in crate_refs(&text, depth) {
             if forbidden.contains(&r.as_str()) {
                 crossings.push(format!("{} ({module}) uses crate::{r}", f.display()));
             }
@@ -105,9 +139,20 @@ fn wings_meet_only_at_wire() {
 }
 
 #[test]
-fn the_checker_sees_grouped_and_plain_paths() {
-    let refs = crate_refs("use crate::{node::X, wire};\nlet a = crate::storage::f();");
+fn the_checker_sees_grouped_nested_plain_and_super_paths() {
+    let refs = crate_refs(
+        "use crate::{node::X, wire};\nlet a = crate::storage::f();",
+        1,
+    );
     assert_eq!(refs, ["node", "wire", "storage"]);
+    let refs = crate_refs("use crate::{wire::{A, B}, node::Input, self};", 1);
+    assert_eq!(refs, ["wire", "node", "self"]);
+    // From study::capacity::search (3 deep), super::super::super is the crate root;
+    // super::super (study) is not.
+    let text = "use super::super::super::{node::X, wire};\nuse super::super::launch::L;";
+    assert_eq!(crate_refs(text, 3), ["node", "wire"]);
+    assert_eq!(crate_refs("use super::node::X;", 1), ["node"]);
+    assert!(crate_refs("use super::node::X;", 2).is_empty());
 }
 
 #[test]
