@@ -38,8 +38,14 @@ use crate::wire::{
 /// How long a write or read may wait for raft before the client gets a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve the API of `node` on `listener` until the task is dropped or the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle) {
+/// Serve the API of `node` on `listener` until `shutdown` completes: then stop accepting,
+/// let requests in flight finish and close idle connections, and return (so that nothing
+/// of the node's stays referenced by a lingering connection).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let app = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/status", get(status))
@@ -57,7 +63,10 @@ pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle) {
         })
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
         .with_state(node);
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!("HTTP server stopped: {e}");
     }
 }

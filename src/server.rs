@@ -5,9 +5,10 @@
 //! - [`run`] starts a node on listeners the caller bound (tests bind `127.0.0.1:0`);
 //! - [`serve`] serves an already started [`Node`];
 //! - [`run_process`] is `raftbench node`: signal handlers first, so that a failure to install
-//!   them stops start-up instead of leaving a node that ignores SIGTERM; then the storage is
-//!   opened (the client port is bound only once the node can answer, so "process up" means
-//!   recovered); then it serves until SIGTERM or SIGINT.
+//!   them stops start-up instead of leaving a node that ignores SIGTERM (a signal during
+//!   recovery still ends the process at once); then the storage is opened and recovered; then
+//!   the listeners are bound (so "process up" means recovered, and a taken port fails before
+//!   raft runs); then the raft thread starts and it serves until SIGTERM or SIGINT.
 //!
 //! The node stops when the shutdown future completes (gracefully: the raft loop finishes its
 //! turn) or by itself when the raft thread ends on a fatal storage error or a panic; that
@@ -62,6 +63,10 @@ pub async fn run(
 
 /// Serve a started node's transport and API until `shutdown` completes or the raft thread
 /// stops by itself; then stop the node and return how its raft thread ended.
+///
+/// On return nothing of the node runs any more: the raft thread has ended, the API has
+/// closed its connections (requests in flight get up to [`API_DRAIN`] to finish) and the
+/// peer listener and its connections are gone, so the storage is closed with them.
 pub async fn serve(
     mut node: Node,
     listeners: Listeners,
@@ -69,7 +74,14 @@ pub async fn serve(
 ) -> Result<(), NodeStartError> {
     let handle = node.handle();
     let peer = tokio::spawn(handle.transport().clone().serve(listeners.peer));
-    let api = tokio::spawn(crate::api::serve(listeners.client, handle.clone()));
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut api = tokio::spawn(crate::api::serve(
+        listeners.client,
+        handle.clone(),
+        async move {
+            let _ = api_stopped.await;
+        },
+    ));
     info!(id = handle.id(), "node started");
     let stopped = tokio::select! {
         _ = shutdown => None,
@@ -83,10 +95,19 @@ pub async fn serve(
             node.stopped().await
         }
     };
-    api.abort();
+    drop(handle);
+    let _ = api_stop.send(());
+    if tokio::time::timeout(API_DRAIN, &mut api).await.is_err() {
+        api.abort();
+        let _ = api.await;
+    }
     peer.abort();
+    let _ = peer.await;
     result
 }
+
+/// How long requests in flight may take to finish once the node has stopped.
+pub const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is called (inside a
 /// tokio runtime), so a failure to install them is an error now, not a node that later
@@ -125,18 +146,42 @@ pub fn run_process(cfg: NodeConfig) -> Result<(), NodeStartError> {
         let _guard = rt.enter();
         shutdown_signal().map_err(io("installing the SIGTERM/SIGINT handlers"))?
     };
-    let mut node = node::start(&cfg, rt.handle().clone())?;
-    let result = match rt.block_on(Listeners::bind(&cfg)) {
-        Ok(listeners) => {
-            info!(id = cfg.id, peer = %cfg.peer_listen, client = %cfg.client_listen, "listening");
-            rt.block_on(serve(node, listeners, shutdown))
+    let mut shutdown = Box::pin(shutdown);
+    // Recovery may take a while; a signal meanwhile ends the process at once, as it would
+    // without handlers (recovery is crash-safe: it is what runs after a crash).
+    let opening = {
+        let cfg = cfg.clone();
+        rt.spawn_blocking(move || node::open(&cfg))
+    };
+    let opened = rt.block_on(async {
+        tokio::select! {
+            o = opening => Some(o),
+            _ = &mut shutdown => None,
         }
-        Err(e) => {
-            node.shutdown();
-            let _ = rt.block_on(node.stopped());
-            Err(e)
+    });
+    let opened = match opened {
+        None => {
+            info!(id = cfg.id, "signalled during recovery: exiting");
+            rt.shutdown_background();
+            return Ok(());
+        }
+        Some(Ok(o)) => o?,
+        Some(Err(e)) => {
+            return Err(NodeStartError::OpenPanicked(e.to_string()));
         }
     };
+    // Listeners before the raft thread: a port that is taken fails the start before raft
+    // has persisted anything.
+    let listeners = match rt.block_on(Listeners::bind(&cfg)) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(opened);
+            return Err(e);
+        }
+    };
+    info!(id = cfg.id, peer = %cfg.peer_listen, client = %cfg.client_listen, "listening");
+    let node = opened.spawn(rt.handle().clone())?;
+    let result = rt.block_on(serve(node, listeners, shutdown));
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result
 }

@@ -89,13 +89,18 @@ impl Transport {
         })
     }
 
-    /// Accept peer connections on `listener` until the runtime shuts down.
+    /// Accept peer connections on `listener` until this future is dropped (or its task
+    /// aborted): the connections' tasks are owned by it and end with it, so a stopped node
+    /// keeps no inbound connection (nor, through it, its storage) alive.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            // Reap finished connection tasks so the set does not grow without bound.
+            while connections.try_join_next().is_some() {}
             match listener.accept().await {
                 Ok((stream, from)) => {
                     let me = self.clone();
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         if let Err(e) = me.inbound(stream).await {
                             debug!(%from, "peer connection closed: {e}");
                         }

@@ -119,6 +119,9 @@ pub enum NodeStartError {
     /// The raft thread panicked: a bug, reported with the panic's message.
     #[error("the raft thread panicked: {0}")]
     RaftThreadPanicked(String),
+    /// Opening (recovering) the storage panicked: a bug, reported with the panic's message.
+    #[error("opening the storage panicked: {0}")]
+    OpenPanicked(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeStartError {
@@ -198,19 +201,34 @@ impl Inbox for LoopInbox {
     }
 }
 
-/// A started node: the raft thread and the handle to reach it. Dropping it does not stop
-/// the thread; call [`Node::shutdown`] and then [`Node::stopped`].
+/// A started node: the raft thread and the handle to reach it. Dropping it asks the raft
+/// loop to stop (as [`Node::shutdown`]); [`Node::stopped`] waits for that.
 pub struct Node {
     handle: NodeHandle,
     done: oneshot::Receiver<Result<(), NodeStartError>>,
 }
 
-/// Open the node's storage, bootstrap it if new, and start the raft thread. The transport's
-/// connection tasks run on `rt`; the caller serves the transport and the API on its
-/// listeners (see [`crate::server`]).
-///
-/// Blocking: opening the storage replays its log, which can take seconds.
-pub fn start(cfg: &NodeConfig, rt: tokio::runtime::Handle) -> Result<Node, NodeStartError> {
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A node whose storage is open (recovered) and bootstrapped, before its raft thread runs:
+/// the point at which `raftbench node` binds its listeners, so that a port that is taken
+/// fails the start before raft has persisted anything.
+pub struct Opened {
+    cfg: NodeConfig,
+    lock: File,
+    backend_cfg: BackendConfig,
+    backend: storage::AnyBackend,
+    startup: OpenReport,
+    members: Members,
+}
+
+/// Check `cfg`, claim the node directory, open (recover) the storage and bootstrap a new
+/// member. Blocking: recovery replays the log, which can take seconds.
+pub fn open(cfg: &NodeConfig) -> Result<Opened, NodeStartError> {
     cfg.validate()?;
     let lock = claim_node_dir(&cfg.data_dir, cfg.id)?;
     let backend_cfg = cfg.backend.with_dir(cfg.data_dir.join("storage"));
@@ -225,55 +243,84 @@ pub fn start(cfg: &NodeConfig, rt: tokio::runtime::Handle) -> Result<Node, NodeS
     );
     let members = Members::new(cfg.id, backend.reader());
     raft_loop::bootstrap_if_new(cfg, &mut backend, &members)?;
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    let transport = Transport::new(
-        Hello {
-            id: cfg.id,
-            peer_addr: cfg.advertise.peer_addr.clone(),
-            client_addr: cfg.advertise.client_addr.clone(),
-        },
-        rt,
-        Arc::new(LoopInbox {
-            tx: tx.clone(),
-            members: members.clone(),
-        }),
-    );
-    let reader = backend.reader();
-    let raft_loop = raft_loop::RaftLoop::new(cfg, backend, rx, transport.clone(), members.clone())?;
-    let status = raft_loop.status_cell();
-    let (done_tx, done) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("raft-loop".into())
-        .spawn(move || {
-            // The directory lock lives as long as the raft thread owns the storage.
-            let _lock = lock;
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft_loop.run()))
-                .unwrap_or_else(|panic| {
-                    Err(NodeStartError::RaftThreadPanicked(panic_message(&panic)))
-                });
-            if let Err(e) = &result {
-                warn!("raft loop stopped: {e}");
-            }
-            let _ = done_tx.send(result);
-        })
-        .map_err(io_err("starting the raft thread"))?;
-    Ok(Node {
-        handle: NodeHandle {
-            inner: Arc::new(HandleInner {
-                id: cfg.id,
-                tx,
-                reader,
-                status,
-                members,
-                transport,
-                backend: backend_cfg,
-                startup,
-                raft: cfg.raft.clone(),
-            }),
-        },
-        done,
+    Ok(Opened {
+        cfg: cfg.clone(),
+        lock,
+        backend_cfg,
+        backend,
+        startup,
+        members,
     })
+}
+
+/// [`open`], then [`Opened::spawn`].
+pub fn start(cfg: &NodeConfig, rt: tokio::runtime::Handle) -> Result<Node, NodeStartError> {
+    open(cfg)?.spawn(rt)
+}
+
+impl Opened {
+    /// Start the raft thread. The transport's connection tasks run on `rt`; the caller
+    /// serves the transport and the API on its listeners (see [`crate::server`]).
+    pub fn spawn(self, rt: tokio::runtime::Handle) -> Result<Node, NodeStartError> {
+        let Opened {
+            cfg,
+            lock,
+            backend_cfg,
+            backend,
+            startup,
+            members,
+        } = self;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let transport = Transport::new(
+            Hello {
+                id: cfg.id,
+                peer_addr: cfg.advertise.peer_addr.clone(),
+                client_addr: cfg.advertise.client_addr.clone(),
+            },
+            rt,
+            Arc::new(LoopInbox {
+                tx: tx.clone(),
+                members: members.clone(),
+            }),
+        );
+        let reader = backend.reader();
+        let raft_loop =
+            raft_loop::RaftLoop::new(&cfg, backend, rx, transport.clone(), members.clone())?;
+        let status = raft_loop.status_cell();
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("raft-loop".into())
+            .spawn(move || {
+                // The directory lock lives as long as the raft thread owns the storage.
+                let _lock = lock;
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft_loop.run()))
+                        .unwrap_or_else(|panic| {
+                            Err(NodeStartError::RaftThreadPanicked(panic_message(&panic)))
+                        });
+                if let Err(e) = &result {
+                    warn!("raft loop stopped: {e}");
+                }
+                let _ = done_tx.send(result);
+            })
+            .map_err(io_err("starting the raft thread"))?;
+        Ok(Node {
+            handle: NodeHandle {
+                inner: Arc::new(HandleInner {
+                    id: cfg.id,
+                    tx,
+                    reader,
+                    status,
+                    members,
+                    transport,
+                    backend: backend_cfg,
+                    startup,
+                    raft: cfg.raft.clone(),
+                }),
+            },
+            done,
+        })
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -11,6 +11,10 @@ use raftbench::server::{self, Listeners};
 use raftbench::wire::{BackendConfig, BackendKind, MemberAddrs, RaftSettings, Role, StatusReport};
 
 fn config(dir: &std::path::Path, listeners: &Listeners) -> NodeConfig {
+    config_with(dir, listeners, BackendKind::Memwal)
+}
+
+fn config_with(dir: &std::path::Path, listeners: &Listeners, kind: BackendKind) -> NodeConfig {
     let peer = listeners.peer.local_addr().unwrap();
     let client = listeners.client.local_addr().unwrap();
     let advertise = MemberAddrs {
@@ -25,7 +29,7 @@ fn config(dir: &std::path::Path, listeners: &Listeners) -> NodeConfig {
         peers: vec![(1, advertise)],
         join: false,
         data_dir: dir.to_path_buf(),
-        backend: BackendConfig::new(BackendKind::Memwal, ""),
+        backend: BackendConfig::new(kind, ""),
         raft: RaftSettings {
             tick_ms: 10,
             ..RaftSettings::default()
@@ -40,12 +44,25 @@ async fn bind() -> Listeners {
     }
 }
 
+/// Two rounds on one directory: the second reopens what the first wrote, which RocksDB
+/// allows only once the first node has let go of every handle on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_runs_in_process_until_shutdown() {
+    let kinds: &[BackendKind] = if cfg!(feature = "rocksdb") {
+        &[BackendKind::Memwal, BackendKind::Rocksdb]
+    } else {
+        &[BackendKind::Memwal]
+    };
+    for kind in kinds {
+        runs_until_shutdown(*kind).await;
+    }
+}
+
+async fn runs_until_shutdown(kind: BackendKind) {
     let t = tempfile::tempdir().unwrap();
     for round in 0..2 {
         let listeners = bind().await;
-        let cfg = config(t.path(), &listeners);
+        let cfg = config_with(t.path(), &listeners, kind);
         let url = format!("http://{}", cfg.advertise.client_addr);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let node = tokio::spawn(server::run(cfg, listeners, async {
@@ -57,7 +74,7 @@ async fn node_runs_in_process_until_shutdown() {
         }
         // The second round reopened the same directory: the write is still there.
         let got = client.get("k", Consistency::Linearizable).await.unwrap();
-        assert_eq!(got.as_deref(), Some(&b"v"[..]), "round {round}");
+        assert_eq!(got.as_deref(), Some(&b"v"[..]), "{kind} round {round}");
         let status: StatusReport = raftbench::client::http_client()
             .get(format!("{url}/status"))
             .send()
@@ -74,7 +91,7 @@ async fn node_runs_in_process_until_shutdown() {
             .await
             .expect("the node stops within 10 s of its shutdown future")
             .unwrap();
-        assert!(result.is_ok(), "round {round}: {result:?}");
+        assert!(result.is_ok(), "{kind} round {round}: {result:?}");
     }
 }
 
