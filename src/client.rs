@@ -310,3 +310,103 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("a TLS-less reqwest client always builds")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode as Status;
+    use axum::response::IntoResponse;
+    use axum::routing::put;
+
+    use super::*;
+
+    /// A fake node whose `PUT /kv/{key}` answers `status` with `body` (JSON), counting calls.
+    async fn fake(status: Status, body: serde_json::Value) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = Router::new().route(
+            "/kv/{key}",
+            put(move || {
+                let (body, seen) = (body.clone(), seen.clone());
+                async move {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    (status, axum::Json(body)).into_response()
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (addr, calls)
+    }
+
+    fn client(addrs: &[String], timeout_ms: u64) -> Client {
+        Client::new(addrs, Duration::from_millis(timeout_ms))
+    }
+
+    /// How each answer of a node is counted: the outcomes a benchmark's verdicts rest on.
+    #[tokio::test]
+    async fn answers_are_classified_as_a_benchmark_must_count_them() {
+        let v = Bytes::from_static(b"v");
+        // 504 indeterminate / timeout: the write may have been applied; never retried.
+        for code in ["indeterminate", "timeout"] {
+            let (a, calls) = fake(
+                Status::GATEWAY_TIMEOUT,
+                serde_json::json!({"code": code, "message": "m"}),
+            )
+            .await;
+            let e = client(&[a], 2000).put("k", v.clone()).await.unwrap_err();
+            assert!(e.is_indeterminate(), "{code}: {e}");
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{code} retried");
+        }
+        // 409 rejected: a plain failure, with the server's code kept verbatim, even one
+        // this build does not know.
+        for code in ["rejected", "from_a_newer_server"] {
+            let (a, _) = fake(
+                Status::CONFLICT,
+                serde_json::json!({"code": code, "message": "no"}),
+            )
+            .await;
+            match client(&[a], 2000).put("k", v.clone()).await.unwrap_err() {
+                ClientError::Rejected {
+                    status,
+                    code: c,
+                    message,
+                } => {
+                    assert_eq!((status, c.as_str(), message.as_str()), (409, code, "no"));
+                }
+                other => panic!("{code}: {other}"),
+            }
+        }
+        // 503 (no leader, dropped proposal): certainly not applied, so retried until the
+        // deadline, which then counts as a timeout.
+        let (a, calls) = fake(
+            Status::SERVICE_UNAVAILABLE,
+            serde_json::json!({"code": "no_leader", "message": "election"}),
+        )
+        .await;
+        let e = client(&[a], 300).put("k", v.clone()).await.unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+        assert!(calls.load(Ordering::SeqCst) > 1, "503 was not retried");
+    }
+
+    /// A 421 names the leader; the client follows it and remembers it.
+    #[tokio::test]
+    async fn redirects_are_followed_to_the_leader() {
+        let (leader, leader_calls) = fake(Status::NO_CONTENT, serde_json::json!(null)).await;
+        let (follower, _) = fake(
+            Status::MISDIRECTED_REQUEST,
+            serde_json::json!({
+                "code": "not_leader", "message": "m", "leader_id": 2, "leader_addr": leader
+            }),
+        )
+        .await;
+        let c = client(std::slice::from_ref(&follower), 2000);
+        c.put("k", Bytes::from_static(b"v")).await.unwrap();
+        assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(c.leader(), format!("http://{leader}"));
+    }
+}
