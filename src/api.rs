@@ -15,15 +15,18 @@
 //! [`ErrorCode`]. A write sent to a follower gets `421 Misdirected Request` with `leader_id` and
 //! `leader_addr` (the leader's client address) so the client can follow it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use parking_lot::RwLock;
 use raft::eraftpb::{ConfChange, ConfChangeType};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,14 +41,21 @@ use crate::wire::{
 /// How long a write or read may wait for raft before the client gets a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve the API of `node` on `listener` until `shutdown` completes: then stop accepting,
-/// let requests in flight finish and close idle connections, and return (so that nothing
-/// of the node's stays referenced by a lingering connection).
+/// Serve the API of `node` on `listener` until `shutdown` completes: then let go of the
+/// node (later requests on open connections get `503 shutting_down`), stop accepting, let
+/// requests in flight finish and close idle connections. A connection that lingers past
+/// that (a client that never finishes its request) holds nothing of the node.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let shared = Shared(Arc::new(RwLock::new(Some(node))));
+    let release = shared.clone();
+    let stop = async move {
+        shutdown.await;
+        release.0.write().take();
+    };
     let app = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/status", get(status))
@@ -62,12 +72,33 @@ pub async fn serve(
             )
         })
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
-        .with_state(node);
+        .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop)
         .await
     {
         tracing::error!("HTTP server stopped: {e}");
+    }
+}
+
+/// The router's state: the node's handle, until [`serve`] lets go of it.
+#[derive(Clone)]
+struct Shared(Arc<RwLock<Option<NodeHandle>>>);
+
+/// Extractor of the node's handle; `503 shutting_down` once the API has let go of it.
+struct Node(NodeHandle);
+
+impl FromRequestParts<Shared> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        state.0.read().clone().map(Node).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ShuttingDown,
+                "the node is shutting down",
+            )
+        })
     }
 }
 
@@ -221,7 +252,7 @@ async fn write(s: &NodeHandle, cmd: KvCommand) -> Result<StatusCode, ApiError> {
 }
 
 async fn put_kv(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     key: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -241,7 +272,7 @@ async fn put_kv(
 }
 
 async fn delete_kv(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let key = check_key(key)?;
@@ -254,7 +285,7 @@ struct ReadParams {
 }
 
 async fn get_kv(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     key: Result<Path<String>, PathRejection>,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
@@ -283,7 +314,7 @@ async fn get_kv(
     }
 }
 
-async fn status(State(s): State<NodeHandle>) -> Json<StatusReport> {
+async fn status(Node(s): Node) -> Json<StatusReport> {
     Json(s.status_report())
 }
 
@@ -296,7 +327,7 @@ fn member_id(id: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
 }
 
 async fn add_member(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     id: Result<Path<u64>, PathRejection>,
     body: Result<Json<MemberAddrs>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -328,7 +359,7 @@ async fn add_member(
 }
 
 async fn remove_member(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = member_id(id)?;
@@ -350,14 +381,14 @@ async fn remove_member(
     ))
 }
 
-async fn admin_snapshot(State(s): State<NodeHandle>) -> Result<Response, ApiError> {
+async fn admin_snapshot(Node(s): Node) -> Result<Response, ApiError> {
     const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
     let report = answered(&s, s.snapshot(SNAPSHOT_TIMEOUT).await, SNAPSHOT_TIMEOUT)?;
     Ok(Json(report).into_response())
 }
 
 async fn transfer_leader(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let to = member_id(id)?;
@@ -373,7 +404,7 @@ struct PartitionRequest {
 }
 
 async fn partition(
-    State(s): State<NodeHandle>,
+    Node(s): Node,
     body: Result<Json<PartitionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -388,7 +419,7 @@ async fn partition(
     Ok(Json(json!({ "isolated_from": s.transport().isolated() })))
 }
 
-async fn heal(State(s): State<NodeHandle>) -> Json<serde_json::Value> {
+async fn heal(Node(s): Node) -> Json<serde_json::Value> {
     s.transport().heal();
     Json(json!({ "isolated_from": [] }))
 }

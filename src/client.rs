@@ -223,6 +223,12 @@ impl Client {
             )),
             (StatusCode::SERVICE_UNAVAILABLE, _) => Ok(Attempt::Retry(None)),
             (_, code) if code.is_indeterminate() => Err(ClientError::Indeterminate(body.message)),
+            // A gateway timeout with a code this build does not know: still an outcome the
+            // client cannot know, never a plain failure.
+            (StatusCode::GATEWAY_TIMEOUT, _) => Err(ClientError::Indeterminate(format!(
+                "{raw_code}: {}",
+                body.message
+            ))),
             _ => Err(ClientError::Rejected {
                 status: status.as_u16(),
                 code: raw_code,
@@ -351,8 +357,9 @@ mod tests {
     #[tokio::test]
     async fn answers_are_classified_as_a_benchmark_must_count_them() {
         let v = Bytes::from_static(b"v");
-        // 504 indeterminate / timeout: the write may have been applied; never retried.
-        for code in ["indeterminate", "timeout"] {
+        // 504 indeterminate / timeout (or a 504 code this build does not know): the write
+        // may have been applied; never retried.
+        for code in ["indeterminate", "timeout", "from_a_newer_server"] {
             let (a, calls) = fake(
                 Status::GATEWAY_TIMEOUT,
                 serde_json::json!({"code": code, "message": "m"}),
@@ -388,7 +395,7 @@ mod tests {
             serde_json::json!({"code": "no_leader", "message": "election"}),
         )
         .await;
-        let e = client(&[a], 300).put("k", v.clone()).await.unwrap_err();
+        let e = client(&[a], 1500).put("k", v.clone()).await.unwrap_err();
         assert!(matches!(e, ClientError::Timeout(_)), "{e}");
         assert!(calls.load(Ordering::SeqCst) > 1, "503 was not retried");
     }

@@ -73,7 +73,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeStartError> {
     let handle = node.handle();
-    let peer = tokio::spawn(handle.transport().clone().serve(listeners.peer));
+    let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer = tokio::spawn(
+        handle
+            .transport()
+            .clone()
+            .serve(listeners.peer, async move {
+                let _ = peer_stopped.await;
+            }),
+    );
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut api = tokio::spawn(crate::api::serve(
         listeners.client,
@@ -101,7 +109,7 @@ pub async fn serve(
         api.abort();
         let _ = api.await;
     }
-    peer.abort();
+    let _ = peer_stop.send(());
     let _ = peer.await;
     result
 }
@@ -109,19 +117,31 @@ pub async fn serve(
 /// How long requests in flight may take to finish once the node has stopped.
 pub const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called (inside a
-/// tokio runtime), so a failure to install them is an error now, not a node that later
-/// ignores the signal.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+/// Completes on SIGTERM or SIGINT, with the signal's number. The handlers are installed
+/// when this is called (inside a tokio runtime), so a failure to install them is an error
+/// now, not a node that later ignores the signal.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = i32> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(async move {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = term.recv() => libc::SIGTERM,
+            _ = int.recv() => libc::SIGINT,
         }
     })
+}
+
+/// End the process as `sig`'s default action would, at once: no exit handlers run (a
+/// storage engine still opening on another thread must not see its statics destroyed).
+fn die_of(sig: i32) -> ! {
+    // SAFETY: resetting a signal's disposition and raising it are async-signal-safe libc
+    // calls with no memory effects on this process; `_exit` does not return.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+        libc::_exit(128 + sig)
+    }
 }
 
 /// `raftbench node`: run a node process until SIGTERM/SIGINT (graceful) or a fatal error.
@@ -155,33 +175,25 @@ pub fn run_process(cfg: NodeConfig) -> Result<(), NodeStartError> {
     };
     let opened = rt.block_on(async {
         tokio::select! {
-            o = opening => Some(o),
-            _ = &mut shutdown => None,
+            o = opening => Ok(o),
+            sig = &mut shutdown => Err(sig),
         }
     });
     let opened = match opened {
-        None => {
-            info!(id = cfg.id, "signalled during recovery: exiting");
-            rt.shutdown_background();
-            return Ok(());
-        }
-        Some(Ok(o)) => o?,
-        Some(Err(e)) => {
+        Err(sig) => die_of(sig),
+        Ok(Ok(o)) => o?,
+        Ok(Err(e)) => {
             return Err(NodeStartError::OpenPanicked(e.to_string()));
         }
     };
     // Listeners before the raft thread: a port that is taken fails the start before raft
     // has persisted anything.
-    let listeners = match rt.block_on(Listeners::bind(&cfg)) {
-        Ok(l) => l,
-        Err(e) => {
-            drop(opened);
-            return Err(e);
-        }
-    };
+    let listeners = rt.block_on(Listeners::bind(&cfg))?;
     info!(id = cfg.id, peer = %cfg.peer_listen, client = %cfg.client_listen, "listening");
     let node = opened.spawn(rt.handle().clone())?;
-    let result = rt.block_on(serve(node, listeners, shutdown));
+    let result = rt.block_on(serve(node, listeners, async move {
+        shutdown.await;
+    }));
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result
 }

@@ -89,15 +89,24 @@ impl Transport {
         })
     }
 
-    /// Accept peer connections on `listener` until this future is dropped (or its task
-    /// aborted): the connections' tasks are owned by it and end with it, so a stopped node
-    /// keeps no inbound connection (nor, through it, its storage) alive.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Accept peer connections on `listener` until `stop` completes; then end every
+    /// connection and wait for them, so that a stopped node keeps no inbound connection (nor,
+    /// through it, its storage) alive.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
         loop {
             // Reap finished connection tasks so the set does not grow without bound.
             while connections.try_join_next().is_some() {}
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                _ = &mut stop => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
                 Ok((stream, from)) => {
                     let me = self.clone();
                     connections.spawn(async move {
@@ -112,6 +121,7 @@ impl Transport {
                 }
             }
         }
+        connections.shutdown().await;
     }
 
     async fn inbound(self: &Arc<Self>, stream: TcpStream) -> std::io::Result<()> {

@@ -90,6 +90,8 @@ impl Commands {
         // A frozen process cannot act on a stop signal: unfreeze it first.
         if from == NodeState::Paused && self.controlled(node.id)?.commands.resume.is_some() {
             self.run(node, "resume")?;
+            // Resumed: if the stop below fails, the node runs.
+            self.controlled(node.id)?.state = NodeState::Running;
         }
         self.run(node, which)?;
         self.controlled(node.id)?.state = to;
@@ -233,7 +235,8 @@ mod tests {
 
     /// Each command appends its name to a file, so the test sees what ran.
     fn commands(dir: &Path, fail_start: bool) -> Commands {
-        let rec = |what: &str| Some(format!("echo {what} >> {}/ran", dir.display()));
+        let ran = dir.join("ran");
+        let rec = |what: &str| Some(format!("echo {what} >> '{}'", ran.display()));
         let c = ControlCommands {
             start: if fail_start {
                 Some("exit 3".into())

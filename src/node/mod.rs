@@ -205,7 +205,8 @@ impl Inbox for LoopInbox {
 /// loop to stop (as [`Node::shutdown`]); [`Node::stopped`] waits for that.
 pub struct Node {
     handle: NodeHandle,
-    done: oneshot::Receiver<Result<(), NodeStartError>>,
+    /// How the raft thread ended; taken by the first [`Node::stopped`] that sees it.
+    done: Option<oneshot::Receiver<Result<(), NodeStartError>>>,
 }
 
 impl Drop for Node {
@@ -291,8 +292,6 @@ impl Opened {
         std::thread::Builder::new()
             .name("raft-loop".into())
             .spawn(move || {
-                // The directory lock lives as long as the raft thread owns the storage.
-                let _lock = lock;
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft_loop.run()))
                         .unwrap_or_else(|panic| {
@@ -316,9 +315,10 @@ impl Opened {
                     backend: backend_cfg,
                     startup,
                     raft: cfg.raft.clone(),
+                    _lock: lock,
                 }),
             },
-            done,
+            done: Some(done),
         })
     }
 }
@@ -343,15 +343,21 @@ impl Node {
     }
 
     /// Wait for the raft thread to end: after [`Node::shutdown`], or by itself on a fatal
-    /// storage error or a panic (then with that error).
+    /// storage error or a panic (then with that error). The first call that sees the end
+    /// returns how it ended; later calls return `Ok(())` at once.
     pub async fn stopped(&mut self) -> Result<(), NodeStartError> {
-        match (&mut self.done).await {
+        let Some(done) = self.done.as_mut() else {
+            return Ok(());
+        };
+        let result = match done.await {
             Ok(r) => r,
             // The thread is gone without a word: only possible if it was never started.
             Err(_) => Err(NodeStartError::RaftThreadPanicked(
                 "the raft thread ended without reporting".into(),
             )),
-        }
+        };
+        self.done = None;
+        result
     }
 }
 
@@ -365,6 +371,9 @@ struct HandleInner {
     backend: BackendConfig,
     startup: OpenReport,
     raft: RaftSettings,
+    /// The node directory's lock, last: released only after everything above that can
+    /// reach the storage (readers, the address book) is gone.
+    _lock: File,
 }
 
 /// What the API (and any other front end) may do with a running node: send it requests,
