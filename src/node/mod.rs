@@ -141,7 +141,7 @@ pub fn claim_node_dir(dir: &Path, id: u64) -> Result<File, NodeStartError> {
         dir: dir.to_path_buf(),
         message,
     };
-    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    storage::datadir::create_dir_durable(dir)?;
     let lock_path = dir.join("LOCK");
     let lock =
         File::create(&lock_path).map_err(io_err(format!("creating {}", lock_path.display())))?;

@@ -139,6 +139,9 @@ impl RaftLoop {
             applied: backend.applied_index(),
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // Bounds one Ready's committed entries, so one apply (one WAL record) stays far
+            // below a record's 4 GiB limit (durability-findings F6).
+            max_committed_size_per_ready: 64 << 20,
             check_quorum: true,
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,

@@ -64,7 +64,7 @@ pub fn claim(dir: &Path, kind: BackendKind, version: u32) -> Result<bool> {
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+            create_dir_durable(dir)?;
             // A leftover temporary marker is from a claim that crashed before its rename.
             let tmp_marker = tmp_path(&marker_path);
             let _ = fs::remove_file(&tmp_marker);
@@ -123,6 +123,28 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(StorageError::io("fsync directory", dir))
 }
 
+/// Create `dir` and its missing parents, and make each new directory entry durable by
+/// fsyncing its parent (durability-findings F5): a power loss must not keep a marker or
+/// segment inside a directory whose own entry was lost. Existing directories are left as
+/// they are. Done whatever the fsync policy: it happens once, when a directory is new.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+    for m in missing.iter().rev() {
+        let parent = m.parent().filter(|p| !p.as_os_str().is_empty());
+        sync_dir(parent.unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
 /// Total size in bytes of the regular files under `dir` (recursively). Files that vanish
 /// while we walk (compaction runs concurrently in RocksDB) are skipped.
 pub fn dir_size(dir: &Path) -> u64 {
@@ -153,6 +175,19 @@ mod tests {
         claim(&dir2, BackendKind::Memwal, 7).unwrap();
         let err = claim(&dir2, BackendKind::Memwal, 1).unwrap_err();
         assert!(err.to_string().contains("format version 7"), "{err}");
+    }
+
+    #[test]
+    fn durable_creation_makes_every_missing_level() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("a/b/c");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Existing: nothing to do, no error.
+        create_dir_durable(&deep).unwrap();
+        fs::write(t.path().join("file"), b"x").unwrap();
+        let e = create_dir_durable(&t.path().join("file/sub")).unwrap_err();
+        assert!(e.to_string().contains("file/sub"), "{e}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl MemwalBackend {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [&wal_dir, &snap_dir] {
-            std::fs::create_dir_all(d).map_err(StorageError::io("create directory", d))?;
+            datadir::create_dir_durable(d)?;
         }
         let sync = config.fsync.sync();
 

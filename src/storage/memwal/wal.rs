@@ -24,7 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Buf;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::record::{RecordType, StateRecord, encode_state};
 use crate::storage::datadir::sync_dir;
@@ -267,6 +267,16 @@ impl WalWriter {
         segment_size: u64,
         sync_policy: bool,
     ) -> Result<WalWriter> {
+        // The last sealed segment usually ends in records written without a sync (applies,
+        // commit-only hard states) that replay has just read from the page cache. Sync it
+        // before anything goes into the new segment: otherwise a power loss could drop its
+        // tail while keeping later records, a hole replay cannot see (durability-findings F1).
+        if sync_policy && let Some(last) = sealed.last() {
+            let path = segment_path(dir, last.seq);
+            File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(StorageError::io("fsync", &path))?;
+        }
         let (file, len) = Self::new_segment(dir, seq, state, sync_policy)?;
         Ok(WalWriter {
             dir: dir.to_path_buf(),
@@ -291,7 +301,13 @@ impl WalWriter {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(SEGMENT_MAGIC);
         buf.extend_from_slice(&seq.to_le_bytes());
-        frame(&mut buf, RecordType::State, |p| encode_state(p, state));
+        frame(
+            &mut buf,
+            RecordType::State,
+            |p| encode_state(p, state),
+            MAX_RECORD_BYTES,
+        )
+        .map_err(|n| too_large(&path, n))?;
         file.write_all(&buf)
             .map_err(StorageError::io("write", &path))?;
         if sync {
@@ -335,8 +351,9 @@ impl WalWriter {
     ) -> Result<()> {
         self.check_usable()?;
         self.buf.clear();
-        frame(&mut self.buf, rtype, encode);
         let path = || segment_path(&self.dir, self.current.seq);
+        // Refused before anything is written: the WAL stays usable.
+        frame(&mut self.buf, rtype, encode, MAX_RECORD_BYTES).map_err(|n| too_large(&path(), n))?;
         if let Err(e) = self.file.write_all(&self.buf) {
             self.failed = true;
             return Err(StorageError::io("write", path())(e));
@@ -419,12 +436,52 @@ impl WalWriter {
     }
 }
 
-/// Append a framed record (header + payload written by `encode`) to `buf`.
-fn frame(buf: &mut Vec<u8>, rtype: RecordType, encode: impl FnOnce(&mut Vec<u8>)) {
+impl Drop for WalWriter {
+    /// Sync on close under `fsync = "always"`: the unsynced tail (applies, commit-only hard
+    /// states) then survives a power loss after a clean stop, and the next open does not
+    /// have to rely on the page cache (durability-findings F1). A failed writer is left as
+    /// it is: its file may end in a partial record, which the next open repairs.
+    fn drop(&mut self) {
+        if self.sync_policy
+            && !self.failed
+            && let Err(e) = self.file.sync_data()
+        {
+            warn!(
+                segment = %segment_path(&self.dir, self.current.seq).display(),
+                "fsync on close failed: {e}"
+            );
+        }
+    }
+}
+
+/// The largest record payload: its length is stored in 32 bits (durability-findings F6).
+const MAX_RECORD_BYTES: usize = u32::MAX as usize;
+
+fn too_large(path: &Path, bytes: usize) -> StorageError {
+    StorageError::Invalid(format!(
+        "a WAL record of {bytes} bytes for {} is over the {MAX_RECORD_BYTES}-byte record limit",
+        path.display()
+    ))
+}
+
+/// Append a framed record (header + payload written by `encode`) to `buf`. A payload over
+/// `limit` bytes is refused (`Err` with its size) and `buf` is left as it was: its length
+/// would not fit the header.
+fn frame(
+    buf: &mut Vec<u8>,
+    rtype: RecordType,
+    encode: impl FnOnce(&mut Vec<u8>),
+    limit: usize,
+) -> std::result::Result<(), usize> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; RECORD_HEADER]);
     encode(buf);
-    let plen = (buf.len() - start - RECORD_HEADER) as u32;
+    let payload = buf.len() - start - RECORD_HEADER;
+    if payload > limit {
+        buf.truncate(start);
+        return Err(payload);
+    }
+    let plen = payload as u32;
     let pcrc = crc32c::crc32c(&buf[start + RECORD_HEADER..]);
     let hdr = &mut buf[start..start + RECORD_HEADER];
     hdr[0..4].copy_from_slice(&plen.to_le_bytes());
@@ -432,4 +489,32 @@ fn frame(buf: &mut Vec<u8>, rtype: RecordType, encode: impl FnOnce(&mut Vec<u8>)
     let hcrc = crc32c::crc32c(&hdr[..5]);
     hdr[5..9].copy_from_slice(&hcrc.to_le_bytes());
     hdr[9..13].copy_from_slice(&pcrc.to_le_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_and_leaves_the_buffer_as_it_was() {
+        let mut buf = b"earlier".to_vec();
+        let r = frame(
+            &mut buf,
+            RecordType::State,
+            |p| p.extend_from_slice(&[7; 100]),
+            99,
+        );
+        assert_eq!(r, Err(100));
+        assert_eq!(buf, b"earlier");
+        frame(
+            &mut buf,
+            RecordType::State,
+            |p| p.extend_from_slice(&[7; 99]),
+            99,
+        )
+        .unwrap();
+        assert_eq!(buf.len(), 7 + RECORD_HEADER + 99);
+        assert_eq!(&buf[7..11], &99u32.to_le_bytes());
+    }
 }
