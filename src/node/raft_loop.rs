@@ -142,6 +142,9 @@ impl RaftLoop {
             // Bounds one Ready's committed entries, so one apply (one WAL record) stays far
             // below a record's 4 GiB limit (durability-findings F6).
             max_committed_size_per_ready: 64 << 20,
+            // Bounds the entries one Ready persists (they are uncommitted), so one persist
+            // record stays below 4 GiB too; proposals past it are dropped (503, retried).
+            max_uncommitted_size: 1 << 30,
             check_quorum: true,
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,

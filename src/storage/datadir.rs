@@ -123,23 +123,24 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(StorageError::io("fsync directory", dir))
 }
 
-/// Create `dir` and its missing parents, and make each new directory entry durable by
-/// fsyncing its parent (durability-findings F5): a power loss must not keep a marker or
-/// segment inside a directory whose own entry was lost. Existing directories are left as
-/// they are. Done whatever the fsync policy: it happens once, when a directory is new.
+/// Create `dir` and its missing parents, and make their entries durable by fsyncing each
+/// one's parent (durability-findings F5): a power loss must not keep a marker or segment
+/// inside a directory whose own entry was lost. `dir`'s parent is synced even when `dir`
+/// already exists: an earlier run may have died between its `mkdir` and that sync. Done
+/// whatever the fsync policy: it happens once per open.
 pub fn create_dir_durable(dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
+    let mut levels = vec![dir.to_path_buf()];
     let mut d = dir;
-    while !d.exists() {
-        missing.push(d.to_path_buf());
-        match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => d = p,
-            _ => break,
-        }
+    while let Some(p) = d
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        levels.push(p.to_path_buf());
+        d = p;
     }
     fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
-    for m in missing.iter().rev() {
-        let parent = m.parent().filter(|p| !p.as_os_str().is_empty());
+    for level in levels.iter().rev() {
+        let parent = level.parent().filter(|p| !p.as_os_str().is_empty());
         sync_dir(parent.unwrap_or(Path::new(".")))?;
     }
     Ok(())
