@@ -150,7 +150,6 @@ pub fn run_process(cfg: NodeConfig) -> Result<(), NodeStartError> {
         let what = what.to_string();
         move |source| NodeStartError::Io { what, source }
     };
-    cfg.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
             std::env::var("RAFTBENCH_IO_THREADS")

@@ -202,9 +202,17 @@ async fn worker(
         };
         let op = choose_op(&plan.mix, &mut rng);
         let local = plan.chooser.next(&mut rng);
+        // The key's name is made before the clock starts: service time is the request's.
+        let key = local * shared.key_stride + shared.key_offset;
+        let name = key_name(key, shared.key_size);
         let sent = Instant::now();
         let invoked_us = sent.duration_since(shared.run_start).as_micros() as u64;
-        let outcome = send(&shared, &plan, op, local, invoked_us, &mut rng).await;
+        let target = Target {
+            local,
+            key,
+            name: &name,
+        };
+        let outcome = send(&shared, &plan, op, target, invoked_us, &mut rng).await;
         let done = Instant::now();
         let corrected_us = done.duration_since(intended).as_micros() as u64;
         if let Some(live) = &plan.live {
@@ -224,21 +232,27 @@ async fn worker(
     (rec, last_done)
 }
 
-/// Send one operation on this generator's key `local`, sent at `invoked_us`. A write carries
-/// a fresh write id in its first 8 bytes and, unless it certainly failed, goes into the
-/// verification model.
+/// The key an operation is on: this generator's `local` index, the cluster-wide `key` and
+/// its name.
+struct Target<'a> {
+    local: u64,
+    key: u64,
+    name: &'a str,
+}
+
+/// Send one operation on `t`, sent at `invoked_us`. A write carries a fresh write id in its
+/// first 8 bytes and, unless it certainly failed, goes into the verification model.
 async fn send(
     shared: &Shared,
     plan: &Plan,
     op: Op,
-    local: u64,
+    t: Target<'_>,
     invoked_us: u64,
     rng: &mut StdRng,
 ) -> Outcome {
-    let key = local * shared.key_stride + shared.key_offset;
-    let name = key_name(key, shared.key_size);
+    let Target { local, key, name } = t;
     if op == Op::Get {
-        let r = with_timeout(plan.timeout, shared.client.get(&name, plan.consistency)).await;
+        let r = with_timeout(plan.timeout, shared.client.get(name, plan.consistency)).await;
         return if r.is_ok() {
             Outcome::Ok
         } else {
@@ -252,9 +266,9 @@ async fn send(
             v.resize(8, 0);
         }
         v[..8].copy_from_slice(&id.to_be_bytes());
-        with_timeout(plan.timeout, shared.client.put(&name, Bytes::from(v))).await
+        with_timeout(plan.timeout, shared.client.put(name, Bytes::from(v))).await
     } else {
-        with_timeout(plan.timeout, shared.client.delete(&name)).await
+        with_timeout(plan.timeout, shared.client.delete(name)).await
     };
     let now_us = shared.run_start.elapsed().as_micros() as u64;
     let outcome = match &r {
