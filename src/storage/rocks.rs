@@ -118,6 +118,13 @@ impl RocksBackend {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(o.max_background_jobs);
+        // Recovery stops at the first damaged WAL record and keeps what came before it: the
+        // mode RocksDB documents for recovering to a consistent point after a power cut, and
+        // the only one that also stops at a hole that write-back reordering left, rather than
+        // replaying records after it. It matches memwal's repair of a torn tail. Where they
+        // differ: memwal refuses to open when the damage is in synced data (a sealed segment,
+        // or a record with no zeroed sector), while RocksDB stops there without an error, so a
+        // corrupted RocksDB replica may come back at an older prefix (README, "Power loss").
         db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         let cf_opts = |compression: Compression, bloom: u32| {
             let mut bb = BlockBasedOptions::default();

@@ -53,13 +53,26 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
-/// When a write is forced to stable storage. The meaning is identical for every backend,
-/// so that comparisons are fair:
+/// When a write is forced to stable storage. The meaning is the same for every backend, so
+/// that comparisons are fair:
 ///
 /// - `always`: a `persist` returns only after its bytes are on stable storage
-///   (`fdatasync` for memwal, `WriteOptions::set_sync(true)` for RocksDB). Survives power loss.
-/// - `never`: bytes are handed to the OS (`write(2)`) before returning, never synced.
-///   Survives a process crash (`kill -9`) but not an OS crash or power loss.
+///   (`fdatasync` for memwal, `WriteOptions::set_sync(true)` for RocksDB). Survives power
+///   loss: nothing acknowledged is lost.
+/// - `never`: the write path (entries, hard states, applies) is handed to the OS
+///   (`write(2)`) before returning and never synced. Survives a process crash (`kill -9`);
+///   a power loss or OS crash loses the writes since the engine's last internal sync, and
+///   the replica comes back at an older, consistent prefix of its log and state.
+///
+///   Both engines still sync their *structure*, as they must to come back at all: RocksDB
+///   syncs SST files, the MANIFEST and the WALs it seals before a flush, and flushes what it
+///   recovered at open; memwal syncs a WAL segment when it seals it and when it starts a new
+///   one, snapshot files and snapshot installs, the bootstrap conf state, and the WAL before
+///   it deletes files. How much each loses therefore differs (RocksDB's sealed WALs and SSTs
+///   come with memtable flushes, every `write_buffer_size`; memwal's with segment rotations,
+///   every `segment_size`, and snapshots): that difference is what a power-loss run measures.
+///   Lost votes can break raft's safety under `never`, which is why it is a benchmark setting
+///   and not a production one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {

@@ -6,7 +6,8 @@
 //! **Open** (`recover.rs`) loads the newest snapshot file (the KV state at its index), then
 //! replays every WAL segment in order: `State` records restore hard state, conf state and
 //! truncation point; `Persist` records rebuild the log; `Apply` records above the snapshot's
-//! index rebuild the map. A torn tail of the last segment is cut off with a warning; any
+//! index rebuild the map, up to the first hole in them (each names the first index it
+//! applies, so a lost one is seen; raft re-applies the rest from the log). A torn tail of the last segment is cut off with a warning; any
 //! other damage refuses the open with file and offset. Writing then continues in a new
 //! segment.
 //!
@@ -17,6 +18,8 @@
 //!
 //! This file holds the running backend; recovery lives in `recover.rs`.
 
+#[cfg(test)]
+mod power_loss;
 mod record;
 mod recover;
 pub mod snapfile;
@@ -261,11 +264,12 @@ impl StorageBackend for MemwalBackend {
         &self.config
     }
 
-    /// See [`StorageBackend::persist`]. A snapshot is written as a pending file (synced
-    /// under `fsync = "always"`) before the one `Persist` WAL record that names it, and
-    /// renamed to its final name only after that record is written (and synced when raft
-    /// requires it): a crash at any point leaves the replica before or after the whole
-    /// `Ready`, never in between.
+    /// See [`StorageBackend::persist`]. A snapshot is written as a pending file (synced)
+    /// before the one `Persist` WAL record that names it, and renamed to its final name only
+    /// after that record is synced: a crash or power loss at any point leaves the replica
+    /// before or after the whole `Ready`, never in between. A snapshot install is synced
+    /// under every fsync policy (it is rare, and a half-durable install could not be
+    /// recovered); entries and hard states follow the policy.
     fn persist(
         &mut self,
         snapshot: Option<&Snapshot>,
@@ -294,19 +298,14 @@ impl StorageBackend for MemwalBackend {
         if snap.is_none() && entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        let sync = self.config.fsync.sync()
-            && (snap.is_some()
-                || !entries.is_empty()
-                || hard_state.is_some_and(|hs| hard_state_needs_sync(&self.hard_state, hs)));
+        let sync = snap.is_some()
+            || (self.config.fsync.sync()
+                && (!entries.is_empty()
+                    || hard_state.is_some_and(|hs| hard_state_needs_sync(&self.hard_state, hs))));
 
         if let Some((s, _)) = &snap {
             let m = s.get_metadata();
-            snapfile::write(
-                &snapfile::pending_path(&self.snap_dir, m.index),
-                m,
-                &s.data,
-                self.config.fsync.sync(),
-            )?;
+            snapfile::write(&snapfile::pending_path(&self.snap_dir, m.index), m, &s.data)?;
         }
         let meta = snap.as_ref().map(|(s, _)| s.get_metadata());
         self.append_record(
@@ -323,10 +322,7 @@ impl StorageBackend for MemwalBackend {
             // longer matches the disk, so refuse further writes until a reopen.
             let finish = std::fs::rename(&pending, &fin)
                 .map_err(StorageError::io("rename", &pending))
-                .and_then(|()| match self.config.fsync.sync() {
-                    true => datadir::sync_dir(&self.snap_dir),
-                    false => Ok(()),
-                });
+                .and_then(|()| datadir::sync_dir(&self.snap_dir));
             if let Err(e) = finish {
                 self.wal.poison();
                 return Err(e);
@@ -362,9 +358,10 @@ impl StorageBackend for MemwalBackend {
     }
 
     /// See [`StorageBackend::set_conf_state`]: one `ConfState` WAL record, synced under
-    /// `fsync = "always"`.
+    /// every policy (it bootstraps a replica: without it a power cut leaves a replica that
+    /// knows no members).
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<()> {
-        let sync = self.config.fsync.sync();
+        let sync = true;
         let applied = self.applied_index();
         self.append_record(
             RecordType::ConfState,
@@ -389,8 +386,8 @@ impl StorageBackend for MemwalBackend {
             return Ok(());
         }
         self.append_record(
-            RecordType::Apply,
-            |buf| record::encode_apply(buf, index, commands, conf_state),
+            RecordType::ApplyRange,
+            |buf| record::encode_apply(buf, applied + 1, index, commands, conf_state),
             false,
         )?;
         {
@@ -414,9 +411,11 @@ impl StorageBackend for MemwalBackend {
     }
 
     /// See [`StorageBackend::create_snapshot`]. Under `fsync = "always"` the WAL is synced
-    /// before the snapshot file is written, and the file (with its directory) before older
-    /// snapshots and segments are deleted, so the snapshot is never ahead of the log on disk.
-    /// Under `"never"` an OS crash may leave it ahead; open then restarts the log at it.
+    /// before the snapshot file is written, so the snapshot is never ahead of the log on
+    /// disk; under `"never"` a power cut may leave it ahead, and open then restarts the log
+    /// at it. Under both, the file (with its directory) is synced before older snapshots
+    /// and segments are deleted: a snapshot is rare, and deleting what it replaces before it
+    /// is durable could leave nothing to recover from.
     fn create_snapshot(&mut self) -> Result<Snapshot> {
         let applied = self.applied_index();
         if applied == 0 {
@@ -436,7 +435,6 @@ impl StorageBackend for MemwalBackend {
             &snapfile::final_path(&self.snap_dir, applied),
             snap.get_metadata(),
             &snap.data,
-            sync,
         )?;
         self.snapshot_index = applied;
         remove_snapshots_below(&self.snap_dir, applied)?;

@@ -18,12 +18,17 @@ pub enum RecordType {
     State = 1,
     /// One `persist`: optional snapshot marker, entries, optional hard state.
     Persist = 2,
-    /// One `apply`: KV commands, optional conf state, new applied index.
+    /// One `apply` as written before the first index was recorded: KV commands, optional
+    /// conf state, new applied index. Still read; no longer written.
     Apply = 3,
     /// Log compaction: new truncation point.
     Compact = 4,
     /// A directly set conf state (bootstrap).
     ConfState = 5,
+    /// One `apply` of the entries `first..=index`: as `Apply`, plus its first index, so
+    /// that replay can see when an earlier apply is missing and stop there (an `Apply`
+    /// that only says where it ends would be applied on top of the hole).
+    ApplyRange = 6,
 }
 
 impl RecordType {
@@ -34,6 +39,7 @@ impl RecordType {
             3 => RecordType::Apply,
             4 => RecordType::Compact,
             5 => RecordType::ConfState,
+            6 => RecordType::ApplyRange,
             _ => return None,
         })
     }
@@ -62,6 +68,8 @@ pub enum Record {
         hard_state: Option<HardState>,
     },
     Apply {
+        /// The first index the commands come from (`None` in the older `Apply` records).
+        first: Option<u64>,
         index: u64,
         commands: Vec<KvCommand>,
         conf_state: Option<ConfState>,
@@ -219,9 +227,16 @@ pub fn encode_persist(
     }
 }
 
-/// Encode an `apply` payload.
-pub fn encode_apply(out: &mut Vec<u8>, index: u64, commands: &[KvCommand], cs: Option<&ConfState>) {
+/// Encode an `ApplyRange` payload: the effects of entries `first..=index`.
+pub fn encode_apply(
+    out: &mut Vec<u8>,
+    first: u64,
+    index: u64,
+    commands: &[KvCommand],
+    cs: Option<&ConfState>,
+) {
     let mut e = Enc(out);
+    e.u64(first);
     e.u64(index);
     match cs {
         Some(cs) => {
@@ -324,8 +339,18 @@ pub fn decode(t: RecordType, payload: &[u8]) -> DecResult<Record> {
                 hard_state,
             }
         }
-        RecordType::Apply => {
+        RecordType::Apply | RecordType::ApplyRange => {
+            let first = match t {
+                RecordType::ApplyRange => Some(d.u64("first index")?),
+                _ => None,
+            };
             let index = d.u64("applied index")?;
+            if first.is_some_and(|f| f == 0 || f > index) {
+                return Err(format!(
+                    "first index {} is not in 1..={index}",
+                    first.unwrap_or(0)
+                ));
+            }
             let conf_state = match d.u8("conf state flag")? {
                 0 => None,
                 1 => Some(d.msg("conf state")?),
@@ -338,6 +363,7 @@ pub fn decode(t: RecordType, payload: &[u8]) -> DecResult<Record> {
                 commands.push(KvCommand::decode(b).map_err(|e| format!("command: {e}"))?);
             }
             Record::Apply {
+                first,
                 index,
                 commands,
                 conf_state,
@@ -397,19 +423,34 @@ mod tests {
             KvCommand::Delete { key: b"c".to_vec() },
         ];
         buf.clear();
-        encode_apply(&mut buf, 9, &cmds, Some(meta.get_conf_state()));
+        encode_apply(&mut buf, 8, 9, &cmds, Some(meta.get_conf_state()));
         assert_eq!(
-            decode(RecordType::Apply, &buf).unwrap(),
+            decode(RecordType::ApplyRange, &buf).unwrap(),
             Record::Apply {
+                first: Some(8),
                 index: 9,
-                commands: cmds,
+                commands: cmds.clone(),
                 conf_state: Some(meta.get_conf_state().clone())
             }
         );
 
         // Truncated payloads are errors, not panics.
         for cut in 0..buf.len() {
-            assert!(decode(RecordType::Apply, &buf[..cut]).is_err());
+            assert!(decode(RecordType::ApplyRange, &buf[..cut]).is_err());
         }
+        // The older record, without a first index, still reads.
+        assert_eq!(
+            decode(RecordType::Apply, &buf[8..]).unwrap(),
+            Record::Apply {
+                first: None,
+                index: 9,
+                commands: cmds,
+                conf_state: Some(meta.get_conf_state().clone())
+            }
+        );
+        // A first index past the end is corruption.
+        let mut bad = buf.clone();
+        bad[..8].copy_from_slice(&10u64.to_le_bytes());
+        assert!(decode(RecordType::ApplyRange, &bad).is_err());
     }
 }

@@ -44,10 +44,11 @@ impl MemwalBackend {
     /// state from the newest snapshot file and the WAL (the steps are described in
     /// `memwal/recover.rs`).
     ///
-    /// Durability: when this returns, a torn tail has been cut off (and the segment synced),
-    /// interrupted snapshot installs are finished, and writing continues in a new segment
-    /// whose first record is the recovered state — synced, with its directory, under
-    /// `fsync = "always"` — so older segments can be deleted as the running backend would.
+    /// Durability (under every fsync policy): when this returns, a torn tail has been cut
+    /// off (and the segment synced), the replayed segments are synced, interrupted snapshot
+    /// installs are finished, and writing continues in a new segment whose first record is
+    /// the recovered state — synced, with its directory — so older segments can be deleted
+    /// as the running backend would.
     /// Nothing that reached a valid record is dropped: any damage other than a torn tail
     /// refuses the open with file and offset.
     pub fn open(config: BackendConfig) -> Result<Self> {
@@ -66,7 +67,7 @@ impl MemwalBackend {
             state: st,
             segments,
             torn_bytes,
-        } = recover(&wal_dir, &snap_dir, sync)?;
+        } = recover(&wal_dir, &snap_dir)?;
         let replay_ms = replay_started.elapsed().as_secs_f64() * 1e3;
 
         let next_seq = segments.last().map_or(1, |m| m.seq + 1);
@@ -128,14 +129,14 @@ struct Recovered {
 }
 
 /// Steps 1–5 of the module docs, over the directories `wal_dir` and `snap_dir`.
-fn recover(wal_dir: &Path, snap_dir: &Path, sync: bool) -> Result<Recovered> {
+fn recover(wal_dir: &Path, snap_dir: &Path) -> Result<Recovered> {
     let snaps = SnapDir::list(snap_dir)?;
     let mut st = snaps.load_newest()?;
     let seqs = wal::list_segments(wal_dir)?;
     st.anchor = scan_truncation_point(wal_dir, &seqs)?;
     st.log = MemLog::new(st.anchor.0, st.anchor.1);
     let (segments, torn_bytes) = replay_segments(&mut st, wal_dir, &seqs, &snaps)?;
-    snaps.settle(&st.adopted_pending, st.snapshot_index, sync)?;
+    snaps.settle(&st.adopted_pending, st.snapshot_index)?;
     st.reconcile(wal_dir)?;
     Ok(Recovered {
         state: st,
@@ -190,10 +191,10 @@ impl SnapDir {
     /// Finish interrupted installs (rename the `adopted` pending files to final names), drop
     /// pending files nobody acknowledged and final snapshots older than `keep`.
     ///
-    /// Durability: under `sync`, the directory is synced before returning, because the
-    /// adopted snapshot must be durable under its final name before any WAL segment that
-    /// names it can be deleted.
-    fn settle(&self, adopted: &[u64], keep: u64, sync: bool) -> Result<()> {
+    /// Durability: the directory is synced before returning (under every policy), because
+    /// the adopted snapshot must be durable under its final name before any WAL segment
+    /// that names it can be deleted.
+    fn settle(&self, adopted: &[u64], keep: u64) -> Result<()> {
         for &i in &self.listing.pendings {
             let pending = snapfile::pending_path(&self.dir, i);
             if adopted.contains(&i) {
@@ -204,9 +205,7 @@ impl SnapDir {
             }
         }
         remove_snapshots_below(&self.dir, keep)?;
-        if sync {
-            datadir::sync_dir(&self.dir)?;
-        }
+        datadir::sync_dir(&self.dir)?;
         Ok(())
     }
 }
@@ -318,6 +317,8 @@ struct Replay {
     entries: u64,
     /// Pending snapshot files whose marker was found.
     adopted_pending: Vec<u64>,
+    /// The first hole in the applies, as (applied index before it, first index after it).
+    apply_gap: Option<(u64, u64)>,
 }
 
 impl Replay {
@@ -343,7 +344,10 @@ impl Replay {
         match rec {
             Record::State(s) => {
                 self.hard_state = s.hard_state;
-                if s.applied_index >= self.applied {
+                // Its conf state is the one at its applied index: adopt it only at that very
+                // point. Below it a loaded snapshot is newer; above it, applies were lost and
+                // raft re-applies the conf changes among them.
+                if s.applied_index == self.applied {
                     self.conf_state = s.conf_state;
                 }
                 // The log's start comes from the anchor, not from this (maybe stale) record.
@@ -366,12 +370,13 @@ impl Replay {
                 }
             }
             Record::Apply {
+                first,
                 index,
                 commands,
                 conf_state,
             } => {
                 seg.max_apply_index = seg.max_apply_index.max(index);
-                self.apply(index, &commands, conf_state);
+                self.apply(first, index, &commands, conf_state);
             }
             // Every truncation point is at or below the anchor the log starts from.
             Record::Compact { .. } => {}
@@ -379,7 +384,7 @@ impl Replay {
                 applied_index,
                 conf_state,
             } => {
-                if applied_index >= self.applied {
+                if applied_index == self.applied {
                     self.conf_state = conf_state;
                 }
             }
@@ -428,9 +433,31 @@ impl Replay {
         Ok(())
     }
 
-    /// An `Apply` record: replayed only above the applied index (a snapshot loaded earlier
-    /// may already contain it).
-    fn apply(&mut self, index: u64, commands: &[KvCommand], conf_state: Option<ConfState>) {
+    /// An `Apply` record of the entries `first..=index`: replayed only above the applied
+    /// index (a snapshot loaded earlier may already contain part or all of it; puts and
+    /// deletes replayed again over it leave the state at `index`), and only when it starts
+    /// at or below `applied + 1`. A later start means an earlier apply was lost (a power
+    /// cut dropped a tail that was never synced, durability-findings F1): applying this
+    /// one on top of the hole would lose those writes for good. Replay stops applying
+    /// instead; raft re-applies everything above the applied index from the durable log.
+    fn apply(
+        &mut self,
+        first: Option<u64>,
+        index: u64,
+        commands: &[KvCommand],
+        conf_state: Option<ConfState>,
+    ) {
+        if let Some(f) = first.filter(|&f| f > self.applied + 1 && index > self.applied) {
+            if self.apply_gap.is_none() {
+                warn!(
+                    applied = self.applied,
+                    next_apply_from = f,
+                    "an apply record is missing; later applies are left to raft to redo"
+                );
+            }
+            self.apply_gap.get_or_insert((self.applied, f));
+            return;
+        }
         if index > self.applied {
             let mut ignored = 0;
             apply_commands(&mut self.map, commands, &mut ignored);
@@ -463,6 +490,18 @@ impl Replay {
                 ));
             }
             self.log.reset(self.applied, self.snapshot_term);
+        }
+        if self.applied + 1 < self.log.first_index() {
+            // raft would have to re-apply entries the log no longer holds.
+            return Err(StorageError::corrupt(
+                wal_dir,
+                0,
+                format!(
+                    "applied index {} is below the log's first entry {} and no snapshot covers the gap",
+                    self.applied,
+                    self.log.first_index()
+                ),
+            ));
         }
         // Applied entries are committed by definition; a lost commit-only hard-state update
         // must not leave commit < applied (raft refuses to start then).

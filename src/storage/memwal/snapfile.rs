@@ -72,9 +72,10 @@ pub fn list(dir: &Path) -> Result<Listing> {
     Ok(out)
 }
 
-/// Write a snapshot file at `path` (via a temporary file and a rename). With `sync`, the
-/// file and the directory are synced: the snapshot is durable when this returns.
-pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8], sync: bool) -> Result<u64> {
+/// Write a snapshot file at `path` (via a temporary file and a rename). The file and the
+/// directory are synced under every fsync policy: the snapshot is durable when this
+/// returns, because what it replaces is deleted on the strength of it.
+pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<u64> {
     let meta_bytes = meta
         .write_to_bytes()
         .map_err(StorageError::codec("snapshot metadata"))?;
@@ -91,12 +92,10 @@ pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8], sync: bool) -> R
         .and_then(|_| f.write_all(data))
         .and_then(|_| f.write_all(&crc.to_le_bytes()))
         .map_err(StorageError::io("write", &tmp))?;
-    if sync {
-        f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
-    }
+    f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
-    if let Some(dir) = path.parent().filter(|_| sync) {
+    if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
     Ok((head.len() + data.len() + 4) as u64)
@@ -153,7 +152,7 @@ mod tests {
         meta.index = 7;
         meta.term = 2;
         meta.mut_conf_state().voters = vec![1, 2, 3];
-        write(&path, &meta, b"blob", false).unwrap();
+        write(&path, &meta, b"blob").unwrap();
         assert_eq!(read(&path).unwrap(), (meta, b"blob".to_vec()));
 
         let good = fs::read(&path).unwrap();

@@ -9,11 +9,16 @@
 //! as corruption instead of being mistaken for a torn tail (which would silently drop
 //! acknowledged records).
 //!
-//! **Torn tail vs corruption.** Only the end of the *last* segment may be torn — a record
-//! cut short by a crash mid-`write`, or a zero-filled tail left by a crash after the file was
-//! extended. That tail is cut off (and reported). Anything else that fails a check — in an
-//! older segment, or a complete record with a bad checksum — refuses the open with the file
-//! and byte offset, because it would mean losing data the replica acknowledged.
+//! **Torn tail vs corruption.** Only the end of the *last* segment may be torn: after a
+//! power loss, the records written since its last `fdatasync` may be cut short, or hold
+//! sectors that never reached the disk (they read as zeros), in any order, since write-back
+//! can reorder pages. As etcd's `isTornEntry` does, the first record of the last segment
+//! that fails a check is torn when it runs past the end of the file or when any 512-byte
+//! sector of it is all zeros; it is cut off with everything after it (and reported). That
+//! is safe: any later sync would have made the record whole, so nothing after it was
+//! acknowledged. Anything else that fails a check — in an older segment (synced when it
+//! was sealed), or a record in the last one with no zero sector — refuses the open with
+//! the file and byte offset, because it would mean losing data the replica acknowledged.
 //!
 //! Every segment starts with a `State` record (hard state, conf state, truncation point,
 //! snapshot index), so older segments can be deleted once compaction and a snapshot cover
@@ -142,6 +147,11 @@ pub fn read_segment(
         ));
     }
     if &data[..8] != SEGMENT_MAGIC {
+        // A new segment is synced before anything is written in it; a header that never
+        // reached the disk is a crash while it was being created.
+        if is_last && has_zero_sector(&data[..SEGMENT_HEADER as usize], 0) {
+            return torn(0);
+        }
         return Err(StorageError::corrupt(
             &path,
             0,
@@ -160,7 +170,8 @@ pub fn read_segment(
     let mut off = SEGMENT_HEADER as usize;
     while off < data.len() {
         let rest = &data[off..];
-        let zero_tail = || rest.iter().all(|&b| b == 0);
+        // Whether the bytes `rest[..n]` (cut at the end of the file) look torn.
+        let torn_at = |n: usize| has_zero_sector(&rest[..n.min(rest.len())], off as u64);
         if rest.len() < RECORD_HEADER {
             if is_last {
                 return torn(off as u64);
@@ -179,7 +190,8 @@ pub fn read_segment(
         let hcrc = fields.get_u32_le();
         let pcrc = fields.get_u32_le();
         if crc32c::crc32c(&hdr[..5]) != hcrc {
-            if is_last && zero_tail() {
+            // The length cannot be trusted: judge by the header, or by a tail of zeros.
+            if is_last && (torn_at(RECORD_HEADER) || rest.iter().all(|&b| b == 0)) {
                 return torn(off as u64);
             }
             return Err(StorageError::corrupt(
@@ -200,10 +212,7 @@ pub fn read_segment(
         }
         let payload = &rest[RECORD_HEADER..RECORD_HEADER + plen];
         if crc32c::crc32c(payload) != pcrc {
-            // A complete header with a zeroed body at the very end: the file was extended
-            // but the data never reached the disk.
-            let at_end = rest.len() == RECORD_HEADER + plen;
-            if is_last && at_end && payload.iter().all(|&b| b == 0) {
+            if is_last && torn_at(RECORD_HEADER + plen) {
                 return torn(off as u64);
             }
             return Err(StorageError::corrupt(
@@ -228,6 +237,27 @@ pub fn read_segment(
     })
 }
 
+/// Bytes of the smallest unit a disk writes whole; a sector that never reached the disk
+/// reads as zeros (etcd's `minSectorSize`).
+const SECTOR: u64 = 512;
+
+/// Whether any part of `bytes` (which start at file offset `at`) that falls in one 512-byte
+/// sector of the file is all zeros: the mark of a write that was torn by a power loss
+/// (etcd's `isTornEntry`). Parts at the edges of `bytes` count too, since the sector around
+/// them may have been written by an earlier, synced record.
+fn has_zero_sector(bytes: &[u8], at: u64) -> bool {
+    let mut off = 0;
+    while off < bytes.len() {
+        let in_sector = (SECTOR - (at + off as u64) % SECTOR) as usize;
+        let chunk = &bytes[off..(off + in_sector).min(bytes.len())];
+        if chunk.iter().all(|&b| b == 0) {
+            return true;
+        }
+        off += chunk.len();
+    }
+    false
+}
+
 /// Cut a torn tail off segment `seq` so that it ends at `valid_len`.
 pub fn truncate_segment(dir: &Path, seq: u64, valid_len: u64) -> Result<()> {
     let path = segment_path(dir, seq);
@@ -237,7 +267,44 @@ pub fn truncate_segment(dir: &Path, seq: u64, valid_len: u64) -> Result<()> {
         .map_err(StorageError::io("open", &path))?;
     f.set_len(valid_len)
         .map_err(StorageError::io("truncate", &path))?;
-    f.sync_all().map_err(StorageError::io("fsync", &path))
+    sync_segment(&f, &path).map_err(StorageError::io("fsync", &path))
+}
+
+/// `fdatasync` the segment `file` at `path` (which persists a size change too). Under test,
+/// the length it made durable is noted, so that a simulated power loss can keep exactly
+/// that (`memwal/power_loss.rs`).
+fn sync_segment(file: &File, path: &Path) -> std::io::Result<()> {
+    file.sync_data()?;
+    #[cfg(test)]
+    durable::note(path, file.metadata()?.len());
+    #[cfg(not(test))]
+    let _ = path;
+    Ok(())
+}
+
+/// The durable length of every segment a test thread synced (see [`sync_segment`]).
+#[cfg(test)]
+pub(super) mod durable {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static LENGTHS: RefCell<HashMap<PathBuf, u64>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn note(path: &Path, len: u64) {
+        LENGTHS.with(|l| l.borrow_mut().insert(path.to_path_buf(), len));
+    }
+
+    /// The lengths noted so far on this thread.
+    pub fn lengths() -> HashMap<PathBuf, u64> {
+        LENGTHS.with(|l| l.borrow().clone())
+    }
+
+    pub fn forget() {
+        LENGTHS.with(|l| l.borrow_mut().clear());
+    }
 }
 
 /// Appends records to the newest segment, rotates segments and deletes obsolete ones.
@@ -268,16 +335,17 @@ impl WalWriter {
         sync_policy: bool,
     ) -> Result<WalWriter> {
         // The last sealed segment usually ends in records written without a sync (applies,
-        // commit-only hard states) that replay has just read from the page cache. Sync it
-        // before anything goes into the new segment: otherwise a power loss could drop its
-        // tail while keeping later records, a hole replay cannot see (durability-findings F1).
-        if sync_policy && let Some(last) = sealed.last() {
+        // commit-only hard states, or everything under `fsync = "never"`) that replay has
+        // just read from the page cache. Sync it before anything goes into the new segment,
+        // whatever the policy: otherwise a power loss could drop its tail while keeping the
+        // new segment, a hole in the middle of the log (durability-findings F1, F7).
+        if let Some(last) = sealed.last() {
             let path = segment_path(dir, last.seq);
             File::open(&path)
-                .and_then(|f| f.sync_data())
+                .and_then(|f| sync_segment(&f, &path))
                 .map_err(StorageError::io("fsync", &path))?;
         }
-        let (file, len) = Self::new_segment(dir, seq, state, sync_policy)?;
+        let (file, len) = Self::new_segment(dir, seq, state)?;
         Ok(WalWriter {
             dir: dir.to_path_buf(),
             file,
@@ -291,7 +359,10 @@ impl WalWriter {
         })
     }
 
-    fn new_segment(dir: &Path, seq: u64, state: &StateRecord, sync: bool) -> Result<(File, u64)> {
+    /// Create segment `seq` holding its header and `state`, synced with its directory under
+    /// every policy: a segment is only ever written after it is durable, so the WAL on disk
+    /// stays one prefix of what was written (a rotation is rare: once per segment size).
+    fn new_segment(dir: &Path, seq: u64, state: &StateRecord) -> Result<(File, u64)> {
         let path = segment_path(dir, seq);
         let mut file = OpenOptions::new()
             .create_new(true)
@@ -310,10 +381,8 @@ impl WalWriter {
         .map_err(|n| too_large(&path, n))?;
         file.write_all(&buf)
             .map_err(StorageError::io("write", &path))?;
-        if sync {
-            file.sync_data().map_err(StorageError::io("fsync", &path))?;
-            sync_dir(dir)?;
-        }
+        sync_segment(&file, &path).map_err(StorageError::io("fsync", &path))?;
+        sync_dir(dir)?;
         debug!(seq, "started WAL segment");
         Ok((file, buf.len() as u64))
     }
@@ -323,16 +392,15 @@ impl WalWriter {
         self.len >= self.segment_size
     }
 
-    /// Seal the current segment (synced under `fsync = "always"`, so that the sealed
-    /// segment is durable before anything in the next one) and start the next with `state`.
+    /// Seal the current segment (synced under every policy, so that the sealed segment is
+    /// durable before anything in the next one: the WAL on disk is always a prefix) and
+    /// start the next with `state`.
     pub fn rotate(&mut self, state: &StateRecord) -> Result<()> {
         self.check_usable()?;
-        if self.sync_policy {
-            self.sync()?;
-        }
+        self.sync()?;
         let seq = self.current.seq + 1;
-        let (file, len) = Self::new_segment(&self.dir, seq, state, self.sync_policy)
-            .inspect_err(|_| self.failed = true)?;
+        let (file, len) =
+            Self::new_segment(&self.dir, seq, state).inspect_err(|_| self.failed = true)?;
         self.file = file;
         self.len = len;
         let sealed = std::mem::replace(&mut self.current, SegmentMeta::new(seq));
@@ -359,7 +427,7 @@ impl WalWriter {
             return Err(StorageError::io("write", path())(e));
         }
         self.len += self.buf.len() as u64;
-        if sync && let Err(e) = self.file.sync_data() {
+        if sync && let Err(e) = sync_segment(&self.file, &path()) {
             self.failed = true;
             return Err(StorageError::io("fsync", path())(e));
         }
@@ -369,9 +437,10 @@ impl WalWriter {
     /// `fdatasync` the current segment (earlier segments were synced when sealed).
     pub fn sync(&mut self) -> Result<()> {
         self.check_usable()?;
-        self.file.sync_data().map_err(|e| {
+        let path = segment_path(&self.dir, self.current.seq);
+        sync_segment(&self.file, &path).map_err(|e| {
             self.failed = true;
-            StorageError::io("fsync", segment_path(&self.dir, self.current.seq))(e)
+            StorageError::io("fsync", path)(e)
         })
     }
 
@@ -389,8 +458,8 @@ impl WalWriter {
     /// is at or below the truncation point `truncated` and everything they applied is inside
     /// the durable snapshot at `snapshot`. Hard and conf states they hold are superseded by
     /// the `State` record that opens every later segment. The WAL is synced first (under
-    /// `fsync = "always"`), so the compaction that justifies the deletion is durable before
-    /// any file disappears. Returns how many segments were deleted.
+    /// every policy), so the compaction that justifies the deletion is durable before any
+    /// file disappears, and the directory after. Returns how many segments were deleted.
     pub fn delete_obsolete(&mut self, truncated: u64, snapshot: u64) -> Result<usize> {
         let n = self
             .sealed
@@ -400,9 +469,7 @@ impl WalWriter {
         if n == 0 {
             return Ok(0);
         }
-        if self.sync_policy {
-            self.sync()?;
-        }
+        self.sync()?;
         for _ in 0..n {
             let seq = self.sealed[0].seq;
             let path = segment_path(&self.dir, seq);
@@ -410,9 +477,7 @@ impl WalWriter {
             self.sealed.remove(0);
             info!(seq, "deleted obsolete WAL segment");
         }
-        if self.sync_policy {
-            sync_dir(&self.dir)?;
-        }
+        sync_dir(&self.dir)?;
         Ok(n)
     }
 
@@ -444,7 +509,7 @@ impl Drop for WalWriter {
     fn drop(&mut self) {
         if self.sync_policy
             && !self.failed
-            && let Err(e) = self.file.sync_data()
+            && let Err(e) = sync_segment(&self.file, &segment_path(&self.dir, self.current.seq))
         {
             warn!(
                 segment = %segment_path(&self.dir, self.current.seq).display(),
@@ -495,6 +560,25 @@ fn frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_sector_is_found_in_any_part_of_a_record_that_falls_in_one_sector() {
+        let ones = vec![1u8; 2000];
+        assert!(!has_zero_sector(&ones, 100));
+        // A zeroed sector in the middle.
+        let mut r = ones.clone();
+        r[412..924].fill(0);
+        assert!(has_zero_sector(&r, 100));
+        // Zeros that straddle two sectors without filling either part are no sign.
+        let mut r = ones.clone();
+        r[300..700].fill(0);
+        assert!(!has_zero_sector(&r, 100));
+        // The record's last bytes, alone in the last sector they reach.
+        let mut r = ones.clone();
+        r[1948..].fill(0);
+        assert!(has_zero_sector(&r, 100));
+        assert!(!has_zero_sector(&[], 0));
+    }
 
     #[test]
     fn a_record_over_the_limit_is_refused_and_leaves_the_buffer_as_it_was() {
