@@ -13,6 +13,9 @@
 //!   keys of 128 B values.
 //! - `compact/<backend>-<fsync>/1000-entries`.
 //! - `open/<backend>/1M-entries-128B`: reopening a 1M-entry log (the restart cost).
+//! - `faultfs/memwal-always-{plain,faultfs}/1x256`: the same memwal persist in a plain
+//!   directory and through an in-process faultfs mount of one — the price of the
+//!   power-loss layer on each fsynced write (skipped, with a note, where FUSE is unusable).
 //!
 //! Only the named operation is timed (`iter_custom`); refilling and trimming the log between
 //! iterations is not. Run `cargo bench --bench storage` (add `-- --quick` for a fast pass or
@@ -458,8 +461,57 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// memwal persists (fsync = always, one 256 B entry) in a plain directory and through
+/// faultfs over a plain directory, side by side.
+fn bench_faultfs(c: &mut Criterion) {
+    use raftbench::faultfs::{FaultFs, MountOptions, preflight};
+    let mut g = c.benchmark_group("faultfs");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: 1,
+        bytes: 256,
+    });
+    let plain = TempDir::new_in(bench_tmp()).expect("temp dir");
+    let mut dirs = vec![("plain", plain.path().join("data"), None)];
+    let faulty = TempDir::new_in(bench_tmp()).expect("temp dir");
+    match preflight() {
+        Ok(()) => {
+            let (src, mnt) = (faulty.path().join("src"), faulty.path().join("mnt"));
+            std::fs::create_dir_all(&src).expect("src");
+            std::fs::create_dir_all(&mnt).expect("mnt");
+            let m = FaultFs::mount(&src, &mnt, MountOptions::default()).expect("mount faultfs");
+            dirs.push(("faultfs", mnt.join("data"), Some(m)));
+        }
+        Err(e) => eprintln!("faultfs/faultfs skipped: {e}"),
+    }
+    for (name, dir, mount) in dirs {
+        let mut b = open(BackendKind::Memwal, FsyncPolicy::Always, &dir);
+        let mut cs = ConfState::default();
+        cs.voters = vec![1];
+        b.set_conf_state(&cs).expect("conf state");
+        let id = BenchmarkId::new(format!("memwal-always-{name}"), "1x256");
+        g.bench_function(id, |bench| {
+            bench.iter_custom(|iters| {
+                sum_of(iters, || {
+                    let spent = timed_persist(&mut b, 1, 256);
+                    trim_log(&mut b, 50_000);
+                    spent
+                })
+            })
+        });
+        drop(b);
+        if let Some(m) = mount {
+            m.unmount().expect("unmount faultfs");
+        }
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_faultfs,
     bench_persist,
     bench_baseline,
     bench_reads,

@@ -65,6 +65,10 @@ pub enum Command {
     /// Work directly with a storage backend's data directory.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// A FUSE file system that can lose unsynced writes (power loss), tear them, slow or
+    /// fail fsyncs: mount it under a node's data directory and control it.
+    #[command(subcommand)]
+    Faultfs(crate::faultfs::cmd::FaultfsCommand),
 }
 
 /// `raftbench storage ...`

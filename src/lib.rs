@@ -38,6 +38,9 @@
 //! - [`report`] — charts (plotters, PNG + SVG) and the HTML report (`raftbench plot`);
 //! - [`study`] — experiments that drive the runner: `compare`, `capacity`, `merge`;
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`);
+//! - [`faultfs`] — a FUSE file system under a node's data directory that can lose what
+//!   was not fsynced (power loss, torn write-back), slow or fail fsyncs and fill up
+//!   (`raftbench faultfs`);
 //! - [`pagecache`], [`procinfo`] — evicting a node's data from the page cache (cold
 //!   restarts); `/proc` and machine facts.
 //!
@@ -60,6 +63,7 @@ pub mod transport;
 // The harness wing.
 pub mod client;
 pub mod cluster;
+pub mod faultfs;
 pub mod loadtest;
 pub mod metrics;
 pub mod pagecache;

@@ -142,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             }
             println!("{}", p.report.display());
         }
+        Command::Faultfs(cmd) => raftbench::faultfs::cmd::run(&cmd, &mut stdout())?,
         Command::Storage(StorageCommand::Open(args)) => inspect::open_command(&args, &mut stdout())
             .with_context(|| format!("opening {} at {}", args.backend, args.dir.display()))?,
         Command::Storage(StorageCommand::Stress(args)) => {

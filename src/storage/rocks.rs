@@ -148,6 +148,9 @@ impl RocksBackend {
             ColumnFamilyDescriptor::new(CF_KV, cf_opts(o.compression, o.bloom_bits_per_key)),
         ];
         let db_path = config.dir.join("db");
+        // RocksDB creates `db` without syncing its parent: after a power loss the whole
+        // database could be gone (found on faultfs in strict metadata mode).
+        datadir::create_dir_durable(&db_path)?;
         let db_started = Instant::now();
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(rocks("open"))?;
         let replay_ms = db_started.elapsed().as_secs_f64() * 1e3;

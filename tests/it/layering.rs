@@ -8,6 +8,7 @@ const SERVER: &[&str] = &["api", "kv", "node", "server", "storage", "transport"]
 const HARNESS: &[&str] = &[
     "client",
     "cluster",
+    "faultfs",
     "loadtest",
     "metrics",
     "pagecache",

@@ -11,6 +11,8 @@
 //! - `cluster`: real node processes on 127.0.0.1.
 //! - `server`: a node in-process through `server::run` on port-0 listeners.
 //! - `cli`, `run`, `live`, `report`, `workloads`: the binary, black-box, as a user runs it.
+//! - `faultfs`: the FUSE fault file system through real mounts (power loss, torn writes,
+//!   injected faults, stale mounts, the CLI, storage engines on top).
 //! - `layering`: the two wings meet only at `wire` (checked on the source).
 //! - `common`: helpers shared by the above.
 
@@ -21,6 +23,7 @@ mod cluster;
 mod conformance;
 mod corruption;
 mod crash;
+mod faultfs;
 mod layering;
 mod live;
 mod report;
