@@ -69,11 +69,22 @@ fn main() -> anyhow::Result<()> {
                         v.unreadable
                     );
                 }
-                if v.lost + v.stale > 0 {
+                if v.fails() {
                     bail!(
                         "{} acknowledged writes were lost (keys {:?})",
-                        v.lost + v.stale,
+                        v.lost_writes(),
                         v.bad_keys
+                    );
+                }
+                if v.lost_writes() > 0 {
+                    eprintln!(
+                        "expected loss (expect_loss, fsync = \"never\"): {} acknowledged writes lost{}",
+                        v.lost_writes(),
+                        v.newest_lost_age_ms
+                            .map(|a| format!(
+                                ", the newest acknowledged {a} ms before the power cut"
+                            ))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -128,8 +139,8 @@ fn main() -> anyhow::Result<()> {
             let m = study::merge::merge(&opts)?;
             println!("results: {}", m.dir.display());
             println!("report: {}", m.dir.join("report.html").display());
-            if let Some(v) = m.verify.filter(|v| v.lost + v.stale > 0) {
-                bail!("{} acknowledged writes were lost", v.lost + v.stale);
+            if let Some(v) = m.verify.filter(|v| v.fails()) {
+                bail!("{} acknowledged writes were lost", v.lost_writes());
             }
         }
         Command::Plot { dir } if study::compare::is_comparison(&dir) => {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::control::{NodeControl, NodeState};
+use super::control::{NodeControl, NodeState, PowerCut};
 use super::{ClusterError, Member, io};
 use crate::wire::ControlCommands;
 
@@ -216,6 +216,21 @@ impl NodeControl for Commands {
             .map(|c| c.commands.clone())
             .unwrap_or_default()
     }
+
+    /// Each node's `power_loss` command, in turn (what it loses is the command's business:
+    /// raftbench cannot tell).
+    fn power_cut(
+        &mut self,
+        nodes: &[&Member],
+        _torn: Option<u64>,
+    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+        let mut cut = Vec::new();
+        for n in nodes {
+            self.transition(n, "power_loss", NodeState::Down)?;
+            cut.push((n.id, PowerCut::default()));
+        }
+        Ok(cut)
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +262,7 @@ mod tests {
             kill: rec("kill"),
             pause: rec("pause"),
             resume: rec("resume"),
+            power_loss: rec("power_loss"),
         };
         Commands::new(&dir.join("cluster.toml"), [(1, c)])
     }
@@ -290,6 +306,12 @@ mod tests {
             log.contains("# node 1 restart") || log.contains("# node 1 start"),
             "{log}"
         );
+        // A power cut runs the node's command and takes it down; a second one is refused.
+        let cut = c.power_cut(&[&m], None).unwrap();
+        assert_eq!(cut, vec![(1, PowerCut::default())]);
+        assert_eq!(c.state(1), NodeState::Down);
+        assert!(ran(t.path()).ends_with("power_loss\n"));
+        assert!(c.power_cut(&[&m], None).is_err());
     }
 
     #[test]

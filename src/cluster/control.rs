@@ -6,9 +6,38 @@
 //! written once against this trait, so a run against either measures the same thing.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::{ClusterError, Member};
-use crate::wire::ControlCommands;
+use crate::wire::{ControlCommands, DiskLayer};
+
+/// A fault of a node's disk (its data directory on the fault file system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskFault {
+    /// fsyncs (and, with `writes`, writes) of files under `files` take `latency` longer,
+    /// for `duration` or until healed.
+    Slow {
+        latency: Duration,
+        duration: Option<Duration>,
+        writes: bool,
+        files: Option<String>,
+    },
+    /// The next `count` fsyncs fail with EIO.
+    FailFsyncs { count: u64 },
+    /// Writes fail with ENOSPC until healed.
+    Full,
+    /// End `Slow`, `FailFsyncs` and `Full`.
+    Heal,
+}
+
+/// What a power cut took from one node's disk (`None`: its controller cannot tell).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PowerCut {
+    /// Bytes written but not yet synced that the disk lost.
+    pub dropped_bytes: Option<u64>,
+    /// Directory changes (create, rename, unlink) not yet synced that were undone.
+    pub undone_metadata_ops: Option<u64>,
+}
 
 /// Whether a node's process is up, as far as its controller knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,5 +99,30 @@ pub trait NodeControl: Send + Sync {
     /// for processes raftbench started itself).
     fn commands(&self, _id: u64) -> ControlCommands {
         ControlCommands::default()
+    }
+    /// Cut the power of `nodes` together: first every disk loses what it had not made
+    /// durable (with `torn = Some(seed)`, a seeded part of it reaches the disk), then every
+    /// process dies. The nodes are down afterwards; `start` brings each back on what its
+    /// disk kept. Returns what each disk lost.
+    fn power_cut(
+        &mut self,
+        nodes: &[&Member],
+        _torn: Option<u64>,
+    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+        Err(ClusterError::Invalid(format!(
+            "nodes {:?} have no fault disk: a power cut needs a cluster raftbench starts              (for a workload with power-loss events), or a `power_loss` control command",
+            nodes.iter().map(|n| n.id).collect::<Vec<_>>()
+        )))
+    }
+    /// Inject `fault` into `node`'s disk; returns what was done.
+    fn disk_fault(&mut self, node: &Member, _fault: &DiskFault) -> Result<String, ClusterError> {
+        Err(ClusterError::Node {
+            id: node.id,
+            message: "its data is not on a fault disk".into(),
+        })
+    }
+    /// What the nodes' data is stored on, when it is not a plain directory (`run.json`).
+    fn disk_layer(&self) -> Option<DiskLayer> {
+        None
     }
 }

@@ -15,6 +15,7 @@
 
 mod commands;
 mod control;
+mod disks;
 mod ports;
 mod processes;
 pub mod up;
@@ -27,7 +28,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use commands::Commands;
-pub use control::{NodeControl, NodeState};
+pub use control::{DiskFault, NodeControl, NodeState, PowerCut};
+pub use disks::FaultDisks;
 pub use ports::free_addr;
 pub use processes::Processes;
 
@@ -73,6 +75,9 @@ pub struct ClusterSpec {
     pub dir: PathBuf,
     /// The `raftbench` executable to run nodes with.
     pub binary: PathBuf,
+    /// Put each node's data directory on the fault file system, with this treatment of
+    /// directory changes (`None`: plain directories).
+    pub fault_disks: Option<crate::faultfs::MetadataMode>,
 }
 
 /// One node of a cluster: where it is. Whether it runs is its controller's business
@@ -151,6 +156,19 @@ impl NodeControl for Box<dyn NodeControl> {
     fn commands(&self, id: u64) -> crate::wire::ControlCommands {
         (**self).commands(id)
     }
+    fn power_cut(
+        &mut self,
+        nodes: &[&Member],
+        torn: Option<u64>,
+    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+        (**self).power_cut(nodes, torn)
+    }
+    fn disk_fault(&mut self, node: &Member, fault: &DiskFault) -> Result<String, ClusterError> {
+        (**self).disk_fault(node, fault)
+    }
+    fn disk_layer(&self) -> Option<crate::wire::DiskLayer> {
+        (**self).disk_layer()
+    }
 }
 
 impl Cluster<Processes> {
@@ -175,10 +193,14 @@ impl Cluster<Processes> {
         }
         std::fs::create_dir_all(spec.dir.join("logs"))
             .map_err(io(format!("creating {}", spec.dir.display())))?;
+        let mut control = Processes::new(&spec.binary, &spec.dir, &file);
+        if let Some(metadata) = spec.fault_disks {
+            control = control.with_fault_disks(FaultDisks::new(&spec.binary, &spec.dir, metadata)?);
+        }
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             http: http_client(),
-            control: Processes::new(&spec.binary, &spec.dir, &file),
+            control,
             spec,
         };
         for id in 1..=cluster.spec.nodes {
@@ -241,6 +263,7 @@ impl Cluster<Commands> {
                 raft: file.raft.clone(),
                 dir: log_dir.to_path_buf(),
                 binary: PathBuf::new(),
+                fault_disks: None,
             },
             nodes,
             http: http_client(),
@@ -364,11 +387,11 @@ impl<C: NodeControl> Cluster<C> {
         self.control.pid(id)
     }
 
-    fn with_node(
+    fn with_node<T>(
         &mut self,
         id: u64,
-        act: impl FnOnce(&mut C, &Member) -> Result<(), ClusterError>,
-    ) -> Result<(), ClusterError> {
+        act: impl FnOnce(&mut C, &Member) -> Result<T, ClusterError>,
+    ) -> Result<T, ClusterError> {
         let node = self.nodes.get(&id).ok_or(ClusterError::UnknownNode(id))?;
         act(&mut self.control, node)
     }
@@ -397,6 +420,29 @@ impl<C: NodeControl> Cluster<C> {
     /// Unfreeze a paused node (SIGCONT).
     pub fn resume(&mut self, id: u64) -> Result<(), ClusterError> {
         self.with_node(id, |c, n| c.resume(n))
+    }
+
+    /// Cut the power of nodes `ids` together (see [`NodeControl::power_cut`]).
+    pub fn power_cut(
+        &mut self,
+        ids: &[u64],
+        torn: Option<u64>,
+    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+        let nodes = ids
+            .iter()
+            .map(|id| self.nodes.get(id).ok_or(ClusterError::UnknownNode(*id)))
+            .collect::<Result<Vec<&Member>, _>>()?;
+        self.control.power_cut(&nodes, torn)
+    }
+
+    /// Inject `fault` into node `id`'s disk.
+    pub fn disk_fault(&mut self, id: u64, fault: &DiskFault) -> Result<String, ClusterError> {
+        self.with_node(id, |c, n| c.disk_fault(n, fault))
+    }
+
+    /// What the nodes' data is stored on, when not plain directories.
+    pub fn disk_layer(&self) -> Option<crate::wire::DiskLayer> {
+        self.control.disk_layer()
     }
 
     /// Notice node processes that exited (killed from outside, e.g. by a control command)

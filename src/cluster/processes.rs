@@ -15,9 +15,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tracing::{debug, info};
 
-use super::control::{NodeControl, NodeState};
+use super::control::{DiskFault, NodeControl, NodeState, PowerCut};
+use super::disks::FaultDisks;
 use super::{ClusterError, Member, io, sh_quote};
-use crate::wire::{ClusterFile, ControlCommands};
+use crate::wire::{ClusterFile, ControlCommands, DiskLayer};
 
 /// How long a graceful stop may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -29,6 +30,9 @@ pub struct Processes {
     cluster_file: PathBuf,
     children: BTreeMap<u64, Child>,
     paused: BTreeSet<u64>,
+    /// The nodes' data directories on the fault file system, when the workload cuts power
+    /// or fails disks. Declared after `children`: dropped (unmounted) after they are killed.
+    disks: Option<FaultDisks>,
 }
 
 impl Processes {
@@ -41,7 +45,14 @@ impl Processes {
             cluster_file: cluster_file.to_path_buf(),
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
+            disks: None,
         }
+    }
+
+    /// Put every node's data directory on the fault file system (mounted at each start).
+    pub fn with_fault_disks(mut self, disks: FaultDisks) -> Self {
+        self.disks = Some(disks);
+        self
     }
 
     fn pid_file(&self, id: u64) -> PathBuf {
@@ -100,6 +111,8 @@ impl Processes {
                 kill: Some(signal_and_wait("KILL")),
                 pause: Some(format!("kill -STOP $(cat {pid_file})")),
                 resume: Some(format!("kill -CONT $(cat {pid_file})")),
+                // `cluster up` puts no fault file system under its nodes.
+                power_loss: None,
             };
         }
         file
@@ -153,6 +166,10 @@ impl NodeControl for Processes {
                 id,
                 message: "already running".into(),
             });
+        }
+        if let Some(disks) = &mut self.disks {
+            // After a power cut the disk is mounted again: the node sees what was durable.
+            disks.ensure_mounted(node)?;
         }
         let log = OpenOptions::new()
             .create(true)
@@ -273,6 +290,64 @@ impl NodeControl for Processes {
                 let _ = self.stop(node);
             }
         }
+        if let Some(d) = &mut self.disks {
+            d.unmount_all();
+        }
+    }
+
+    /// Freeze every disk first (each drops what it had not made durable), so that no node
+    /// acknowledges anything between the first cut and the last; then kill the processes,
+    /// which fail every I/O meanwhile, and unmount the disks.
+    fn power_cut(
+        &mut self,
+        nodes: &[&Member],
+        torn: Option<u64>,
+    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+        let Some(disks) = &mut self.disks else {
+            return Err(ClusterError::Invalid(
+                "this cluster's nodes are not on fault disks".into(),
+            ));
+        };
+        let mut cuts = Vec::new();
+        let mut first_error = None;
+        for (i, n) in nodes.iter().enumerate() {
+            // Different seeds per node: their write-back is not the same.
+            match disks.cut(n.id, torn.map(|s| s.wrapping_add(i as u64))) {
+                Ok(c) => cuts.push((n.id, c)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for n in nodes {
+            if self.children.contains_key(&n.id) {
+                self.kill(n)?;
+            }
+            if let Some(d) = &mut self.disks {
+                d.unmount(n.id);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(cuts),
+        }
+    }
+
+    fn disk_fault(&mut self, node: &Member, fault: &DiskFault) -> Result<String, ClusterError> {
+        match &mut self.disks {
+            Some(d) => d.fault(node.id, fault),
+            None => Err(ClusterError::Node {
+                id: node.id,
+                message: "its data is not on a fault disk".into(),
+            }),
+        }
+    }
+
+    fn disk_layer(&self) -> Option<DiskLayer> {
+        self.disks.as_ref().map(|d| DiskLayer {
+            kind: "raftbench-faultfs".into(),
+            metadata: d.metadata().to_string(),
+        })
     }
 }
 

@@ -80,6 +80,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         raft: args.raft.apply(RaftSettings::default()),
         dir: args.dir.clone(),
         binary,
+        fault_disks: None,
     };
     let mut signals = {
         let _guard = rt.enter();

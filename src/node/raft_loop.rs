@@ -194,7 +194,11 @@ impl RaftLoop {
     pub fn run(mut self) -> Result<(), NodeStartError> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // A Ready capped by `max_committed_size_per_ready` leaves more to do at once.
+            let wait = match self.raw.has_ready() {
+                true => Duration::ZERO,
+                false => next_tick.saturating_duration_since(Instant::now()),
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(input) => {
                     if !self.handle(input) {

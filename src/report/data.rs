@@ -362,9 +362,24 @@ mod tests {
         let mut written = json(&out);
         let o = written.as_object_mut().unwrap();
         assert_eq!(o.remove("schema_version"), Some(1.into()));
-        for k in ["keys_written", "live_cluster", "generator"] {
+        for k in ["keys_written", "live_cluster", "generator", "disk"] {
             assert_eq!(o.remove(k), Some(serde_json::Value::Null), "{k}");
         }
+        // Added with power-loss runs: per-verify results, the loss figures, expect_loss and
+        // the fault file system's metadata mode.
+        assert_eq!(o.remove("verify_phases"), Some(serde_json::json!([])));
+        let v = o["verify"].as_object_mut().unwrap();
+        for (k, want) in [
+            ("newest_lost_acked_ms", serde_json::Value::Null),
+            ("newest_lost_age_ms", serde_json::Value::Null),
+            ("loss_expected", false.into()),
+        ] {
+            assert_eq!(v.remove(k), Some(want), "{k}");
+        }
+        let wl = o["workload"].as_object_mut().unwrap();
+        assert_eq!(wl.remove("expect_loss"), Some(false.into()));
+        let cl = wl["cluster"].as_object_mut().unwrap();
+        assert_eq!(cl.remove("faultfs_metadata"), Some("strict".into()));
         // Events gained `cache` (restart events' page-cache state) after the fixture.
         for p in written["workload"]["phase"].as_array_mut().unwrap() {
             for e in p["event"].as_array_mut().unwrap() {

@@ -107,6 +107,20 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
         ),
         ("backend", i.backend.kind.to_string()),
         ("fsync", i.fsync.to_string()),
+        (
+            "disk",
+            match &i.disk {
+                Some(d) => format!(
+                    "{} (fault file system: unsynced writes dropped at power cuts; directory changes {})",
+                    d.kind,
+                    match d.metadata.as_str() {
+                        "strict" => "durable once their directory is fsynced",
+                        _ => "durable at once",
+                    }
+                ),
+                None => "plain directories".into(),
+            },
+        ),
         ("nodes", run.nodes().to_string()),
         ("seed", i.seed.to_string()),
         ("data", compact(&w.data)),
@@ -243,12 +257,26 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
             page.p("This workload has no verify phase.");
         }
         Some(v) => {
-            let (class, verdict) = if v.lost + v.stale > 0 {
+            let (class, verdict) = if v.fails() {
                 (
                     "bad",
                     format!(
                         "FAILED: {} acknowledged writes lost or stale (keys {:?})",
-                        v.lost + v.stale,
+                        v.lost_writes(),
+                        v.bad_keys
+                    ),
+                )
+            } else if v.lost_writes() > 0 {
+                (
+                    "bad",
+                    format!(
+                        "EXPECTED LOSS (expect_loss under fsync = \"never\"): {} acknowledged writes lost{} (keys {:?})",
+                        v.lost_writes(),
+                        v.newest_lost_age_ms
+                            .map(|a| format!(
+                                "; the newest had been acknowledged {a} ms before the power cut"
+                            ))
+                            .unwrap_or_default(),
                         v.bad_keys
                     ),
                 )

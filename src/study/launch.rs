@@ -17,7 +17,8 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Load the workload file with the seed and restart-cache overrides applied.
+    /// Load the workload file with the seed, restart-cache, fsync and expect-loss overrides
+    /// applied.
     pub fn load(&self, path: &Path) -> Result<Workload, StudyError> {
         let mut w = Workload::load(path)?;
         if let Some(s) = self.replay.seed {
@@ -26,6 +27,11 @@ impl Launch {
         if let Some(c) = self.replay.restart_cache {
             w.set_restart_cache(c);
         }
+        if let Some(p) = self.replay.fsync {
+            w.file.cluster.fsync = p;
+        }
+        w.file.expect_loss |= self.replay.expect_loss;
+        w.revalidate()?;
         Ok(w)
     }
 
@@ -55,11 +61,16 @@ impl Launch {
         })
         .await?;
         if let Some(v) = &result.verify
-            && v.lost + v.stale > 0
+            && v.lost_writes() > 0
         {
             eprintln!(
-                "warning: {backend} lost {} acknowledged writes in {} (keys {:?})",
-                v.lost + v.stale,
+                "{}: {backend} lost {} acknowledged writes in {} (keys {:?})",
+                if v.loss_expected {
+                    "note (expected loss)"
+                } else {
+                    "warning"
+                },
+                v.lost_writes(),
                 out.display(),
                 v.bad_keys
             );

@@ -162,6 +162,12 @@ pub struct ControlCommands {
     /// Unfreeze a paused node (SIGCONT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    /// Cut the node's power (used by `power-loss`): its disk must lose every write not yet
+    /// synced and the process must be gone when the command exits — for example
+    /// `raftbench faultfs ctl SOCK power-loss && kill -9 $(cat node.pid)` for a node whose
+    /// data is on `raftbench faultfs mount`, or a real power switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_loss: Option<String>,
 }
 
 impl ControlCommands {
@@ -169,7 +175,7 @@ impl ControlCommands {
         *self == ControlCommands::default()
     }
 
-    /// The command for `name` (`start`, `stop`, `kill`, `pause`, `resume`).
+    /// The command for `name` (`start`, `stop`, `kill`, `pause`, `resume`, `power_loss`).
     pub fn get(&self, name: &str) -> Option<&str> {
         match name {
             "start" => self.start.as_deref(),
@@ -177,6 +183,7 @@ impl ControlCommands {
             "kill" => self.kill.as_deref(),
             "pause" => self.pause.as_deref(),
             "resume" => self.resume.as_deref(),
+            "power_loss" => self.power_loss.as_deref(),
             _ => None,
         }
     }

@@ -84,6 +84,14 @@ pub struct RunManifest<W> {
     /// `run --cluster` only.
     #[serde(default)]
     pub live_cluster: Option<LiveCluster>,
+    /// What the nodes' data was stored on, when not plain directories (the fault file
+    /// system of power-loss and disk-fault workloads).
+    #[serde(default)]
+    pub disk: Option<DiskLayer>,
+    /// Each verify phase's own result, in order (each judges the writes since the one
+    /// before); `verify` is their sum.
+    #[serde(default)]
+    pub verify_phases: Vec<PhaseVerify>,
     /// A split load generator (`run --client-id I --clients N`) only.
     #[serde(default)]
     pub generator: Option<Generator>,
@@ -146,6 +154,26 @@ pub struct PhaseRecord {
     pub generator_cpu_us_per_op: f64,
 }
 
+/// One verify phase's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhaseVerify {
+    pub phase: String,
+    /// When it started, in ms since the run started.
+    pub t_ms: u64,
+    pub report: VerifyReport,
+}
+
+/// The layer under the nodes' data directories.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiskLayer {
+    /// `raftbench-faultfs`: raftbench's FUSE fault file system, which keeps unsynced
+    /// writes in its own cache and drops them at a power cut.
+    pub kind: String,
+    /// When directory changes were durable there: `strict` (once their directory was
+    /// fsynced) or `durable` (at once).
+    pub metadata: String,
+}
+
 /// Result of the verify phase: every key written, read back and classified.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -160,9 +188,54 @@ pub struct VerifyReport {
     pub unreadable: u64,
     /// Up to 20 keys that were lost or stale, for the summary.
     pub bad_keys: Vec<u64>,
+    /// When the newest acknowledged write that was lost had been acknowledged, in ms since
+    /// the run started (`null`: nothing lost).
+    #[serde(default)]
+    pub newest_lost_acked_ms: Option<u64>,
+    /// How long before the power cut that lost it the newest lost write had been
+    /// acknowledged, in ms: the window of acknowledged writes the cut took (`null`: nothing
+    /// lost, or no power cut before the verify).
+    #[serde(default)]
+    pub newest_lost_age_ms: Option<u64>,
+    /// The workload declared the loss expected (`expect_loss` under `fsync = "never"`):
+    /// lost writes are a measured figure, not a failure.
+    #[serde(default)]
+    pub loss_expected: bool,
 }
 
 impl VerifyReport {
+    /// Acknowledged writes that were lost or stale.
+    pub fn lost_writes(&self) -> u64 {
+        self.lost + self.stale
+    }
+
+    /// Whether the run must fail: it lost acknowledged writes it was not allowed to lose.
+    pub fn fails(&self) -> bool {
+        self.lost_writes() > 0 && !self.loss_expected
+    }
+
+    /// Add `other`'s counts, of disjoint keys (another generator's) or of a later verify
+    /// phase (which judged only the writes since this one).
+    pub fn absorb(&mut self, other: &VerifyReport) {
+        self.keys += other.keys;
+        self.acknowledged += other.acknowledged;
+        self.ok += other.ok;
+        self.lost += other.lost;
+        self.stale += other.stale;
+        self.indeterminate += other.indeterminate;
+        self.indeterminate_resolved += other.indeterminate_resolved;
+        self.unreadable += other.unreadable;
+        self.bad_keys.extend(&other.bad_keys);
+        self.bad_keys.truncate(20);
+        self.newest_lost_acked_ms = self.newest_lost_acked_ms.max(other.newest_lost_acked_ms);
+        // The smallest age is the newest write a cut took.
+        self.newest_lost_age_ms = match (self.newest_lost_age_ms, other.newest_lost_age_ms) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        self.loss_expected &= other.loss_expected;
+    }
+
     /// The counts under their `verify.csv` column names.
     pub fn columns(&self) -> [(&'static str, u64); 8] {
         [
@@ -260,6 +333,8 @@ mod tests {
             duration_s: 1.5,
             keys_written: Some(10),
             live_cluster: None,
+            disk: None,
+            verify_phases: Vec::new(),
             generator: Some(Generator { id: 1, of: 2 }),
             phases: vec![PhaseRecord {
                 name: "load".into(),

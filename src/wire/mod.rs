@@ -30,7 +30,7 @@ pub use cluster_file::{
     RaftSettings,
 };
 pub use manifest::{
-    Generator, LiveCluster, Machine, ManifestError, PhaseRecord, RUN_MANIFEST_SCHEMA, RunManifest,
-    VerifyReport,
+    DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
+    RUN_MANIFEST_SCHEMA, RunManifest, VerifyReport,
 };
 pub use status::{BackendStats, OpenReport, RaftStatus, Role, StatusReport};

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::spec::{Action, CacheState, Event, Target};
-use crate::cluster::Cluster;
+use super::spec::{Action, CacheState, DiskError, Event, Target};
+use crate::cluster::{Cluster, DiskFault};
 
 /// A line of `events.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,11 +39,15 @@ pub struct RecoveryRow {
     pub ms: f64,
 }
 
-/// Nodes taken down (killed / stopped) or paused and not yet brought back.
+/// Nodes taken down (killed, stopped, powered off) or paused and not yet brought back.
 #[derive(Debug, Default)]
 pub struct Faults {
     pub down: BTreeSet<u64>,
     pub paused: BTreeSet<u64>,
+    /// Seeds the torn write-back of `torn-write` events (the workload's seed).
+    pub seed: u64,
+    /// `torn-write` events so far: each gets its own seed.
+    pub torn: u64,
 }
 
 const POLL: Duration = Duration::from_millis(10);
@@ -75,10 +79,33 @@ pub enum Followup {
     },
     /// Snapshots were taken: (node, duration ms, bytes) as the nodes reported them.
     Snapshots(Vec<(u64, f64, u64)>),
+    /// Power was cut: what each disk lost (node, bytes dropped, directory changes undone),
+    /// and the leader, if it was among them.
+    PowerCut {
+        lost: Vec<(u64, crate::cluster::PowerCut)>,
+        leader: Option<(u64, Instant)>,
+    },
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Time from `at` until a leader other than `old` is agreed on (no row if none is within
+/// the recovery limit).
+async fn time_election(
+    cluster: &Arc<Mutex<Cluster>>,
+    old: u64,
+    at: Instant,
+) -> Option<(u64, &'static str, f64)> {
+    while at.elapsed() < RECOVERY_LIMIT {
+        let l = cluster.lock().await.leader().await;
+        if let Some(l) = l.filter(|l| *l != old) {
+            return Some((l, "leader_elected_ms", ms(at.elapsed())));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    None
 }
 
 async fn resolve(c: &Cluster, faults: &Faults, target: Target) -> Result<Vec<u64>, String> {
@@ -361,6 +388,50 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                 }
             }
         }
+        Action::PowerLoss | Action::TornWrite => {
+            let torn = (ev.action == Action::TornWrite).then(|| {
+                faults.torn += 1;
+                faults
+                    .seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(faults.torn)
+            });
+            let lost = match c.power_cut(&ids, torn) {
+                Ok(lost) => lost,
+                Err(e) => {
+                    details.push(e.to_string());
+                    Vec::new()
+                }
+            };
+            // Whatever the cut reported, the processes are gone (or the error says why).
+            for id in &ids {
+                if !c.is_running(*id) {
+                    faults.down.insert(*id);
+                }
+            }
+            for (id, cut) in &lost {
+                if let (Some(b), Some(m)) = (cut.dropped_bytes, cut.undone_metadata_ops) {
+                    details.push(format!(
+                        "node {id}: {b} unsynced bytes and {m} directory changes lost"
+                    ));
+                }
+            }
+            now = Instant::now();
+            follow = Followup::PowerCut {
+                lost,
+                leader: old_leader.filter(|l| ids.contains(l)).map(|l| (l, now)),
+            };
+        }
+        Action::DiskSlow | Action::DiskFail | Action::DiskHeal => {
+            let fault = disk_fault(ev);
+            for id in &ids {
+                match c.disk_fault(*id, &fault) {
+                    Ok(d) => details.push(format!("node {id}: {d}")),
+                    Err(e) => details.push(e.to_string()),
+                }
+            }
+            now = Instant::now();
+        }
         Action::TransferLeader => {
             if let (Some(l), Some(to)) = (old_leader, ids.first()) {
                 let r = http
@@ -385,6 +456,23 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
     }
 }
 
+/// The disk fault a `disk-*` event injects.
+fn disk_fault(ev: &Event) -> DiskFault {
+    match (ev.action, ev.error) {
+        (Action::DiskSlow, _) => DiskFault::Slow {
+            latency: ev.latency.map_or(Duration::ZERO, |l| l.0),
+            duration: ev.duration.map(|d| d.0),
+            writes: ev.writes,
+            files: ev.files.clone(),
+        },
+        (Action::DiskFail, Some(DiskError::Enospc)) => DiskFault::Full,
+        (Action::DiskFail, _) => DiskFault::FailFsyncs {
+            count: ev.count.unwrap_or(1),
+        },
+        _ => DiskFault::Heal,
+    }
+}
+
 /// Measure what `follow` calls for; returns (node, metric, ms) rows.
 pub async fn measure(
     cluster: &Arc<Mutex<Cluster>>,
@@ -399,14 +487,18 @@ pub async fn measure(
                 rows.push((id, "snapshot_bytes", bytes as f64));
             }
         }
-        Followup::LeaderLost { old, at } => {
-            while at.elapsed() < RECOVERY_LIMIT {
-                let l = cluster.lock().await.leader().await;
-                if l.is_some_and(|l| l != old) {
-                    rows.push((l.unwrap_or(0), "leader_elected_ms", ms(at.elapsed())));
-                    break;
+        Followup::LeaderLost { old, at } => rows.extend(time_election(cluster, old, at).await),
+        Followup::PowerCut { lost, leader } => {
+            for (id, cut) in lost {
+                if let Some(b) = cut.dropped_bytes {
+                    rows.push((id, "unsynced_dropped_bytes", b as f64));
                 }
-                tokio::time::sleep(POLL).await;
+                if let Some(m) = cut.undone_metadata_ops {
+                    rows.push((id, "metadata_ops_undone", m as f64));
+                }
+            }
+            if let Some((old, at)) = leader {
+                rows.extend(time_election(cluster, old, at).await);
             }
         }
         Followup::Restarted {
@@ -428,6 +520,12 @@ pub async fn measure(
                             rows.push((id, "process_up_ms", ms(at.elapsed())));
                             rows.push((id, "replay_ms", s.startup.replay_ms));
                             rows.push((id, "open_ms", s.startup.open_ms));
+                            // What recovery cut off a torn WAL tail (after a power cut).
+                            rows.push((
+                                id,
+                                "torn_bytes_truncated",
+                                s.startup.torn_bytes_truncated as f64,
+                            ));
                         }
                         if s.raft.applied_index >= commit {
                             rows.push((id, "caught_up_ms", ms(at.elapsed())));

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::spec::{
-    Action, CacheState, KeyDistribution, Target, ValueSize, ValueSizeDist, WorkloadFile,
+    Action, CacheState, DiskError, Event, KeyDistribution, Target, ValueSize, ValueSizeDist,
+    WorkloadFile,
 };
 
 /// Longest duration accepted anywhere in a workload.
@@ -38,10 +39,74 @@ fn check_keys(d: &KeyDistribution, at: usize, field: &str) -> Result<(), Problem
     }
 }
 
+/// The options of disk events: each belongs to one action, and some are required.
+/// Returns (field, message).
+fn check_disk_options(ev: &Event) -> Result<(), (&'static str, String)> {
+    let slow = ev.action == Action::DiskSlow;
+    if !slow && (ev.latency.is_some() || ev.duration.is_some() || ev.writes || ev.files.is_some()) {
+        return Err((
+            "latency",
+            "`latency`, `duration`, `writes` and `files` belong to `disk-slow` events".into(),
+        ));
+    }
+    if ev.action != Action::DiskFail && (ev.error.is_some() || ev.count.is_some()) {
+        return Err((
+            "error",
+            "`error` and `count` belong to `disk-fail` events".into(),
+        ));
+    }
+    match ev.action {
+        Action::DiskSlow => match ev.latency {
+            None => Err((
+                "latency",
+                "disk-slow needs a latency added to each fsync, for example `latency = \"50ms\"`"
+                    .into(),
+            )),
+            Some(l) if l.0.is_zero() || l.0 > Duration::from_secs(60) => Err((
+                "latency",
+                "must be positive and at most 60s".into(),
+            )),
+            _ if ev.duration.is_some_and(|d| d.0.is_zero() || d.0 > MAX_DURATION) => Err((
+                "duration",
+                "must be positive and at most 30 days (leave it out to slow the disk until a `disk-heal` event)".into(),
+            )),
+            _ if ev.files.as_ref().is_some_and(|p| p.starts_with('/') || p.contains("..")) => Err((
+                "files",
+                "a path prefix inside the data directory, such as \"wal/\"".into(),
+            )),
+            _ => Ok(()),
+        },
+        Action::DiskFail => match (ev.error, ev.count) {
+            (None, _) => Err((
+                "error",
+                "disk-fail needs `error = \"eio\"` (fsyncs fail) or `error = \"enospc\"` (the disk is full)".into(),
+            )),
+            (Some(DiskError::Enospc), Some(_)) => Err((
+                "count",
+                "`count` is for `error = \"eio\"`; ENOSPC lasts until `disk-heal`".into(),
+            )),
+            (_, Some(0)) => Err(("count", "must be at least 1".into())),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
     let top = |field: &str, m: String| Err((0, field.to_string(), m));
     if f.phases.is_empty() {
         return top("phase", "a workload needs at least one [[phase]]".into());
+    }
+    let cuts_power = f
+        .phases
+        .iter()
+        .flat_map(|p| &p.get_ref().events)
+        .any(|e| matches!(e.get_ref().action, Action::PowerLoss | Action::TornWrite));
+    if f.expect_loss && !cuts_power {
+        return top(
+            "expect_loss",
+            "only a power-loss or torn-write event can lose acknowledged writes, and this workload has none".into(),
+        );
     }
     if f.cluster.nodes == 0 {
         return top("cluster.nodes", "a cluster needs at least one node".into());
@@ -224,15 +289,23 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                         .into(),
                 );
             }
+            check_disk_options(ev)
+                .map_err(|(name, m)| (eat, field(&format!("event.{name}")), m))?;
             match ev.action {
-                Action::Kill | Action::Stop => {
+                a if a.takes_down() => {
                     if ev.target == Target::Killed {
                         return ebad(
                             "target",
-                            "cannot kill the nodes that are already down".into(),
+                            format!("cannot {} the nodes that are already down", a.name()),
                         );
                     }
                     killed.insert(ev.target.to_string());
+                }
+                Action::DiskSlow | Action::DiskFail if ev.target == Target::Killed => {
+                    return ebad(
+                        "target",
+                        "the nodes that are down have no disk to slow or fail".into(),
+                    );
                 }
                 Action::Restart => {
                     let ok = match ev.target {

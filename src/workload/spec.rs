@@ -80,6 +80,10 @@ pub struct ClusterSection {
     pub election_ticks: usize,
     pub memwal: MemwalOptions,
     pub rocksdb: RocksdbOptions,
+    /// When the nodes' data is on the fault file system (workloads with power-loss or disk
+    /// events): whether directory entries are durable only once their directory is synced
+    /// (`strict`, like ext4 or XFS without luck) or at once (`durable`).
+    pub faultfs_metadata: crate::faultfs::MetadataMode,
 }
 
 impl ClusterSection {
@@ -115,6 +119,7 @@ impl Default for ClusterSection {
             election_ticks: raft.election_ticks,
             memwal: MemwalOptions::default(),
             rocksdb: RocksdbOptions::default(),
+            faultfs_metadata: Default::default(),
         }
     }
 }
@@ -243,6 +248,59 @@ pub enum Action {
     AddNode,
     RemoveNode,
     TransferLeader,
+    /// Cut the power: the node's disk loses every write not yet synced, and the node dies.
+    PowerLoss,
+    /// As `power-loss`, but a random subset of the unsynced pages reaches the disk, as
+    /// reordered write-back leaves them (seeded from the workload's seed).
+    TornWrite,
+    /// Make the disk's fsyncs (and, with `writes`, its writes) take `latency` longer, for
+    /// `duration` or until `disk-heal`.
+    DiskSlow,
+    /// Make the disk fail: `error = "eio"` fails the next `count` fsyncs, `"enospc"` every
+    /// write until `disk-heal`.
+    DiskFail,
+    /// End `disk-slow` and `disk-fail`.
+    DiskHeal,
+}
+
+impl Action {
+    /// Whether the event needs the node's data on the fault file system.
+    pub fn needs_fault_disk(self) -> bool {
+        matches!(
+            self,
+            Action::PowerLoss
+                | Action::TornWrite
+                | Action::DiskSlow
+                | Action::DiskFail
+                | Action::DiskHeal
+        )
+    }
+
+    /// Whether the event takes its nodes down (they come back with `restart`).
+    pub fn takes_down(self) -> bool {
+        matches!(
+            self,
+            Action::Kill | Action::Stop | Action::PowerLoss | Action::TornWrite
+        )
+    }
+
+    /// The name workload files give the action.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// What a `disk-fail` event makes the disk return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskError {
+    /// `EIO` from fsync: the write-back failed.
+    Eio,
+    /// `ENOSPC` from writes: the disk is full.
+    Enospc,
 }
 
 /// Which node an event acts on.
@@ -314,6 +372,43 @@ pub struct Event {
     /// a process crash) or must read it from disk (`cold`, as after a reboot).
     #[serde(default)]
     pub cache: CacheState,
+    /// `disk-slow`: the latency added to each fsync (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<HumanDuration>,
+    /// `disk-slow`: how long it lasts (absent: until a `disk-heal` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    /// `disk-slow`: slow writes too, not only fsyncs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writes: bool,
+    /// `disk-slow`: only files whose path in the data directory starts with this (for
+    /// example `"wal/"`); absent: every file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<String>,
+    /// `disk-fail`: what the disk returns (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<DiskError>,
+    /// `disk-fail` with `error = "eio"`: how many fsyncs fail (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+impl Event {
+    /// An event with no options (warm cache, no disk settings).
+    pub fn new(at: Duration, action: Action, target: Target) -> Self {
+        Event {
+            at: HumanDuration(at),
+            action,
+            target,
+            cache: CacheState::Warm,
+            latency: None,
+            duration: None,
+            writes: false,
+            files: None,
+            error: None,
+            count: None,
+        }
+    }
 }
 
 /// The page cache a restarted node finds (see [`crate::pagecache`]).
@@ -385,6 +480,10 @@ pub struct WorkloadFile {
     pub description: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Acknowledged writes may be lost (a power cut under `fsync = "never"`): the verify
+    /// phase then reports the loss as a measured figure instead of failing the run.
+    #[serde(default)]
+    pub expect_loss: bool,
     #[serde(default)]
     pub cluster: ClusterSection,
     #[serde(default)]
@@ -451,7 +550,29 @@ impl Workload {
     }
 }
 
+impl WorkloadFile {
+    /// Whether any event needs the nodes' data on the fault file system.
+    pub fn needs_fault_disk(&self) -> bool {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.get_ref().events)
+            .any(|e| e.get_ref().action.needs_fault_disk())
+    }
+}
+
 impl Workload {
+    /// `file:line:column` of the byte `offset` of this workload's file (read again; the
+    /// file name alone when it cannot be).
+    pub fn locate(&self, offset: usize) -> String {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => {
+                let (line, column) = line_col(&text, offset);
+                format!("{}:{line}:{column}", self.path.display())
+            }
+            Err(_) => self.path.display().to_string(),
+        }
+    }
+
     /// Make every `restart` event warm or cold (`--restart-cache`), so that one workload
     /// file measures both cases.
     pub fn set_restart_cache(&mut self, cache: CacheState) {

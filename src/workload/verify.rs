@@ -13,6 +13,10 @@
 //!   acknowledged write was lost;
 //! - `lost`: the key is missing (or holds an unknown value) although an acknowledged write
 //!   should be visible.
+//!
+//! A verify phase then makes what it read the key's new starting point ([`Model::rebase`]),
+//! so a later verify phase judges only the writes since: a workload with a verify after
+//! each power cut measures each cut's loss, not the sum of all before it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +28,9 @@ struct Write {
     delete: bool,
     invoked_us: u64,
     acked_us: Option<u64>,
+    /// What an earlier verify read, standing in for the writes before it (not counted as
+    /// an acknowledged write again).
+    baseline: bool,
 }
 
 /// Per-key record of writes, shared by all workers.
@@ -68,6 +75,7 @@ impl Model {
                 delete,
                 invoked_us,
                 acked_us,
+                baseline: false,
             });
     }
 
@@ -93,6 +101,30 @@ impl Model {
         k
     }
 
+    /// Make what a verify read at `at_us` the key's state: one write acknowledged then (the
+    /// value read, or a delete if the key was missing), plus every write still in doubt,
+    /// which may yet take effect. Unreadable keys and values of unknown origin keep their
+    /// history.
+    pub fn rebase(&self, key: u64, seen: Seen, at_us: u64) {
+        let (id, delete) = match seen {
+            Seen::Value(id) => (id, false),
+            Seen::Missing => (0, true),
+            Seen::Unknown | Seen::Unreadable => return,
+        };
+        let mut map = self.keys.lock().expect("model lock");
+        let Some(writes) = map.get_mut(&key) else {
+            return;
+        };
+        writes.retain(|w| w.acked_us.is_none() && w.id != id);
+        writes.push(Write {
+            id,
+            delete,
+            invoked_us: at_us,
+            acked_us: Some(at_us),
+            baseline: true,
+        });
+    }
+
     /// Classify `seen` for `key` into `report`.
     pub fn classify(&self, key: u64, seen: Seen, report: &mut VerifyReport) {
         let map = self.keys.lock().expect("model lock");
@@ -102,7 +134,10 @@ impl Model {
             report.unreadable += 1;
             return;
         }
-        report.acknowledged += writes.iter().filter(|w| w.acked_us.is_some()).count() as u64;
+        report.acknowledged += writes
+            .iter()
+            .filter(|w| w.acked_us.is_some() && !w.baseline)
+            .count() as u64;
         report.indeterminate += writes.iter().filter(|w| w.acked_us.is_none()).count() as u64;
         // The latest invocation among acknowledged writes: anything acknowledged before it
         // started is superseded.
@@ -148,8 +183,18 @@ impl Model {
                 }
             }
         }
-        if bad && report.bad_keys.len() < 20 {
-            report.bad_keys.push(key);
+        if bad {
+            // The write that should have been visible is the newest acknowledged one.
+            let newest_ms = writes
+                .iter()
+                .filter(|w| !w.baseline)
+                .filter_map(|w| w.acked_us)
+                .max()
+                .map(|us| us / 1000);
+            report.newest_lost_acked_ms = report.newest_lost_acked_ms.max(newest_ms);
+            if report.bad_keys.len() < 20 {
+                report.bad_keys.push(key);
+            }
         }
     }
 }
@@ -171,6 +216,10 @@ mod tests {
         assert_eq!(r.stale, 1, "w1 was superseded by w2");
         m.classify(1, Seen::Missing, &mut r);
         assert_eq!(r.lost, 1);
+        assert_eq!(r.newest_lost_acked_ms, Some(0), "acknowledged at 30 µs");
+        m.record(1, 9, false, 40, Some(7_000));
+        m.classify(1, Seen::Missing, &mut r);
+        assert_eq!(r.newest_lost_acked_ms, Some(7));
         // key 2: concurrent writes (both invoked before either acked): either may be final.
         m.record(2, 3, false, 0, Some(50));
         m.record(2, 4, false, 10, Some(40));
@@ -192,5 +241,31 @@ mod tests {
         assert_eq!(r.ok, 1);
         assert_eq!(write_id(&9u64.to_be_bytes()), Seen::Value(9));
         assert_eq!(write_id(b"short"), Seen::Unknown);
+    }
+
+    #[test]
+    fn a_rebased_key_is_judged_on_later_writes_only() {
+        let m = Model::default();
+        // w1 acked, then lost: the verify at 100 finds the key missing.
+        m.record(1, 1, false, 0, Some(10));
+        m.record(1, 2, false, 20, None);
+        let mut r = VerifyReport::default();
+        m.classify(1, Seen::Missing, &mut r);
+        assert_eq!(r.lost, 1);
+        m.rebase(1, Seen::Missing, 100);
+        // Still missing at the next verify: nothing new was lost.
+        let mut r = VerifyReport::default();
+        m.classify(1, Seen::Missing, &mut r);
+        assert_eq!((r.ok, r.lost, r.acknowledged), (1, 0, 0));
+        // The write that was in doubt may still have landed.
+        m.classify(1, Seen::Value(2), &mut r);
+        assert_eq!(r.indeterminate_resolved, 1);
+        // A write acknowledged after the verify must be there.
+        m.record(1, 3, false, 200, Some(210));
+        let mut r = VerifyReport::default();
+        m.classify(1, Seen::Missing, &mut r);
+        assert_eq!(r.lost, 1);
+        m.classify(1, Seen::Value(3), &mut r);
+        assert_eq!(r.ok, 1);
     }
 }

@@ -33,6 +33,7 @@ fn start(
         raft,
         dir: t.path().join("cluster"),
         binary: RAFTBENCH.into(),
+        fault_disks: None,
     };
     let c = Cluster::start(spec).expect("cluster starts");
     (t, c)

@@ -19,6 +19,18 @@ pub fn raftbench(args: &[&str]) -> Output {
     command().args(args).output().expect("run raftbench")
 }
 
+/// `raftbench run WORKLOAD --out OUT extra…`, to completion.
+pub fn run_workload(workload: &Path, out: &Path, extra: &[&str]) -> Output {
+    command()
+        .arg("run")
+        .arg(workload)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run raftbench")
+}
+
 /// Assert that `o` succeeded (showing its output otherwise); return its stderr.
 pub fn ok(o: &Output) -> String {
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();

@@ -13,6 +13,7 @@
 //! - `cli`, `run`, `live`, `report`, `workloads`: the binary, black-box, as a user runs it.
 //! - `faultfs`: the FUSE fault file system through real mounts (power loss, torn writes,
 //!   injected faults, stale mounts, the CLI, storage engines on top).
+//! - `power`: power cuts and disk faults through the fault file system, end to end.
 //! - `layering`: the two wings meet only at `wire` (checked on the source).
 //! - `common`: helpers shared by the above.
 
@@ -26,6 +27,7 @@ mod crash;
 mod faultfs;
 mod layering;
 mod live;
+mod power;
 mod report;
 mod run;
 mod server;

@@ -2,18 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{command, csv_rows, manifest};
-
-fn run(workload: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    command()
-        .arg("run")
-        .arg(workload)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run raftbench")
-}
+use crate::common::{csv_rows, manifest, run_workload as run};
 
 fn smoke(backend: &str) {
     let t = tempfile::tempdir().unwrap();

@@ -130,14 +130,12 @@ pub(super) fn growth_workload(
         Spanned::new(
             0..0,
             Event {
-                at: HumanDuration(std::time::Duration::from_secs_f64(s)),
-                action,
-                target,
                 cache: if action == Action::Restart {
                     cache
                 } else {
                     CacheState::Warm
                 },
+                ..Event::new(std::time::Duration::from_secs_f64(s), action, target)
             },
         )
     };

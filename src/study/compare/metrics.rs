@@ -122,8 +122,16 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
         push(
             "verify.lost_or_stale".into(),
             Better::Lower,
-            (v.lost + v.stale) as f64,
+            v.lost_writes() as f64,
         );
+        // How far back a power cut reached: the newest acknowledged write it took.
+        if let Some(age) = v.newest_lost_age_ms {
+            push(
+                "verify.newest_lost_age_ms".into(),
+                Better::Lower,
+                age as f64,
+            );
+        }
     }
     m
 }

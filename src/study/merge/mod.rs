@@ -307,16 +307,7 @@ fn verify(runs: &[RunData]) -> Option<VerifyReport> {
     runs.iter()
         .filter_map(|r| r.manifest.verify.clone())
         .reduce(|mut a, b| {
-            a.keys += b.keys;
-            a.acknowledged += b.acknowledged;
-            a.ok += b.ok;
-            a.lost += b.lost;
-            a.stale += b.stale;
-            a.indeterminate += b.indeterminate;
-            a.indeterminate_resolved += b.indeterminate_resolved;
-            a.unreadable += b.unreadable;
-            a.bad_keys.extend(b.bad_keys);
-            a.bad_keys.truncate(20);
+            a.absorb(&b);
             a
         })
 }
@@ -334,6 +325,14 @@ fn run_json(
     run.generator = None;
     run.cli = o.cli.clone();
     run.verify = verify.clone();
+    // Per verify phase: the generators' results of the same phase, added.
+    for (vi, pv) in run.verify_phases.iter_mut().enumerate() {
+        for r in runs.iter().filter(|r| !std::ptr::eq(*r, lead)) {
+            if let Some(other) = r.manifest.verify_phases.get(vi) {
+                pv.report.absorb(&other.report);
+            }
+        }
+    }
     run.keys_written = Some(runs.iter().filter_map(|r| r.manifest.keys_written).sum());
     // The workload as a whole: each generator's share summed back (left as generator 1's
     // where a generator has no such phase or value).

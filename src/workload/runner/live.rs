@@ -82,8 +82,8 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
     let file = ClusterFile::load(path)?;
     for p in &w.file.phases {
         let p = p.get_ref();
-        for e in &p.events {
-            let e = e.get_ref();
+        for ev in &p.events {
+            let e = ev.get_ref();
             if e.cache == CacheState::Cold {
                 return Err(RunError::Invalid(format!(
                     "{}: phase {:?}: the restart at {} is cold (`cache = \"cold\"` in the file, \
@@ -98,7 +98,22 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
                     path.display()
                 )));
             }
+            if matches!(
+                e.action,
+                Action::TornWrite | Action::DiskSlow | Action::DiskFail | Action::DiskHeal
+            ) {
+                return Err(RunError::Invalid(format!(
+                    "{}: phase {:?}: `{}` needs the node's data on raftbench's fault file \
+                     system, which only a cluster raftbench starts has; against {} only \
+                     `power-loss` is possible, through a `power_loss` control command",
+                    w.locate(ev.span().start),
+                    p.name,
+                    e.action.name(),
+                    path.display()
+                )));
+            }
             let which = match e.action {
+                Action::PowerLoss => "power_loss",
                 Action::Kill => "kill",
                 Action::Stop => "stop",
                 Action::Restart => "start",
@@ -134,9 +149,9 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
                 if n.control.get(which).is_none() {
                     return Err(RunError::Invalid(format!(
                         "{}: phase {:?}: event `{}` at {} needs node {}'s `{which}` control command, which {} does not give",
-                        w.path.display(),
+                        w.locate(ev.span().start),
                         p.name,
-                        format!("{:?}", e.action).to_lowercase(),
+                        e.action.name(),
                         humantime::format_duration(e.at.0),
                         n.id,
                         path.display()

@@ -46,7 +46,10 @@ use super::verify::{Model, VerifyReport};
 use super::{SpecError, Workload};
 use crate::client::Client;
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
-use crate::wire::{BackendConfig, BackendKind, Generator, RUN_MANIFEST_SCHEMA, RunManifest};
+use crate::wire::{
+    BackendConfig, BackendKind, FsyncPolicy, Generator, PhaseVerify, RUN_MANIFEST_SCHEMA,
+    RunManifest,
+};
 use recovery::EventLog;
 
 /// Why a run could not be carried out.
@@ -205,9 +208,15 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     ));
 
     let mut log = EventLog::default();
-    let (phases, verify) = run_phases(&shared, &cluster, &mut log, f, seed).await;
+    log.faults.seed = seed;
+    let Phases {
+        load: phases,
+        verifies,
+        verify,
+    } = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync).await;
     stop_sampling.store(true, Ordering::Relaxed);
     let resources = sampler.await.unwrap_or_default();
+    let disk = cluster.lock().await.disk_layer();
     cluster.lock().await.shutdown();
 
     let manifest = RunManifest {
@@ -224,6 +233,8 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         duration_s: shared.run_start.elapsed().as_secs_f64(),
         keys_written: Some(shared.model.key_count()),
         live_cluster: live,
+        disk,
+        verify_phases: verifies,
         generator: o.generator.map(|(id, of)| Generator { id, of }),
         phases: phases.iter().map(output::phase_record).collect(),
         verify,
@@ -322,27 +333,46 @@ async fn start_cluster(
         raft: c.raft(),
         dir: dir.join("cluster"),
         binary: o.replay.binary.clone(),
+        fault_disks: f.needs_fault_disk().then_some(c.faultfs_metadata),
     };
     let cluster = Cluster::start(spec)?.into_dyn();
     cluster.wait_for_leader(Duration::from_secs(30)).await?;
     Ok((cluster, backend))
 }
 
-/// Every phase in order: load phases measured (returned in order), verify phases read
-/// every key back (the last one's result is returned).
+/// What the phases of a run produced.
+struct Phases {
+    /// The load phases, in order.
+    load: Vec<PhaseOutput>,
+    /// Each verify phase's result, and their sum.
+    verifies: Vec<PhaseVerify>,
+    verify: Option<VerifyReport>,
+}
+
+/// Every phase in order: load phases measured, verify phases read every key back (each
+/// judges the writes since the verify before it, so their counts add up).
 async fn run_phases(
     shared: &Arc<Shared>,
     cluster: &Arc<Mutex<Cluster>>,
     log: &mut EventLog,
     f: &WorkloadFile,
     seed: u64,
-) -> (Vec<PhaseOutput>, Option<VerifyReport>) {
+    fsync: FsyncPolicy,
+) -> Phases {
     let mut phases = Vec::new();
-    let mut verify = None;
+    let mut verifies = Vec::new();
+    let mut verify: Option<VerifyReport> = None;
     for (i, p) in f.phases.iter().enumerate() {
         let p = p.get_ref();
         if p.verify {
-            let r = readback::run_verify(shared).await;
+            let t_ms = shared.run_start.elapsed().as_millis() as u64;
+            let mut r = readback::run_verify(shared).await;
+            // Loss is expected only where it is possible by design.
+            r.loss_expected = f.expect_loss && fsync == FsyncPolicy::Never;
+            r.newest_lost_age_ms = log
+                .last_power_cut_ms()
+                .zip(r.newest_lost_acked_ms)
+                .map(|(cut, acked)| cut.saturating_sub(acked));
             if !shared.quiet {
                 eprintln!(
                     "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt, {} unreadable",
@@ -356,7 +386,15 @@ async fn run_phases(
                     r.unreadable
                 );
             }
-            verify = Some(r);
+            match &mut verify {
+                Some(v) => v.absorb(&r),
+                None => verify = Some(r.clone()),
+            }
+            verifies.push(PhaseVerify {
+                phase: p.name.clone(),
+                t_ms,
+                report: r,
+            });
             continue;
         }
         let out =
@@ -366,7 +404,11 @@ async fn run_phases(
         }
         phases.push(out);
     }
-    (phases, verify)
+    Phases {
+        load: phases,
+        verifies,
+        verify,
+    }
 }
 
 /// The client's overall deadline: 10 s, or longer when a phase asks for a longer timeout.

@@ -1,5 +1,5 @@
-//! The command line's edits to a workload: `--backend`, `--nodes`, `--seed`,
-//! `--restart-cache` and `--scale`.
+//! The command line's edits to a workload: `--backend`, `--nodes`, `--seed`, `--fsync`,
+//! `--expect-loss`, `--restart-cache` and `--scale`.
 
 use super::{RunError, RunOptions};
 use crate::workload::Workload;
@@ -26,6 +26,10 @@ pub(super) fn apply_overrides(mut w: Workload, o: &RunOptions) -> Result<Workloa
     if let Some(s) = o.replay.seed {
         f.seed = s;
     }
+    if let Some(p) = o.replay.fsync {
+        f.cluster.fsync = p;
+    }
+    f.expect_loss |= o.replay.expect_loss;
     if let Some(c) = o.replay.restart_cache {
         w.set_restart_cache(c);
     }
@@ -69,6 +73,8 @@ mod tests {
             replay: super::super::Replay {
                 seed: None,
                 restart_cache: c,
+                fsync: None,
+                expect_loss: false,
                 scale: 1.0,
                 quiet: true,
                 binary: "raftbench".into(),

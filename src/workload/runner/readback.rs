@@ -1,5 +1,6 @@
 //! The verify phase: every key this run wrote is read back linearizably and classified
-//! against the model of acknowledged and in-doubt writes ([`crate::workload::verify`]).
+//! against the model of acknowledged and in-doubt writes ([`crate::workload::verify`]),
+//! which then starts from what was read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,9 +40,12 @@ pub(super) async fn run_verify(shared: &Arc<Shared>) -> VerifyReport {
             (k, Seen::Unreadable)
         }));
     }
+    let at_us = shared.run_start.elapsed().as_micros() as u64;
     for r in reads {
         if let Ok((k, seen)) = r.await {
             shared.model.classify(k, seen, &mut report);
+            // A later verify phase judges the writes after this one only.
+            shared.model.rebase(k, seen, at_us);
         }
     }
     report

@@ -22,6 +22,22 @@ pub(super) struct EventLog {
     pub recovery: Vec<RecoveryRow>,
 }
 
+impl EventLog {
+    /// When the last power cut so far (`power-loss`, `torn-write`) took effect, in ms since
+    /// the run started.
+    pub fn last_power_cut_ms(&self) -> Option<u64> {
+        let cuts = [
+            action_name(Action::PowerLoss),
+            action_name(Action::TornWrite),
+        ];
+        self.rows
+            .iter()
+            .filter(|r| cuts.contains(&r.action))
+            .map(|r| r.t_ms)
+            .max()
+    }
+}
+
 /// An injected event whose follow-up measurement is still running.
 pub(super) struct Pending {
     /// Its row in `events.csv`.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::wire::FsyncPolicy;
 use crate::workload::spec::CacheState;
 
 /// Replay options of a run (or of every run of a study).
@@ -12,6 +13,10 @@ pub struct Replay {
     pub seed: Option<u64>,
     /// Overrides every `restart` event's page-cache state.
     pub restart_cache: Option<CacheState>,
+    /// Overrides `[cluster].fsync`.
+    pub fsync: Option<FsyncPolicy>,
+    /// Sets the workload's `expect_loss`.
+    pub expect_loss: bool,
     /// Multiplies op counts, durations, warm-ups and event times.
     pub scale: f64,
     /// No per-phase progress lines.
@@ -39,6 +44,15 @@ pub struct ReplayArgs {
     /// as after a reboot), whatever the workload file says.
     #[arg(long, value_enum)]
     pub restart_cache: Option<CacheState>,
+    /// The nodes' fsync policy, whatever the workload's `[cluster].fsync` says: one
+    /// workload file then measures both (`always` or `never`).
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Declare that acknowledged writes may be lost (the workload's `expect_loss`): with
+    /// `--fsync never` and power cuts, the verify phase then reports the loss as a figure
+    /// instead of failing the run. Loss under `fsync = "always"` always fails.
+    #[arg(long)]
+    pub expect_loss: bool,
 }
 
 impl ReplayArgs {
@@ -47,6 +61,8 @@ impl ReplayArgs {
         Ok(Replay {
             seed: self.seed,
             restart_cache: self.restart_cache,
+            fsync: self.fsync,
+            expect_loss: self.expect_loss,
             scale: self.scale,
             quiet: self.quiet,
             binary: std::env::current_exe()?,
