@@ -1,7 +1,5 @@
 //! `raftbench run`, end to end: real clusters, real results directories.
 
-use std::path::Path;
-
 use crate::common::{csv_rows, manifest, run_workload as run};
 
 fn smoke(backend: &str) {
