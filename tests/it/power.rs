@@ -234,7 +234,7 @@ fn disk_events_are_refused_against_a_live_cluster_with_their_line() {
     let cluster = t.path().join("cluster.toml");
     std::fs::write(
         &cluster,
-        "[[node]]\nid = 1\npeer_addr = \"127.0.0.1:1\"\nclient_addr = \"127.0.0.1:2\"\n",
+        "[backend]\nkind = \"memwal\"\ndir = \"\"\n[[node]]\nid = 1\npeer_addr = \"127.0.0.1:1\"\nclient_addr = \"127.0.0.1:2\"\n",
     )
     .unwrap();
     let o = command()
