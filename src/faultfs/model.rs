@@ -1202,7 +1202,7 @@ mod tests {
                         let n = (rng.next() % (2 * PAGE)) as usize + 1;
                         let data = vec![(step + 1) as u8; n];
                         f.model
-                            .write(k, &file, at, rng.next() % 4 == 0, &data)
+                            .write(k, &file, at, rng.next().is_multiple_of(4), &data)
                             .unwrap();
                     }
                     2 => f.model.set_len(k, &file, at).unwrap(),
