@@ -182,13 +182,14 @@ impl State {
     /// The inode number of `rel` (whose metadata is `m`), counting one lookup.
     fn intern(&mut self, rel: &Path, m: &std::fs::Metadata) -> u64 {
         let key = (m.dev(), m.ino());
+        // A removed node keeps its number for the kernel's references; a new file that got
+        // the same underlying inode number (file systems reuse them) gets a new one.
         if let Some(ino) = self.by_key.get(&key).copied()
             && let Some(n) = self.nodes.get_mut(&ino)
+            && !n.unlinked
         {
             n.lookups += 1;
-            if !n.unlinked {
-                n.path = rel.to_path_buf();
-            }
+            n.path = rel.to_path_buf();
             return ino;
         }
         let ino = self.next_ino;
