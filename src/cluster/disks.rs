@@ -33,6 +33,14 @@ impl FaultDisks {
     /// anything is mounted, when this machine cannot mount FUSE file systems.
     pub fn new(binary: &Path, dir: &Path, metadata: MetadataMode) -> Result<Self, ClusterError> {
         faultfs::preflight().map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        // Mounts of an earlier run that died with its file systems are cleaned first.
+        match faultfs::clean_dead_mounts() {
+            Ok(cleaned) if !cleaned.is_empty() => {
+                warn!(?cleaned, "unmounted fault disks a crashed run left behind")
+            }
+            Ok(_) => {}
+            Err(e) => warn!("could not clean dead fault-disk mounts: {e}"),
+        }
         let sockets = tempfile::Builder::new()
             .prefix("raftbench-faultfs-")
             .tempdir()

@@ -44,6 +44,10 @@ pub struct MountArgs {
     /// is fsynced) or `durable` (at once).
     #[arg(long, value_enum, default_value_t = MetadataMode::Strict)]
     pub metadata: MetadataMode,
+    /// Unmount and exit when the process that started this one exits (how the harness's
+    /// mounts go away with a run that dies, even by SIGKILL).
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// `raftbench faultfs ctl SOCK ...`
@@ -139,6 +143,7 @@ pub fn run(cmd: &FaultfsCommand, out: &mut dyn Write) -> Result<(), FaultFsError
                 metadata: a.metadata,
                 control: a.control.clone(),
             },
+            a.exit_with_parent,
         ),
         FaultfsCommand::Ctl { sock, cmd } => {
             let cmd = cmd.to_command();

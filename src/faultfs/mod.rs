@@ -38,7 +38,8 @@ pub mod mount;
 pub use control::{ControlClient, FailKind, FaultCommand, FaultReply, FaultStatus};
 pub use model::{LossReport, MetadataMode};
 pub use mount::{
-    FaultFs, FaultFsChild, MountOptions, MountedFaultFs, clean_stale_mounts, preflight,
+    FaultFs, FaultFsChild, MountOptions, MountedFaultFs, clean_dead_mounts, clean_stale_mounts,
+    preflight,
 };
 
 /// The file-system type faultfs mounts show in `/proc/self/mountinfo`

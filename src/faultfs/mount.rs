@@ -207,6 +207,26 @@ fn force_unmount(mnt: &Path) -> Result<(), FaultFsError> {
     })
 }
 
+/// Unmounts every faultfs mount, anywhere, whose file system process is gone (`stat` of
+/// it fails with ENOTCONN): what a run that died with its faultfs left behind. Live mounts,
+/// such as another run's, are left alone. Returns the mount points cleaned.
+pub fn clean_dead_mounts() -> Result<Vec<PathBuf>, FaultFsError> {
+    let dead: Vec<PathBuf> = mounts_now()?
+        .into_iter()
+        .filter(|m| {
+            std::fs::metadata(m)
+                .err()
+                .and_then(|e| e.raw_os_error())
+                .is_some_and(|c| c == libc::ENOTCONN)
+        })
+        .collect();
+    for m in &dead {
+        tracing::warn!(mount = %m.display(), "faultfs: unmounting a dead mount");
+        force_unmount(m)?;
+    }
+    Ok(dead)
+}
+
 /// Unmounts every faultfs mount at or under `under` (deepest first) — those a killed run
 /// left behind — and returns their mount points. Other file systems are never touched.
 pub fn clean_stale_mounts(under: &Path) -> Result<Vec<PathBuf>, FaultFsError> {
@@ -523,6 +543,7 @@ impl FaultFsChild {
             .arg(control_sock)
             .arg("--metadata")
             .arg(opts.metadata.to_string())
+            .arg("--exit-with-parent")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -628,9 +649,16 @@ impl Drop for FaultFsChild {
 }
 
 /// `raftbench faultfs mount`: mounts in the foreground until SIGINT, SIGTERM or SIGHUP (or
-/// until the mount is removed from outside), then unmounts. A stale faultfs mount at `mnt`
-/// is cleaned first.
-pub fn run_foreground(src: &Path, mnt: &Path, opts: MountOptions) -> Result<(), FaultFsError> {
+/// until the mount is removed from outside, or, with `exit_with_parent`, until the process
+/// that started this one is gone), then unmounts. A stale faultfs mount at `mnt` is cleaned
+/// first.
+pub fn run_foreground(
+    src: &Path,
+    mnt: &Path,
+    opts: MountOptions,
+    exit_with_parent: bool,
+) -> Result<(), FaultFsError> {
+    let parent = nix::unistd::getppid();
     use tokio::signal::unix::{SignalKind, signal};
     let cleaned = clean_stale_mounts(mnt)?;
     if !cleaned.is_empty() {
@@ -671,6 +699,11 @@ pub fn run_foreground(src: &Path, mnt: &Path, opts: MountOptions) -> Result<(), 
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
                     if mounted.session_ended() {
                         eprintln!("faultfs: the mount was removed from outside");
+                        break;
+                    }
+                    // Re-parented: whoever started us died without unmounting.
+                    if exit_with_parent && nix::unistd::getppid() != parent {
+                        eprintln!("faultfs: the process that started this mount is gone");
                         break;
                     }
                 }

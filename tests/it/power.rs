@@ -251,3 +251,50 @@ fn disk_events_are_refused_against_a_live_cluster_with_their_line() {
         "{stderr}"
     );
 }
+
+/// A run killed with SIGKILL cannot unmount anything itself: its fault disks notice that
+/// the run is gone and unmount, so no mount outlives it.
+#[test]
+fn the_fault_disks_of_a_killed_run_go_away_with_it() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = t.path().join("slow.toml");
+    std::fs::write(
+        &wl,
+        "name = \"k\"\n[cluster]\nnodes = 1\n[[phase]]\nname = \"w\"\nduration = \"60s\"\nrate = 50\nmix = { put = 1.0 }\n  [[phase.event]]\n  at = \"50s\"\n  action = \"disk-heal\"\n",
+    )
+    .unwrap();
+    let out = t.path().join("r");
+    let mut child = command()
+        .arg("run")
+        .arg(&wl)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&*t.path().to_string_lossy()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(mounted(), "the run never mounted its fault disk");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The node, orphaned, is ended by hand (its pid file is in the cluster directory).
+    let node_pid = std::fs::read_to_string(out.join("cluster/node-1.pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", node_pid.trim()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_no_mounts_under(t.path());
+}
