@@ -14,8 +14,12 @@
 //! - Under `fsync = "always"`, [`StorageBackend::persist`] syncs whenever raft requires it
 //!   (entries, a snapshot, or a new term/vote) before returning; commit-only hard-state
 //!   updates, applies and conf states are written but not synced — raft re-delivers anything
-//!   lost with them. Under `fsync = "never"` nothing is synced, but every write has reached
-//!   the OS before its method returns, so a `kill -9` loses nothing.
+//!   lost with them. Under `fsync = "never"` the write path (entries, hard states, applies)
+//!   is not synced, but every write has reached the OS before its method returns, so a
+//!   `kill -9` loses nothing; a power cut loses what came after the engine's last sync.
+//! - Under both policies, the rare writes a replica could not recover without are synced
+//!   before they return: a snapshot install (`persist` with a snapshot), `create_snapshot`
+//!   (with everything written before it) and `set_conf_state`.
 
 pub mod conformance;
 pub mod datadir;
@@ -62,8 +66,9 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
     ///   the old suffix. Entries starting below `first_index()` or leaving a gap after
     ///   `last_index() + 1` are refused with [`StorageError::Invalid`] and nothing is written.
     /// - Durability: under `fsync = "always"` the write is synced before returning when it
-    ///   carries a snapshot, entries, or a changed term/vote (raft's `must_sync`). A
-    ///   commit-only hard state is written unsynced.
+    ///   carries a snapshot, entries, or a changed term/vote (raft's `must_sync`); under
+    ///   `"never"`, only when it carries a snapshot. A commit-only hard state is written
+    ///   unsynced.
     fn persist(
         &mut self,
         snapshot: Option<&Snapshot>,
@@ -71,8 +76,8 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
         hard_state: Option<&HardState>,
     ) -> Result<()>;
 
-    /// Store the conf state directly (bootstrapping a fresh replica). Synced under
-    /// `fsync = "always"`. Conf changes applied from the log go through [`Self::apply`].
+    /// Store the conf state directly (bootstrapping a fresh replica). Synced under every
+    /// fsync policy. Conf changes applied from the log go through [`Self::apply`].
     fn set_conf_state(&mut self, cs: &ConfState) -> Result<()>;
 
     /// Apply `commands` (the effects of entries up to and including `index`) and, when a conf
@@ -105,9 +110,9 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
 
     /// Build a snapshot of the applied state at the applied index (real data in the shared
     /// [`snapshot_data`] format) and make it the durable base from which the log may be
-    /// compacted up to that index. Durability: under `fsync = "always"` everything written
+    /// compacted up to that index. Durability (under every fsync policy): everything written
     /// before it is synced too, even the applies that are otherwise written unsynced, so the
-    /// snapshot is never ahead of the durable log; under `"never"` nothing is synced.
+    /// snapshot is never ahead of the durable log, and the snapshot is durable on return.
     fn create_snapshot(&mut self) -> Result<Snapshot>;
 
     /// Discard log entries with index `<= up_to`; `first_index()` becomes `up_to + 1` and

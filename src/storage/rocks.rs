@@ -119,9 +119,9 @@ impl RocksBackend {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(o.max_background_jobs);
         // Recovery stops at the first damaged WAL record and keeps what came before it: the
-        // mode RocksDB documents for recovering to a consistent point after a power cut, and
-        // the only one that also stops at a hole that write-back reordering left, rather than
-        // replaying records after it. It matches memwal's repair of a torn tail. Where they
+        // mode RocksDB documents for recovering to a consistent point after a power cut (the
+        // stricter modes refuse to open after a torn write, even of unsynced data). It
+        // matches memwal's repair of a torn tail. Where they
         // differ: memwal refuses to open when the damage is in synced data (a sealed segment,
         // or a record with no zeroed sector), while RocksDB stops there without an error, so a
         // corrupted RocksDB replica may come back at an older prefix (README, "Power loss").
@@ -529,10 +529,12 @@ impl StorageBackend for RocksBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        let sync = self.config.fsync.sync()
-            && (snapshot.is_some()
-                || !entries.is_empty()
-                || hard_state.is_some_and(|hs| hard_state_needs_sync(&self.hard_state, hs)));
+        // A snapshot install is synced under every policy, as memwal's is (rare, and the
+        // two engines then sync the same structure under `never`).
+        let sync = snapshot.is_some()
+            || (self.config.fsync.sync()
+                && (!entries.is_empty()
+                    || hard_state.is_some_and(|hs| hard_state_needs_sync(&self.hard_state, hs))));
         self.write(batch, sync)?;
 
         // Update the in-memory view only once the write succeeded.
@@ -577,7 +579,8 @@ impl StorageBackend for RocksBackend {
             cs.write_to_bytes()
                 .map_err(StorageError::codec("conf state"))?,
         );
-        self.write(batch, self.config.fsync.sync())?;
+        // Synced under every policy, as memwal's.
+        self.write(batch, true)?;
         self.conf_state = cs.clone();
         Ok(())
     }
@@ -640,9 +643,10 @@ impl StorageBackend for RocksBackend {
         let snap = self.build_snapshot()?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META), META_SNAPSHOT, applied.to_be_bytes());
-        // Under "always" this synced write also makes every earlier unsynced apply durable
-        // (RocksDB has one WAL): the snapshot is never ahead of the durable state.
-        self.write(batch, self.config.fsync.sync())?;
+        // Synced under every policy (as memwal syncs its WAL before a snapshot): it also makes
+        // every earlier unsynced write durable (RocksDB has one WAL), so the snapshot is
+        // never ahead of the durable log.
+        self.write(batch, true)?;
         self.snapshot_index = applied;
         Ok(snap)
     }

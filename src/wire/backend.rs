@@ -62,13 +62,15 @@ impl std::str::FromStr for BackendKind {
 /// - `never`: the write path (entries, hard states, applies) is handed to the OS
 ///   (`write(2)`) before returning and never synced. Survives a process crash (`kill -9`);
 ///   a power loss or OS crash loses the writes since the engine's last internal sync, and
-///   the replica comes back at an older, consistent prefix of its log and state.
+///   the replica comes back at an older, consistent state: a prefix of its log, with the
+///   applied state of that prefix or of a snapshot taken since.
 ///
-///   Both engines still sync their *structure*, as they must to come back at all: RocksDB
-///   syncs SST files, the MANIFEST and the WALs it seals before a flush, and flushes what it
-///   recovered at open; memwal syncs a WAL segment when it seals it and when it starts a new
-///   one, snapshot files and snapshot installs, the bootstrap conf state, and the WAL before
-///   it deletes files. How much each loses therefore differs (RocksDB's sealed WALs and SSTs
+///   Both engines still sync their *structure*, as they must to come back at all, and the
+///   same raftbench writes: snapshot creation and installs, and a directly set conf state,
+///   are synced under both policies. Beyond that, RocksDB syncs SST files, the MANIFEST and
+///   the WALs it seals before a flush, and flushes what it recovered at open; memwal syncs
+///   a WAL segment when it seals it and when it starts a new one, and the WAL before it
+///   deletes files. How much each loses therefore differs (RocksDB's sealed WALs and SSTs
 ///   come with memtable flushes, every `write_buffer_size`; memwal's with segment rotations,
 ///   every `segment_size`, and snapshots): that difference is what a power-loss run measures.
 ///   Lost votes can break raft's safety under `never`, which is why it is a benchmark setting

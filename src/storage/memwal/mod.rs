@@ -127,7 +127,7 @@ impl MemwalBackend {
     ///
     /// Ordering and durability: records reach the OS in call order, one `write` each; with
     /// `sync` the record is durable when this returns. A rotation seals the full segment
-    /// (synced under `fsync = "always"`) before the next one is started.
+    /// (synced under every policy) before the next one is started.
     fn append_record(
         &mut self,
         rtype: RecordType,
@@ -410,12 +410,11 @@ impl StorageBackend for MemwalBackend {
         self.shared.applied.load(Ordering::Acquire)
     }
 
-    /// See [`StorageBackend::create_snapshot`]. Under `fsync = "always"` the WAL is synced
-    /// before the snapshot file is written, so the snapshot is never ahead of the log on
-    /// disk; under `"never"` a power cut may leave it ahead, and open then restarts the log
-    /// at it. Under both, the file (with its directory) is synced before older snapshots
-    /// and segments are deleted: a snapshot is rare, and deleting what it replaces before it
-    /// is durable could leave nothing to recover from.
+    /// See [`StorageBackend::create_snapshot`]. The WAL is synced before the snapshot file
+    /// is written, under every policy, so the snapshot is never ahead of the log on disk (a
+    /// snapshot ahead of an unsynced log overwrite would pair its state with a log that
+    /// conflicts with it); the file (with its directory) is synced before older snapshots
+    /// and segments are deleted. A snapshot is rare: these syncs cost nothing per write.
     fn create_snapshot(&mut self) -> Result<Snapshot> {
         let applied = self.applied_index();
         if applied == 0 {
@@ -423,11 +422,8 @@ impl StorageBackend for MemwalBackend {
                 "nothing has been applied yet; there is no state to snapshot".into(),
             ));
         }
-        let sync = self.config.fsync.sync();
-        if sync {
-            // Everything the snapshot reflects must be durable before the snapshot is.
-            self.wal.sync()?;
-        }
+        // Everything the snapshot reflects must be durable before the snapshot is.
+        self.wal.sync()?;
         let snap = self.build_snapshot().map_err(|e| {
             StorageError::Invalid(format!("snapshot at applied index {applied}: {e}"))
         })?;

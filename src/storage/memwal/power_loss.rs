@@ -113,18 +113,36 @@ fn hs(term: u64, commit: u64) -> HardState {
     h
 }
 
-/// The apply of index `i`: one put, to one of ten keys, so later applies overwrite.
-fn put(i: u64) -> KvCommand {
-    KvCommand::Put {
-        key: format!("k{}", i % 10).into_bytes(),
-        value: format!("v{i}-{}", "x".repeat(100)).into_bytes(),
-    }
+/// The apply of index `i`: one put of its own key (a lost apply is then a missing key,
+/// which no later apply can hide), plus an overwrite of one of ten shared keys.
+fn puts(i: u64) -> [KvCommand; 2] {
+    [
+        KvCommand::Put {
+            key: format!("k{i}").into_bytes(),
+            value: format!("v{i}-{}", "x".repeat(60)).into_bytes(),
+        },
+        KvCommand::Put {
+            key: format!("shared{}", i % 10).into_bytes(),
+            value: format!("v{i}").into_bytes(),
+        },
+    ]
 }
+
+/// Every key the sequence can write.
+fn all_keys() -> Vec<Vec<u8>> {
+    (1..=STEPS)
+        .map(|i| format!("k{i}").into_bytes())
+        .chain((0..10).map(|r| format!("shared{r}").into_bytes()))
+        .collect()
+}
+
+const STEPS: u64 = 80;
 
 /// The value of every key once the applies up to `applied` are in.
 fn model(applied: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
     (1..=applied)
-        .map(|i| match put(i) {
+        .flat_map(puts)
+        .map(|c| match c {
             KvCommand::Put { key, value } => (key, value),
             KvCommand::Delete { .. } => unreachable!(),
         })
@@ -166,7 +184,7 @@ fn record(dir: &Path, fsync: FsyncPolicy) -> Vec<Point> {
     };
     take("bootstrap".into(), &synced);
     let mut term = 1;
-    for i in 1..=80u64 {
+    for i in 1..=STEPS {
         if i % 25 == 0 {
             term += 1;
         }
@@ -180,8 +198,17 @@ fn record(dir: &Path, fsync: FsyncPolicy) -> Vec<Point> {
         }
         take(format!("persist {i}"), &synced);
         if i > 1 {
-            b.apply(i - 1, &[put(i - 1)], None).unwrap();
+            b.apply(i - 1, &puts(i - 1), None).unwrap();
             take(format!("apply {}", i - 1), &synced);
+        }
+        if i % 27 == 0 {
+            // kill -9: no sync on close (a poisoned WAL skips it), then recovery, which
+            // reads the unsynced tail from the page cache and must sync it before writing
+            // on (durability-findings F1).
+            b.wal.poison();
+            drop(b);
+            b = MemwalBackend::open(config(dir, fsync)).unwrap();
+            take(format!("kill -9 and reopen after {i}"), &synced);
         }
         if i % 6 == 0 {
             b.persist(None, &[], Some(&hs(term, i))).unwrap();
@@ -226,12 +253,12 @@ fn check(dir: &Path, fsync: FsyncPolicy, p: &Point, how: Cut) {
     // missing below.
     let reader = b.reader();
     let want = model(applied);
-    for k in 0..10 {
-        let key = format!("k{k}").into_bytes();
+    for key in all_keys() {
         assert_eq!(
             reader.get(&key).unwrap(),
             want.get(&key).cloned(),
-            "{what}: key k{k} at applied {applied}"
+            "{what}: key {} at applied {applied}",
+            String::from_utf8_lossy(&key)
         );
     }
 }
@@ -281,9 +308,10 @@ fn an_apply_after_a_lost_one_is_not_replayed_on_top_of_the_hole() {
     .unwrap();
     let seg = super::wal::segment_path(&dir.path().join("wal"), 1);
     let before = std::fs::metadata(&seg).unwrap().len();
-    b.apply(2, &[put(1), put(2)], None).unwrap();
+    b.apply(2, &[&puts(1)[..], &puts(2)[..]].concat(), None)
+        .unwrap();
     let mid = std::fs::metadata(&seg).unwrap().len();
-    b.apply(3, &[put(3)], None).unwrap();
+    b.apply(3, &puts(3), None).unwrap();
     drop(b);
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes.drain(before as usize..mid as usize);

@@ -49,8 +49,8 @@ impl MemwalBackend {
     /// installs are finished, and writing continues in a new segment whose first record is
     /// the recovered state — synced, with its directory — so older segments can be deleted
     /// as the running backend would.
-    /// Nothing that reached a valid record is dropped: any damage other than a torn tail
-    /// refuses the open with file and offset.
+    /// A torn tail is cut from its first damaged record (later records there were never
+    /// synced either); any other damage refuses the open with file and offset.
     pub fn open(config: BackendConfig) -> Result<Self> {
         let started = Instant::now();
         let dir = config.dir.clone();
@@ -490,6 +490,30 @@ impl Replay {
                 ));
             }
             self.log.reset(self.applied, self.snapshot_term);
+        }
+        if self.snapshot_index > 0
+            && self.snapshot_index >= self.log.first_index()
+            && self.snapshot_index <= self.log.last_index()
+            && self.log.term(self.snapshot_index).ok() != Some(self.snapshot_term)
+        {
+            // Written before snapshots synced the WAL under `fsync = "never"`: the log on
+            // disk lost an overwrite the snapshot had seen. Its entries at and below the
+            // snapshot conflict with the applied state; restart the log at the snapshot.
+            if self.applied != self.snapshot_index {
+                return Err(StorageError::corrupt(
+                    wal_dir,
+                    0,
+                    format!(
+                        "the log's entry {} conflicts with the snapshot there, and applies above it were replayed",
+                        self.snapshot_index
+                    ),
+                ));
+            }
+            warn!(
+                snapshot_index = self.snapshot_index,
+                "the log conflicts with the snapshot; restarting the log at the snapshot"
+            );
+            self.log.reset(self.snapshot_index, self.snapshot_term);
         }
         if self.applied + 1 < self.log.first_index() {
             // raft would have to re-apply entries the log no longer holds.

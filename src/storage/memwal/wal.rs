@@ -149,7 +149,7 @@ pub fn read_segment(
     if &data[..8] != SEGMENT_MAGIC {
         // A new segment is synced before anything is written in it; a header that never
         // reached the disk is a crash while it was being created.
-        if is_last && has_zero_sector(&data[..SEGMENT_HEADER as usize], 0) {
+        if is_last && data.iter().all(|&b| b == 0) {
             return torn(0);
         }
         return Err(StorageError::corrupt(
@@ -170,8 +170,8 @@ pub fn read_segment(
     let mut off = SEGMENT_HEADER as usize;
     while off < data.len() {
         let rest = &data[off..];
-        // Whether the bytes `rest[..n]` (cut at the end of the file) look torn.
-        let torn_at = |n: usize| has_zero_sector(&rest[..n.min(rest.len())], off as u64);
+        // Whether the record's first `n` bytes (cut at the end of the file) look torn.
+        let torn_at = |n: usize| torn_record(&data, off, off + n);
         if rest.len() < RECORD_HEADER {
             if is_last {
                 return torn(off as u64);
@@ -241,19 +241,29 @@ pub fn read_segment(
 /// reads as zeros (etcd's `minSectorSize`).
 const SECTOR: u64 = 512;
 
-/// Whether any part of `bytes` (which start at file offset `at`) that falls in one 512-byte
-/// sector of the file is all zeros: the mark of a write that was torn by a power loss
-/// (etcd's `isTornEntry`). Parts at the edges of `bytes` count too, since the sector around
-/// them may have been written by an earlier, synced record.
-fn has_zero_sector(bytes: &[u8], at: u64) -> bool {
-    let mut off = 0;
-    while off < bytes.len() {
-        let in_sector = (SECTOR - (at + off as u64) % SECTOR) as usize;
-        let chunk = &bytes[off..(off + in_sector).min(bytes.len())];
-        if chunk.iter().all(|&b| b == 0) {
+/// Whether the record at `data[start..end]` (`end` cut at the end of the file) bears the
+/// mark of a write torn by a power loss: a 512-byte sector of the file that never reached
+/// the disk and reads as zeros (etcd's `isTornEntry`). The record is split at sector
+/// boundaries. A part counts when all zero; the last part only when zero to the end of its
+/// sector or of the file, so that the ordinary zeros a record ends in (high bytes of an
+/// index) are not taken for a lost sector. (The first part cannot be held to more: the
+/// start of its sector may hold an earlier, synced record.)
+fn torn_record(data: &[u8], start: usize, end: usize) -> bool {
+    let end = end.min(data.len());
+    let sector = SECTOR as usize;
+    let mut at = start;
+    while at < end {
+        let sector_end = (at / sector + 1) * sector;
+        let mut part_end = sector_end.min(end);
+        if part_end == end {
+            // The last part: the rest of its sector (later records, never synced either)
+            // must be zero too.
+            part_end = sector_end.min(data.len());
+        }
+        if data[at..part_end].iter().all(|&b| b == 0) {
             return true;
         }
-        off += chunk.len();
+        at = sector_end.min(end);
     }
     false
 }
@@ -562,22 +572,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_zero_sector_is_found_in_any_part_of_a_record_that_falls_in_one_sector() {
-        let ones = vec![1u8; 2000];
-        assert!(!has_zero_sector(&ones, 100));
+    fn a_torn_record_has_a_zeroed_sector_and_ordinary_trailing_zeros_are_not_one() {
+        // A record at file offset 100..2100 of a 3000-byte file of ones.
+        let ones = vec![1u8; 3000];
+        assert!(!torn_record(&ones, 100, 2100));
         // A zeroed sector in the middle.
-        let mut r = ones.clone();
-        r[412..924].fill(0);
-        assert!(has_zero_sector(&r, 100));
-        // Zeros that straddle two sectors without filling either part are no sign.
-        let mut r = ones.clone();
-        r[300..700].fill(0);
-        assert!(!has_zero_sector(&r, 100));
-        // The record's last bytes, alone in the last sector they reach.
-        let mut r = ones.clone();
-        r[1948..].fill(0);
-        assert!(has_zero_sector(&r, 100));
-        assert!(!has_zero_sector(&[], 0));
+        let mut d = ones.clone();
+        d[512..1024].fill(0);
+        assert!(torn_record(&d, 100, 2100));
+        // Zeros that straddle two sectors without filling either are no sign.
+        let mut d = ones.clone();
+        d[400..800].fill(0);
+        assert!(!torn_record(&d, 100, 2100));
+        // The record's first part, alone in its sector after an earlier record.
+        let mut d = ones.clone();
+        d[100..512].fill(0);
+        assert!(torn_record(&d, 100, 2100));
+        // Its last bytes are zero (an index's high bytes) but the next record follows in
+        // the same sector: not torn.
+        let mut d = ones.clone();
+        d[2048..2100].fill(0);
+        assert!(!torn_record(&d, 100, 2100));
+        // ... torn when the whole rest of that sector is zero too.
+        d[2100..2560].fill(0);
+        assert!(torn_record(&d, 100, 2100));
+        // A record cut by the end of the file, its last part zero to the end.
+        let mut d = ones[..2080].to_vec();
+        d[2048..].fill(0);
+        assert!(torn_record(&d, 100, 2100));
+        assert!(!torn_record(&ones, 100, 100));
     }
 
     #[test]
