@@ -34,7 +34,14 @@ impl FaultDisks {
     pub fn new(binary: &Path, dir: &Path, metadata: MetadataMode) -> Result<Self, ClusterError> {
         faultfs::preflight().map_err(|e| ClusterError::Invalid(e.to_string()))?;
         // Mounts of an earlier run that died with its file systems are cleaned first.
-        match faultfs::clean_dead_mounts() {
+        // Only mounts of fault disks (a `node-<id>` directory beside its cluster's file):
+        // a dead mount of anything else is its owner's to clean.
+        let fault_disk = |m: &Path| {
+            m.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("node-"))
+                && m.parent().is_some_and(|d| d.join("cluster.toml").exists())
+        };
+        match faultfs::clean_dead_mounts(fault_disk) {
             Ok(cleaned) if !cleaned.is_empty() => {
                 warn!(?cleaned, "unmounted fault disks a crashed run left behind")
             }

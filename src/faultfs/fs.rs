@@ -342,7 +342,9 @@ impl Core {
             } => {
                 st.faults.slow = Some(Slow {
                     latency: Duration::from_millis(*latency_ms),
-                    until: duration_ms.map(|d| Instant::now() + Duration::from_millis(d)),
+                    // A duration past what an Instant can hold means "until heal".
+                    until: duration_ms
+                        .and_then(|d| Instant::now().checked_add(Duration::from_millis(d))),
                     files: files.as_deref().map(FileMatch::parse),
                     writes: *writes,
                 });
@@ -513,6 +515,9 @@ impl FaultFsFs {
     fn locked<T>(&self, f: impl FnOnce(&mut State) -> Res<T>) -> Res<T> {
         self.core.live()?;
         let mut st = self.core.state.lock();
+        // A power loss may have frozen the file system (and restored SRC) while this call
+        // waited for the lock: nothing may reach SRC after it.
+        self.core.live()?;
         f(&mut st)
     }
 
@@ -527,7 +532,7 @@ impl FaultFsFs {
         let r = self.locked(|st| {
             let rel = st.child(parent.0, name)?;
             make(&st.model.abs(&rel)).map_err(errno)?;
-            st.model.created(&rel);
+            st.model.created(&rel).map_err(errno)?;
             st.entry(&rel)
         });
         match r {
@@ -811,7 +816,9 @@ impl Filesystem for FaultFsFs {
         reply: ReplyEntry,
     ) {
         // Hard links would give one inode several paths to undo; nothing we run needs them.
-        reply.error(err(libc::EOPNOTSUPP));
+        // EPERM: link(2)'s "the file system does not support hard links", which callers
+        // (RocksDB's checkpoints) fall back on.
+        reply.error(err(libc::EPERM));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -1085,7 +1092,7 @@ impl Filesystem for FaultFsFs {
             }
             .map_err(errno)?;
             if !exists {
-                st.model.created(&rel);
+                st.model.created(&rel).map_err(errno)?;
             }
             let a = st.entry(&rel)?;
             let fh = self.open_handle(st, file, flags)?;

@@ -207,18 +207,23 @@ fn force_unmount(mnt: &Path) -> Result<(), FaultFsError> {
     })
 }
 
-/// Unmounts every faultfs mount, anywhere, whose file system process is gone (`stat` of
-/// it fails with ENOTCONN): what a run that died with its faultfs left behind. Live mounts,
-/// such as another run's, are left alone. Returns the mount points cleaned.
-pub fn clean_dead_mounts() -> Result<Vec<PathBuf>, FaultFsError> {
+/// Whether `mnt` is a mount whose file system process is gone (`stat` fails with
+/// ENOTCONN).
+fn is_dead(mnt: &Path) -> bool {
+    std::fs::metadata(mnt)
+        .err()
+        .and_then(|e| e.raw_os_error())
+        .is_some_and(|c| c == libc::ENOTCONN)
+}
+
+/// Unmounts every faultfs mount for which `ours` holds and whose file system process is
+/// gone: what a run that died with its faultfs left behind. Live mounts, such as another
+/// run's, are left alone (and not even looked at unless `ours` picks them). Returns the
+/// mount points cleaned.
+pub fn clean_dead_mounts(ours: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, FaultFsError> {
     let dead: Vec<PathBuf> = mounts_now()?
         .into_iter()
-        .filter(|m| {
-            std::fs::metadata(m)
-                .err()
-                .and_then(|e| e.raw_os_error())
-                .is_some_and(|c| c == libc::ENOTCONN)
-        })
+        .filter(|m| ours(m) && is_dead(m))
         .collect();
     for m in &dead {
         tracing::warn!(mount = %m.display(), "faultfs: unmounting a dead mount");
@@ -658,11 +663,24 @@ pub fn run_foreground(
     opts: MountOptions,
     exit_with_parent: bool,
 ) -> Result<(), FaultFsError> {
-    let parent = nix::unistd::getppid();
     use tokio::signal::unix::{SignalKind, signal};
-    let cleaned = clean_stale_mounts(mnt)?;
+    let parent = nix::unistd::getppid();
+    if exit_with_parent && parent.as_raw() == 1 {
+        return Err(FaultFsError::Invalid(
+            "the process that started this mount is already gone".into(),
+        ));
+    }
+    // A dead mount at MNT (from a run that died) is cleaned; a live one is refused.
+    let target = resolve(mnt);
+    let cleaned = clean_dead_mounts(|m| m == target)?;
     if !cleaned.is_empty() {
         eprintln!("cleaned stale faultfs mounts: {cleaned:?}");
+    }
+    if is_mounted(&target) {
+        return Err(FaultFsError::Invalid(format!(
+            "{} is already a live faultfs mount",
+            target.display()
+        )));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
