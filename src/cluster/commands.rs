@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::control::{NodeControl, NodeState, PowerCut};
+use super::control::{CutOutcome, NodeControl, NodeState, PowerCut};
 use super::{ClusterError, Member, io};
 use crate::wire::ControlCommands;
 
@@ -223,13 +223,16 @@ impl NodeControl for Commands {
         &mut self,
         nodes: &[&Member],
         _torn: Option<u64>,
-    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
-        let mut cut = Vec::new();
-        for n in nodes {
-            self.transition(n, "power_loss", NodeState::Down)?;
-            cut.push((n.id, PowerCut::default()));
-        }
-        Ok(cut)
+    ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let outcome = self
+                    .transition(n, "power_loss", NodeState::Down)
+                    .map(|()| PowerCut::default());
+                (n.id, outcome)
+            })
+            .collect())
     }
 }
 
@@ -308,10 +311,23 @@ mod tests {
         );
         // A power cut runs the node's command and takes it down; a second one is refused.
         let cut = c.power_cut(&[&m], None).unwrap();
-        assert_eq!(cut, vec![(1, PowerCut::default())]);
+        assert!(matches!(
+            cut[..],
+            [(
+                1,
+                Ok(PowerCut {
+                    dropped_bytes: None,
+                    ..
+                })
+            )]
+        ));
         assert_eq!(c.state(1), NodeState::Down);
         assert!(ran(t.path()).ends_with("power_loss\n"));
-        assert!(c.power_cut(&[&m], None).is_err());
+        let again = c.power_cut(&[&m], None).unwrap();
+        assert!(
+            again[0].1.is_err(),
+            "a node that is down has no power to cut"
+        );
     }
 
     #[test]

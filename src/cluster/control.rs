@@ -30,6 +30,10 @@ pub enum DiskFault {
     Heal,
 }
 
+/// How one node's power cut went: what its disk lost, or why it could not be cut (the
+/// node is killed all the same).
+pub type CutOutcome = Result<PowerCut, ClusterError>;
+
 /// What a power cut took from one node's disk (`None`: its controller cannot tell).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PowerCut {
@@ -102,13 +106,14 @@ pub trait NodeControl: Send + Sync {
     }
     /// Cut the power of `nodes` together: first every disk loses what it had not made
     /// durable (with `torn = Some(seed)`, a seeded part of it reaches the disk), then every
-    /// process dies. The nodes are down afterwards; `start` brings each back on what its
-    /// disk kept. Returns what each disk lost.
+    /// process dies. The nodes are down afterwards, even those whose cut failed; `start`
+    /// brings each back on what its disk kept. Returns how each node's cut went; an error
+    /// means nothing could be done at all.
     fn power_cut(
         &mut self,
         nodes: &[&Member],
         _torn: Option<u64>,
-    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+    ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
         Err(ClusterError::Invalid(format!(
             "nodes {:?} have no fault disk: a power cut needs a cluster raftbench starts              (for a workload with power-loss events), or a `power_loss` control command",
             nodes.iter().map(|n| n.id).collect::<Vec<_>>()

@@ -28,7 +28,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use commands::Commands;
-pub use control::{DiskFault, NodeControl, NodeState, PowerCut};
+pub use control::{CutOutcome, DiskFault, NodeControl, NodeState, PowerCut};
 pub use disks::FaultDisks;
 pub use ports::free_addr;
 pub use processes::Processes;
@@ -160,7 +160,7 @@ impl NodeControl for Box<dyn NodeControl> {
         &mut self,
         nodes: &[&Member],
         torn: Option<u64>,
-    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+    ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
         (**self).power_cut(nodes, torn)
     }
     fn disk_fault(&mut self, node: &Member, fault: &DiskFault) -> Result<String, ClusterError> {
@@ -427,7 +427,7 @@ impl<C: NodeControl> Cluster<C> {
         &mut self,
         ids: &[u64],
         torn: Option<u64>,
-    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+    ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
         let nodes = ids
             .iter()
             .map(|id| self.nodes.get(id).ok_or(ClusterError::UnknownNode(*id)))

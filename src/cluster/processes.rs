@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tracing::{debug, info};
 
-use super::control::{DiskFault, NodeControl, NodeState, PowerCut};
+use super::control::{CutOutcome, DiskFault, NodeControl, NodeState};
 use super::disks::FaultDisks;
 use super::{ClusterError, Member, io, sh_quote};
 use crate::wire::{ClusterFile, ControlCommands, DiskLayer};
@@ -295,42 +295,43 @@ impl NodeControl for Processes {
         }
     }
 
-    /// Freeze every disk first (each drops what it had not made durable), so that no node
-    /// acknowledges anything between the first cut and the last; then kill the processes,
-    /// which fail every I/O meanwhile, and unmount the disks.
+    /// Freeze every disk first (each drops what it had not made durable at once; the
+    /// remaining nodes can go on acknowledging only for the few milliseconds until theirs
+    /// freezes), then kill every process, which fails every I/O meanwhile, and unmount
+    /// every disk — all of them, whatever failed on the way.
     fn power_cut(
         &mut self,
         nodes: &[&Member],
         torn: Option<u64>,
-    ) -> Result<Vec<(u64, PowerCut)>, ClusterError> {
+    ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
         let Some(disks) = &mut self.disks else {
             return Err(ClusterError::Invalid(
                 "this cluster's nodes are not on fault disks".into(),
             ));
         };
-        let mut cuts = Vec::new();
-        let mut first_error = None;
-        for (i, n) in nodes.iter().enumerate() {
+        let mut outcomes: Vec<(u64, CutOutcome)> = nodes
+            .iter()
+            .enumerate()
             // Different seeds per node: their write-back is not the same.
-            match disks.cut(n.id, torn.map(|s| s.wrapping_add(i as u64))) {
-                Ok(c) => cuts.push((n.id, c)),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        for n in nodes {
-            if self.children.contains_key(&n.id) {
-                self.kill(n)?;
+            .map(|(i, n)| {
+                (
+                    n.id,
+                    disks.cut(n.id, torn.map(|s| s.wrapping_add(i as u64))),
+                )
+            })
+            .collect();
+        for (n, (_, outcome)) in nodes.iter().zip(&mut outcomes) {
+            if self.children.contains_key(&n.id)
+                && let Err(e) = self.kill(n)
+                && outcome.is_ok()
+            {
+                *outcome = Err(e);
             }
             if let Some(d) = &mut self.disks {
                 d.unmount(n.id);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(cuts),
-        }
+        Ok(outcomes)
     }
 
     fn disk_fault(&mut self, node: &Member, fault: &DiskFault) -> Result<String, ClusterError> {

@@ -6,7 +6,6 @@
 //! whose keeper also died is recognizable in `/proc/self/mountinfo` and
 //! [`clean_stale_mounts`] can remove it without touching anyone else's.
 
-use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -535,7 +534,12 @@ impl FaultFsChild {
         opts: &MountOptions,
         log_file: &Path,
     ) -> Result<FaultFsChild, FaultFsError> {
-        let log = File::create(log_file).map_err(FaultFsError::io("creating", log_file))?;
+        // Appended: a remount after a power cut keeps the log of the mount that was cut.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)
+            .map_err(FaultFsError::io("opening", log_file))?;
         let log2 = log
             .try_clone()
             .map_err(FaultFsError::io("duplicating", log_file))?;

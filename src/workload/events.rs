@@ -63,12 +63,14 @@ pub enum Followup {
         old: u64,
         at: Instant,
     },
-    /// Nodes restarted at `at`; `cache_resident` = (node, bytes of its data directory still
-    /// in the page cache after a cold restart's eviction).
+    /// Nodes restarted at `at`, to catch up to `commit` (the leader's then; `None` when
+    /// there was no leader, as after a whole-cluster power cut: then the first leader
+    /// elected afterwards gives it); `cache_resident` = (node, bytes of its data directory
+    /// still in the page cache after a cold restart's eviction).
     Restarted {
         ids: Vec<u64>,
         at: Instant,
-        commit: u64,
+        commit: Option<u64>,
         cache_resident: Vec<(u64, u64)>,
     },
     /// A node was added at `at`: time its catch-up.
@@ -89,6 +91,21 @@ pub enum Followup {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The first leader agreed on within the recovery limit from `at`, and its commit index.
+async fn wait_for_any_leader(cluster: &Arc<Mutex<Cluster>>, at: Instant) -> Option<(u64, u64)> {
+    while at.elapsed() < RECOVERY_LIMIT {
+        let c = cluster.lock().await;
+        if let Some(l) = c.leader().await
+            && let Ok(s) = c.status(l).await
+        {
+            return Some((l, s.raft.commit_index));
+        }
+        drop(c);
+        tokio::time::sleep(POLL).await;
+    }
+    None
 }
 
 /// Time from `at` until a leader other than `old` is agreed on (no row if none is within
@@ -271,14 +288,15 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
             // Read after any eviction: the target is what was committed when the node
             // starts, and recovery is timed from then (`now`), not from the eviction.
             let commit = match old_leader {
-                Some(l) => c.status(l).await.map(|s| s.raft.commit_index).unwrap_or(0),
-                None => 0,
+                Some(l) => c.status(l).await.ok().map(|s| s.raft.commit_index),
+                None => None,
             };
             details.append(&mut evicted);
             now = Instant::now();
             let mut started = Vec::new();
             for id in &ids {
-                match c.spawn(*id) {
+                // Starting a node on a fault disk mounts it first: seconds, not microseconds.
+                match blocking(|| c.spawn(*id)) {
                     Ok(()) => {
                         faults.down.remove(id);
                         started.push(*id);
@@ -396,36 +414,53 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                     .wrapping_add(faults.torn)
             });
-            let lost = match c.power_cut(&ids, torn) {
-                Ok(lost) => lost,
+            // The cut takes effect when the first disk freezes, not once every process is
+            // reaped and every disk unmounted.
+            now = Instant::now();
+            let outcomes = match blocking(|| c.power_cut(&ids, torn)) {
+                Ok(o) => o,
                 Err(e) => {
-                    details.push(e.to_string());
+                    details.push(format!("FAILED: {e}"));
                     Vec::new()
                 }
             };
-            // Whatever the cut reported, the processes are gone (or the error says why).
+            // Whatever the cuts reported, the processes are gone (or an error says why).
             for id in &ids {
                 if !c.is_running(*id) {
                     faults.down.insert(*id);
                 }
             }
-            for (id, cut) in &lost {
-                if let (Some(b), Some(m)) = (cut.dropped_bytes, cut.undone_metadata_ops) {
-                    details.push(format!(
-                        "node {id}: {b} unsynced bytes and {m} directory changes lost"
-                    ));
+            let mut lost = Vec::new();
+            for (id, outcome) in outcomes {
+                match outcome {
+                    Ok(cut) => {
+                        if let (Some(b), Some(m)) = (cut.dropped_bytes, cut.undone_metadata_ops) {
+                            details.push(format!(
+                                "node {id}: {b} unsynced bytes and {m} directory changes lost"
+                            ));
+                        }
+                        lost.push((id, cut));
+                    }
+                    Err(e) => details.push(format!(
+                        "node {id}: power cut FAILED ({e}); it was killed with its unsynced \
+                         writes kept, as by kill -9"
+                    )),
                 }
             }
-            now = Instant::now();
+            // With a majority cut, no election can happen before the restart: the restart
+            // times it then.
+            let majority_cut = 2 * ids.len() > c.nodes().len();
             follow = Followup::PowerCut {
                 lost,
-                leader: old_leader.filter(|l| ids.contains(l)).map(|l| (l, now)),
+                leader: old_leader
+                    .filter(|l| ids.contains(l) && !majority_cut)
+                    .map(|l| (l, now)),
             };
         }
         Action::DiskSlow | Action::DiskFail | Action::DiskHeal => {
             let fault = disk_fault(ev);
             for id in &ids {
-                match c.disk_fault(*id, &fault) {
+                match blocking(|| c.disk_fault(*id, &fault)) {
                     Ok(d) => details.push(format!("node {id}: {d}")),
                     Err(e) => details.push(e.to_string()),
                 }
@@ -453,6 +488,15 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
         detail: details.join("; "),
         at: now,
         follow,
+    }
+}
+
+/// Run `f`, which blocks (process control, mounts), without stalling the other tasks of
+/// the runtime's worker (the load's workers, the sampler, recovery timers).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -510,6 +554,18 @@ pub async fn measure(
             for (id, bytes) in cache_resident {
                 rows.push((id, "cache_resident_bytes", bytes as f64));
             }
+            // No leader when they restarted (a whole-cluster cut): the election is part of
+            // their recovery, and the new leader's commit is what they must reach.
+            let commit = match commit {
+                Some(c) => c,
+                None => match wait_for_any_leader(cluster, at).await {
+                    Some((l, commit)) => {
+                        rows.push((l, "leader_elected_ms", ms(at.elapsed())));
+                        commit
+                    }
+                    None => u64::MAX,
+                },
+            };
             for id in ids {
                 let mut up = false;
                 while at.elapsed() < RECOVERY_LIMIT {

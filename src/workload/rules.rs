@@ -62,9 +62,9 @@ fn check_disk_options(ev: &Event) -> Result<(), (&'static str, String)> {
                 "disk-slow needs a latency added to each fsync, for example `latency = \"50ms\"`"
                     .into(),
             )),
-            Some(l) if l.0.is_zero() || l.0 > Duration::from_secs(60) => Err((
+            Some(l) if l.0 < Duration::from_millis(1) || l.0 > Duration::from_secs(60) => Err((
                 "latency",
-                "must be positive and at most 60s".into(),
+                "must be between 1ms and 60s".into(),
             )),
             _ if ev.duration.is_some_and(|d| d.0.is_zero() || d.0 > MAX_DURATION) => Err((
                 "duration",
@@ -167,6 +167,7 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
     }
     check_keys(&f.data.key_distribution, 0, "data.key_distribution")?;
 
+    let fault_disks = f.needs_fault_disk();
     let mut names = BTreeSet::new();
     let mut wrote = false;
     let mut killed: BTreeSet<String> = BTreeSet::new();
@@ -252,7 +253,10 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
             return bad("timeout", "must be positive".into());
         }
         wrote |= m.writes();
-        for e in &ph.events {
+        // In the order they run.
+        let mut events: Vec<_> = ph.events.iter().collect();
+        events.sort_by_key(|e| e.get_ref().at);
+        for e in events {
             let eat = e.span().start;
             let ev = e.get_ref();
             let ebad = |name: &str, m: String| Err((eat, field(&format!("event.{name}")), m));
@@ -279,6 +283,15 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                         "node:{n} does not exist (cluster.nodes = {})",
                         f.cluster.nodes
                     ),
+                );
+            }
+            if ev.cache == CacheState::Cold && fault_disks {
+                return ebad(
+                    "cache",
+                    "a cold restart evicts the data directory from this machine's page cache, \
+                     which on the fault file system (this workload has power-loss or disk events) \
+                     would sync its unsynced writes and evict nothing: restart warm"
+                        .into(),
                 );
             }
             if ev.cache == CacheState::Cold && ev.action != Action::Restart {
@@ -308,10 +321,14 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                     );
                 }
                 Action::Restart => {
+                    // node:N after node:N went down, or after a target only known at run
+                    // time (leader, follower, all) went down.
+                    let runtime_target = |t: &String| !t.starts_with("node:");
                     let ok = match ev.target {
                         Target::Killed => !killed.is_empty(),
                         Target::Node(_) => {
-                            killed.contains(&ev.target.to_string()) || !killed.is_empty()
+                            killed.contains(&ev.target.to_string())
+                                || killed.iter().any(runtime_target)
                         }
                         _ => false,
                     };

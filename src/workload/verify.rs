@@ -31,6 +31,9 @@ struct Write {
     /// What an earlier verify read, standing in for the writes before it (not counted as
     /// an acknowledged write again).
     baseline: bool,
+    /// An in-doubt write an earlier verify already counted (it may still take effect, so
+    /// it stays, but is not counted again).
+    counted: bool,
 }
 
 /// Per-key record of writes, shared by all workers.
@@ -76,6 +79,7 @@ impl Model {
                 invoked_us,
                 acked_us,
                 baseline: false,
+                counted: false,
             });
     }
 
@@ -103,25 +107,29 @@ impl Model {
 
     /// Make what a verify read at `at_us` the key's state: one write acknowledged then (the
     /// value read, or a delete if the key was missing), plus every write still in doubt,
-    /// which may yet take effect. Unreadable keys and values of unknown origin keep their
-    /// history.
+    /// which may yet take effect (counted once, by this verify). Unreadable keys and values
+    /// of unknown origin keep their history.
     pub fn rebase(&self, key: u64, seen: Seen, at_us: u64) {
-        let (id, delete) = match seen {
-            Seen::Value(id) => (id, false),
-            Seen::Missing => (0, true),
-            Seen::Unknown | Seen::Unreadable => return,
-        };
         let mut map = self.keys.lock().expect("model lock");
         let Some(writes) = map.get_mut(&key) else {
             return;
         };
+        let (id, delete) = match seen {
+            Seen::Value(id) if writes.iter().any(|w| w.id == id && !w.delete) => (id, false),
+            Seen::Missing => (0, true),
+            Seen::Value(_) | Seen::Unknown | Seen::Unreadable => return,
+        };
         writes.retain(|w| w.acked_us.is_none() && w.id != id);
+        for w in writes.iter_mut() {
+            w.counted = true;
+        }
         writes.push(Write {
             id,
             delete,
             invoked_us: at_us,
             acked_us: Some(at_us),
             baseline: true,
+            counted: true,
         });
     }
 
@@ -138,7 +146,10 @@ impl Model {
             .iter()
             .filter(|w| w.acked_us.is_some() && !w.baseline)
             .count() as u64;
-        report.indeterminate += writes.iter().filter(|w| w.acked_us.is_none()).count() as u64;
+        report.indeterminate += writes
+            .iter()
+            .filter(|w| w.acked_us.is_none() && !w.counted)
+            .count() as u64;
         // The latest invocation among acknowledged writes: anything acknowledged before it
         // started is superseded.
         let last_acked_invoke = writes
@@ -184,10 +195,10 @@ impl Model {
             }
         }
         if bad {
-            // The write that should have been visible is the newest acknowledged one.
+            // The write that should have been visible is the newest acknowledged one (an
+            // earlier verify's read counts as acknowledged when it was read).
             let newest_ms = writes
                 .iter()
-                .filter(|w| !w.baseline)
                 .filter_map(|w| w.acked_us)
                 .max()
                 .map(|us| us / 1000);
@@ -253,10 +264,14 @@ mod tests {
         m.classify(1, Seen::Missing, &mut r);
         assert_eq!(r.lost, 1);
         m.rebase(1, Seen::Missing, 100);
-        // Still missing at the next verify: nothing new was lost.
+        // Still missing at the next verify: nothing new was lost, and the write in doubt
+        // was counted by the first verify already.
         let mut r = VerifyReport::default();
         m.classify(1, Seen::Missing, &mut r);
-        assert_eq!((r.ok, r.lost, r.acknowledged), (1, 0, 0));
+        assert_eq!(
+            (r.ok, r.lost, r.acknowledged, r.indeterminate),
+            (1, 0, 0, 0)
+        );
         // The write that was in doubt may still have landed.
         m.classify(1, Seen::Value(2), &mut r);
         assert_eq!(r.indeterminate_resolved, 1);

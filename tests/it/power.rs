@@ -95,10 +95,11 @@ fn cuts(backend: &str) {
     let recovery = csv_named_rows(&out.join("recovery.csv"));
     let metric = |name: &str| recovery.iter().filter(|r| r["metric"] == name).count();
     assert_eq!(metric("unsynced_dropped_bytes"), 9, "{recovery:?}");
-    // Every powered-off node came back and caught up.
+    // Every powered-off node came back, after an election it could take part in, and
+    // caught up to what the new leader had committed by then.
     assert_eq!(metric("process_up_ms"), 9, "{recovery:?}");
     assert_eq!(metric("caught_up_ms"), 9, "{recovery:?}");
-    assert!(metric("torn_bytes_truncated") >= 9, "{recovery:?}");
+    assert!(metric("leader_elected_ms") >= 3, "{recovery:?}");
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         report.contains("raftbench-faultfs"),
@@ -280,15 +281,18 @@ fn the_fault_disks_of_a_killed_run_go_away_with_it() {
             .lines()
             .any(|l| l.contains(&*t.path().to_string_lossy()))
     };
+    // Killed once the node runs on its disk (its pid file is written after it starts).
+    let pid_file = out.join("cluster/node-1.pid");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !mounted() && std::time::Instant::now() < deadline {
+    while !(mounted() && pid_file.exists()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(mounted(), "the run never mounted its fault disk");
+    std::thread::sleep(std::time::Duration::from_millis(500));
     child.kill().unwrap();
     child.wait().unwrap();
     // The node, orphaned, is ended by hand (its pid file is in the cluster directory).
-    let node_pid = std::fs::read_to_string(out.join("cluster/node-1.pid")).unwrap();
+    let node_pid = std::fs::read_to_string(&pid_file).unwrap();
     let _ = std::process::Command::new("kill")
         .args(["-9", node_pid.trim()])
         .status();

@@ -155,6 +155,46 @@ fn rejected_cases_name_the_field_and_line() {
             "shorter",
         ),
         (
+            "disk-slow without a latency",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"disk-slow\"\n"),
+            "event.latency",
+            "needs a latency",
+        ),
+        (
+            "disk-fail without an error",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"disk-fail\"\n"),
+            "event.error",
+            "eio",
+        ),
+        (
+            "latency on a kill",
+            &format!("{BASE}[[phase.event]]\nat = \"1s\"\naction = \"kill\"\nlatency = \"5ms\"\n"),
+            "event.latency",
+            "disk-slow",
+        ),
+        (
+            "restart of a node that was never powered off",
+            &format!(
+                "{BASE}[[phase.event]]\nat = \"1s\"\naction = \"power-loss\"\ntarget = \"node:1\"\n[[phase.event]]\nat = \"2s\"\naction = \"restart\"\ntarget = \"node:2\"\n"
+            ),
+            "event.action",
+            "nothing killed",
+        ),
+        (
+            "a cold restart on a fault disk",
+            &format!(
+                "{BASE}[[phase.event]]\nat = \"1s\"\naction = \"power-loss\"\ntarget = \"node:1\"\n[[phase.event]]\nat = \"2s\"\naction = \"restart\"\ntarget = \"node:1\"\ncache = \"cold\"\n"
+            ),
+            "event.cache",
+            "fault file system",
+        ),
+        (
+            "expect_loss with nothing that cuts the power",
+            &format!("expect_loss = true\n{BASE}"),
+            "expect_loss",
+            "power-loss",
+        ),
+        (
             "duplicate phase",
             &format!("{BASE}[[phase]]\nname = \"p\"\nops = 5\nmix = {{ put = 1.0 }}\n"),
             "name",

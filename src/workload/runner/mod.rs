@@ -366,11 +366,15 @@ async fn run_phases(
         let p = p.get_ref();
         if p.verify {
             let t_ms = shared.run_start.elapsed().as_millis() as u64;
+            let since = verifies.last().map_or(0, |v: &PhaseVerify| v.t_ms);
             let mut r = readback::run_verify(shared).await;
             // Loss is expected only where it is possible by design.
             r.loss_expected = f.expect_loss && fsync == FsyncPolicy::Never;
+            // The cut that took the writes this verify misses: the last since the verify
+            // before it.
             r.newest_lost_age_ms = log
                 .last_power_cut_ms()
+                .filter(|cut| *cut >= since)
                 .zip(r.newest_lost_acked_ms)
                 .map(|(cut, acked)| cut.saturating_sub(acked));
             if !shared.quiet {
@@ -387,7 +391,12 @@ async fn run_phases(
                 );
             }
             match &mut verify {
-                Some(v) => v.absorb(&r),
+                Some(v) => {
+                    // Every verify reads the same keys: count them once.
+                    let keys = v.keys.max(r.keys);
+                    v.absorb(&r);
+                    v.keys = keys;
+                }
                 None => verify = Some(r.clone()),
             }
             verifies.push(PhaseVerify {

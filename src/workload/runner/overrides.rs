@@ -44,7 +44,12 @@ pub(super) fn apply_overrides(mut w: Workload, o: &RunOptions) -> Result<Workloa
             scale_d(d);
         }
         for e in &mut p.events {
-            scale_d(&mut e.get_mut().at);
+            let e = e.get_mut();
+            scale_d(&mut e.at);
+            // A disk-slow's length scales with the phase it is in.
+            if let Some(d) = &mut e.duration {
+                scale_d(d);
+            }
         }
     }
     w.revalidate()?;
