@@ -115,7 +115,8 @@ pub trait NodeControl: Send + Sync {
         _torn: Option<u64>,
     ) -> Result<Vec<(u64, CutOutcome)>, ClusterError> {
         Err(ClusterError::Invalid(format!(
-            "nodes {:?} have no fault disk: a power cut needs a cluster raftbench starts              (for a workload with power-loss events), or a `power_loss` control command",
+            "nodes {:?} have no fault disk: a power cut needs a cluster raftbench starts \
+             (for a workload with power-loss events), or a `power_loss` control command",
             nodes.iter().map(|n| n.id).collect::<Vec<_>>()
         )))
     }
