@@ -44,10 +44,10 @@ pub struct MountArgs {
     /// is fsynced) or `durable` (at once).
     #[arg(long, value_enum, default_value_t = MetadataMode::Strict)]
     pub metadata: MetadataMode,
-    /// Unmount and exit when the process that started this one exits (how the harness's
-    /// mounts go away with a run that dies, even by SIGKILL).
-    #[arg(long)]
-    pub exit_with_parent: bool,
+    /// Unmount and exit when process PID, which must be this one's parent, exits (how the
+    /// harness's mounts go away with a run that dies, even by SIGKILL).
+    #[arg(long, value_name = "PID")]
+    pub exit_with_parent: Option<u32>,
 }
 
 /// `raftbench faultfs ctl SOCK ...`

@@ -224,11 +224,16 @@ pub fn clean_dead_mounts(ours: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, F
         .into_iter()
         .filter(|m| ours(m) && is_dead(m))
         .collect();
-    for m in &dead {
+    let mut cleaned = Vec::new();
+    for m in dead {
         tracing::warn!(mount = %m.display(), "faultfs: unmounting a dead mount");
-        force_unmount(m)?;
+        // One that cannot be unmounted (another user's) must not keep the rest.
+        match force_unmount(&m) {
+            Ok(()) => cleaned.push(m),
+            Err(e) => tracing::warn!(error = %e, "faultfs: could not unmount a dead mount"),
+        }
     }
-    Ok(dead)
+    Ok(cleaned)
 }
 
 /// Unmounts every faultfs mount at or under `under` (deepest first) — those a killed run
@@ -553,6 +558,7 @@ impl FaultFsChild {
             .arg("--metadata")
             .arg(opts.metadata.to_string())
             .arg("--exit-with-parent")
+            .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -658,18 +664,21 @@ impl Drop for FaultFsChild {
 }
 
 /// `raftbench faultfs mount`: mounts in the foreground until SIGINT, SIGTERM or SIGHUP (or
-/// until the mount is removed from outside, or, with `exit_with_parent`, until the process
-/// that started this one is gone), then unmounts. A stale faultfs mount at `mnt` is cleaned
+/// until the mount is removed from outside, or, with `exit_with_parent = Some(pid)`, until
+/// this process's parent is no longer `pid`), then unmounts. A stale faultfs mount at `mnt` is cleaned
 /// first.
 pub fn run_foreground(
     src: &Path,
     mnt: &Path,
     opts: MountOptions,
-    exit_with_parent: bool,
+    exit_with_parent: Option<u32>,
 ) -> Result<(), FaultFsError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let parent = nix::unistd::getppid();
-    if exit_with_parent && parent.as_raw() == 1 {
+    // Compared with the pid the parent gave, not with whatever the parent is at start:
+    // the parent may already be gone, and pid 1 may be a legitimate parent (a container).
+    let parent_gone =
+        move || exit_with_parent.is_some_and(|pid| nix::unistd::getppid().as_raw() as u32 != pid);
+    if parent_gone() {
         return Err(FaultFsError::Invalid(
             "the process that started this mount is already gone".into(),
         ));
@@ -724,7 +733,7 @@ pub fn run_foreground(
                         break;
                     }
                     // Re-parented: whoever started us died without unmounting.
-                    if exit_with_parent && nix::unistd::getppid() != parent {
+                    if parent_gone() {
                         eprintln!("faultfs: the process that started this mount is gone");
                         break;
                     }

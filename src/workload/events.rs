@@ -93,14 +93,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The first leader agreed on within the recovery limit from `at`, and its commit index.
+/// The first leader agreed on within the recovery limit from `at`, and its last index
+/// (which includes the entry a new leader appends in its term, so it is at least what was
+/// committed before).
 async fn wait_for_any_leader(cluster: &Arc<Mutex<Cluster>>, at: Instant) -> Option<(u64, u64)> {
     while at.elapsed() < RECOVERY_LIMIT {
         let c = cluster.lock().await;
         if let Some(l) = c.leader().await
             && let Ok(s) = c.status(l).await
         {
-            return Some((l, s.raft.commit_index));
+            return Some((l, s.raft.last_index));
         }
         drop(c);
         tokio::time::sleep(POLL).await;
@@ -414,6 +416,12 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                     .wrapping_add(faults.torn)
             });
+            // Whether the nodes left running after the cut still form a quorum.
+            let left = c
+                .nodes()
+                .keys()
+                .filter(|id| c.is_running(**id) && !ids.contains(id));
+            let quorum_left = 2 * left.count() > c.nodes().len();
             // The cut takes effect when the first disk freezes, not once every process is
             // reaped and every disk unmounted.
             now = Instant::now();
@@ -447,13 +455,12 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     )),
                 }
             }
-            // With a majority cut, no election can happen before the restart: the restart
+            // Without a quorum left, no election can happen before a restart: the restart
             // times it then.
-            let majority_cut = 2 * ids.len() > c.nodes().len();
             follow = Followup::PowerCut {
                 lost,
                 leader: old_leader
-                    .filter(|l| ids.contains(l) && !majority_cut)
+                    .filter(|l| ids.contains(l) && quorum_left)
                     .map(|l| (l, now)),
             };
         }
@@ -492,7 +499,8 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
 }
 
 /// Run `f`, which blocks (process control, mounts), without stalling the other tasks of
-/// the runtime's worker (the load's workers, the sampler, recovery timers).
+/// the runtime's worker: the load's workers go on. (Tasks that need the cluster lock the
+/// caller holds, the sampler and recovery timers, wait for it as for any event.)
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
@@ -554,39 +562,41 @@ pub async fn measure(
             for (id, bytes) in cache_resident {
                 rows.push((id, "cache_resident_bytes", bytes as f64));
             }
-            // No leader when they restarted (a whole-cluster cut): the election is part of
-            // their recovery, and the new leader's commit is what they must reach.
-            let commit = match commit {
-                Some(c) => c,
-                None => match wait_for_any_leader(cluster, at).await {
-                    Some((l, commit)) => {
-                        rows.push((l, "leader_elected_ms", ms(at.elapsed())));
-                        commit
-                    }
-                    None => u64::MAX,
-                },
-            };
+            // Each node's own start first: when it answers, and what its open cost.
+            let mut up = Vec::new();
             for id in ids {
-                let mut up = false;
                 while at.elapsed() < RECOVERY_LIMIT {
-                    let s = cluster.lock().await.status(id).await;
-                    if let Ok(s) = s {
-                        if !up {
-                            up = true;
-                            rows.push((id, "process_up_ms", ms(at.elapsed())));
-                            rows.push((id, "replay_ms", s.startup.replay_ms));
-                            rows.push((id, "open_ms", s.startup.open_ms));
-                            // What recovery cut off a torn WAL tail (after a power cut).
-                            rows.push((
-                                id,
-                                "torn_bytes_truncated",
-                                s.startup.torn_bytes_truncated as f64,
-                            ));
-                        }
-                        if s.raft.applied_index >= commit {
-                            rows.push((id, "caught_up_ms", ms(at.elapsed())));
-                            break;
-                        }
+                    if let Ok(s) = cluster.lock().await.status(id).await {
+                        rows.push((id, "process_up_ms", ms(at.elapsed())));
+                        rows.push((id, "replay_ms", s.startup.replay_ms));
+                        rows.push((id, "open_ms", s.startup.open_ms));
+                        // What recovery cut off a torn WAL tail (after a power cut).
+                        let torn = s.startup.torn_bytes_truncated as f64;
+                        rows.push((id, "torn_bytes_truncated", torn));
+                        up.push(id);
+                        break;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            // No leader when they restarted (a whole-cluster cut): the election is part of
+            // their recovery, and what the new leader holds (its own first entry included,
+            // so at least everything committed before the cut) is what they must reach.
+            let commit = match commit {
+                Some(c) => Some(c),
+                None => wait_for_any_leader(cluster, at).await.map(|(l, last)| {
+                    rows.push((l, "leader_elected_ms", ms(at.elapsed())));
+                    last
+                }),
+            };
+            for id in up.into_iter().filter(|_| commit.is_some()) {
+                let commit = commit.unwrap_or_default();
+                while at.elapsed() < RECOVERY_LIMIT {
+                    if let Ok(s) = cluster.lock().await.status(id).await
+                        && s.raft.applied_index >= commit
+                    {
+                        rows.push((id, "caught_up_ms", ms(at.elapsed())));
+                        break;
                     }
                     tokio::time::sleep(POLL).await;
                 }

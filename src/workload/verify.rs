@@ -114,15 +114,16 @@ impl Model {
         let Some(writes) = map.get_mut(&key) else {
             return;
         };
+        // Whatever is done below, this verify counted the writes in doubt.
+        for w in writes.iter_mut().filter(|w| w.acked_us.is_none()) {
+            w.counted = true;
+        }
         let (id, delete) = match seen {
             Seen::Value(id) if writes.iter().any(|w| w.id == id && !w.delete) => (id, false),
             Seen::Missing => (0, true),
             Seen::Value(_) | Seen::Unknown | Seen::Unreadable => return,
         };
         writes.retain(|w| w.acked_us.is_none() && w.id != id);
-        for w in writes.iter_mut() {
-            w.counted = true;
-        }
         writes.push(Write {
             id,
             delete,
