@@ -11,6 +11,12 @@
 //!
 //! Fault injection lives here too: [`Transport::isolate`] drops all traffic to and from the
 //! given peers (both directions, as seen from this node) until [`Transport::heal`].
+//!
+//! **What reaches raft.** Only the message types one raft peer sends another
+//! ([`peer_may_send`]), addressed to this node, in the shape raft-rs expects: local-only
+//! types (`MsgHup`, `MsgBeat`, ...) and `MsgPropose` (followers here never forward
+//! proposals) are refused, dropped and counted, so a stranger's frame cannot make raft-rs
+//! abort (an empty `MsgPropose` does) or commit an entry that is not a command.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,6 +43,45 @@ fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_codec()
+}
+
+/// Whether a raft peer may send `msg` to node `me`: a type raft-rs sends between peers,
+/// addressed to `me`, in the shape raft-rs expects of it.
+pub fn peer_may_send(msg: &Message, me: u64) -> Result<(), String> {
+    use MessageType::*;
+    let t = msg.get_msg_type();
+    match t {
+        MsgAppend
+        | MsgAppendResponse
+        | MsgRequestVote
+        | MsgRequestVoteResponse
+        | MsgRequestPreVote
+        | MsgRequestPreVoteResponse
+        | MsgSnapshot
+        | MsgHeartbeat
+        | MsgHeartbeatResponse
+        | MsgTransferLeader
+        | MsgTimeoutNow => {}
+        // A follower's read index request, and the leader's answer: one entry, the
+        // request's context.
+        MsgReadIndex | MsgReadIndexResp if msg.entries.len() == 1 => {}
+        MsgReadIndex | MsgReadIndexResp => {
+            return Err(format!("{t:?} with {} entries", msg.entries.len()));
+        }
+        // Local to a node (MsgHup, MsgBeat, MsgUnreachable, MsgSnapStatus,
+        // MsgCheckQuorum), or never forwarded here (MsgPropose).
+        _ => return Err(format!("{t:?} never comes from a peer")),
+    }
+    if msg.to != me {
+        return Err(format!(
+            "{t:?} addressed to {}, not to this node ({me})",
+            msg.to
+        ));
+    }
+    if t == MsgSnapshot && !msg.has_snapshot() {
+        return Err("MsgSnapshot without a snapshot".into());
+    }
+    Ok(())
 }
 
 /// First frame of every connection.
@@ -74,12 +119,18 @@ pub struct Transport {
     peers: Mutex<HashMap<u64, Peer>>,
     isolated: RwLock<HashSet<u64>>,
     dropped: AtomicU64,
+    /// This node's id: messages must be addressed to it.
+    me: u64,
+    /// Inbound messages refused by [`peer_may_send`].
+    refused: AtomicU64,
 }
 
 impl Transport {
     /// A transport introducing itself with `hello`, spawning tasks on `rt`.
     pub fn new(hello: Hello, rt: tokio::runtime::Handle, inbox: Arc<dyn Inbox>) -> Arc<Self> {
         Arc::new(Transport {
+            me: hello.id,
+            refused: AtomicU64::new(0),
             hello: serde_json::to_vec(&hello).expect("hello serialises").into(),
             rt,
             inbox,
@@ -149,6 +200,18 @@ impl Transport {
             }
             if self.is_isolated(msg.from) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Err(why) = peer_may_send(&msg, self.me) {
+                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                // Logged, but not once per message of a flood.
+                if n.is_power_of_two() {
+                    warn!(
+                        peer = hello.id,
+                        refused = n,
+                        "refused a peer message: {why}"
+                    );
+                }
                 continue;
             }
             self.inbox.deliver(msg);
@@ -239,6 +302,11 @@ impl Transport {
         self.isolated.read().contains(&id)
     }
 
+    /// Inbound messages refused so far because no raft peer may send them.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Messages dropped so far (full queues, unknown or isolated peers).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -312,5 +380,55 @@ async fn outbound(
                 t.inbox.snapshot_sent(id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(t: MessageType, to: u64, entries: usize) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.from = 2;
+        m.to = to;
+        m.entries = vec![raft::eraftpb::Entry::default(); entries].into();
+        m
+    }
+
+    #[test]
+    fn only_what_raft_peers_send_each_other_is_accepted() {
+        use MessageType::*;
+        for t in [
+            MsgAppend,
+            MsgAppendResponse,
+            MsgHeartbeat,
+            MsgRequestVote,
+            MsgTimeoutNow,
+        ] {
+            assert!(peer_may_send(&msg(t, 1, 0), 1).is_ok(), "{t:?}");
+        }
+        assert!(peer_may_send(&msg(MsgReadIndex, 1, 1), 1).is_ok());
+        for t in [
+            MsgPropose,
+            MsgHup,
+            MsgBeat,
+            MsgUnreachable,
+            MsgSnapStatus,
+            MsgCheckQuorum,
+        ] {
+            let e = peer_may_send(&msg(t, 1, 1), 1).unwrap_err();
+            assert!(e.contains("never comes from a peer"), "{t:?}: {e}");
+        }
+        assert!(peer_may_send(&msg(MsgReadIndex, 1, 0), 1).is_err());
+        assert!(peer_may_send(&msg(MsgReadIndexResp, 1, 2), 1).is_err());
+        assert!(
+            peer_may_send(&msg(MsgAppend, 3, 0), 1).is_err(),
+            "not addressed to us"
+        );
+        assert!(
+            peer_may_send(&msg(MsgSnapshot, 1, 0), 1).is_err(),
+            "no snapshot"
+        );
     }
 }

@@ -120,6 +120,8 @@ pub struct RaftLoop {
     readies: u64,
     synced_persists: u64,
     entries_appended: u64,
+    /// Committed entries that were not commands (applied as no-ops).
+    not_commands: u64,
 }
 
 impl RaftLoop {
@@ -180,6 +182,7 @@ impl RaftLoop {
             readies: 0,
             synced_persists: 0,
             entries_appended: 0,
+            not_commands: 0,
         };
         me.publish_status();
         Ok(me)
@@ -454,12 +457,21 @@ impl RaftLoop {
         for e in &entries {
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => {}
-                EntryType::EntryNormal => {
-                    let cmd = KvCommand::decode(&e.data).map_err(|err| {
-                        StorageError::Invalid(format!("entry {} is not a command: {err}", e.index))
-                    })?;
-                    cmds.push(cmd);
-                }
+                // An entry that is not a command is applied as a no-op: every replica
+                // decodes the same bytes the same way, so they stay identical, and a node
+                // never stops over the content of a committed entry (it would stop again at
+                // every restart).
+                EntryType::EntryNormal => match KvCommand::decode(&e.data) {
+                    Ok(cmd) => cmds.push(cmd),
+                    Err(err) => {
+                        self.not_commands += 1;
+                        warn!(
+                            index = e.index,
+                            total = self.not_commands,
+                            "committed entry is not a command, applied as a no-op: {err}"
+                        );
+                    }
+                },
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     match self.apply_conf_change(e, &mut cmds)? {
                         Some(cs) => conf_state = Some(cs),
