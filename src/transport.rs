@@ -2,7 +2,8 @@
 //!
 //! Every frame is length-delimited (`tokio_util`'s `LengthDelimitedCodec`, up to 1 GiB so
 //! that snapshots fit). A connection opens with a JSON `Hello` naming the sender and its
-//! addresses; every later frame is one protobuf-encoded raft `Message`.
+//! addresses (at most 64 KiB, within 5 s); every later frame is one protobuf-encoded raft
+//! `Message`.
 //!
 //! Outbound, each peer has one task and one bounded, ordered queue. The raft loop only ever
 //! `try_send`s: when a queue is full (a slow or dead peer) the message is dropped and counted
@@ -36,6 +37,10 @@ use tracing::{debug, info, warn};
 
 /// Largest frame accepted: snapshots travel as single messages.
 const MAX_FRAME: usize = 1 << 30;
+/// Largest hello accepted (a hello is a few hundred bytes of JSON).
+const MAX_HELLO: usize = 64 * 1024;
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
 
@@ -177,12 +182,28 @@ impl Transport {
 
     async fn inbound(self: &Arc<Self>, stream: TcpStream) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
-        let mut frames = FramedRead::new(stream, codec());
-        let Some(first) = frames.next().await else {
-            return Ok(());
+        // The hello is read with a small limit and a deadline: before it, the other end is
+        // a stranger, who must not make this node reserve a large frame's buffer (the codec
+        // reserves as soon as the length prefix arrives) or hold a connection open idle.
+        let mut frames = FramedRead::new(
+            stream,
+            LengthDelimitedCodec::builder()
+                .max_frame_length(MAX_HELLO)
+                .new_codec(),
+        );
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
+            Ok(Some(first)) => first?,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no hello within {HELLO_TIMEOUT:?}"),
+                ));
+            }
         };
-        let hello: Hello = serde_json::from_slice(&first?)
+        let hello: Hello = serde_json::from_slice(&first)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        frames.decoder_mut().set_max_frame_length(MAX_FRAME);
         self.inbox.hello(&hello);
         // A node that joined empty learns its peers from their hellos: answer them.
         if !self.has_peer(hello.id) {

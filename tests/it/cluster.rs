@@ -649,6 +649,26 @@ async fn stranger_frames_cannot_crash_or_poison(kind: BackendKind) {
         .unwrap();
     assert_eq!(got.as_deref(), Some(&b"2"[..]));
     assert!(c.status(leader).await.is_ok(), "the leader still serves");
+
+    // A length prefix announcing 1 GiB before any hello: the connection is closed at once
+    // (the hello limit is 64 KiB), not held while the node reserves a gigabyte.
+    let mut conn =
+        std::net::TcpStream::connect(&c.node(leader).unwrap().peer_addr).expect("peer port");
+    conn.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 1];
+    let read = std::io::Read::read(&mut conn, &mut buf);
+    // Closed (EOF or reset), not still open when the read times out.
+    let closed = match &read {
+        Ok(0) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        Ok(_) => false,
+    };
+    assert!(closed, "a 1 GiB hello was not refused: {read:?}");
+    assert!(c.status(leader).await.is_ok(), "the leader still serves");
 }
 
 macro_rules! cluster_tests {
