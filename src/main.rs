@@ -78,13 +78,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 if v.lost_writes() > 0 {
                     eprintln!(
-                        "expected loss (expect_loss, fsync = \"never\"): {} acknowledged writes lost{}",
-                        v.lost_writes(),
-                        v.newest_lost_age_ms
-                            .map(|a| format!(
-                                ", the newest acknowledged {a} ms before the power cut"
-                            ))
-                            .unwrap_or_default()
+                        "expected loss (expect_loss, fsync = \"never\"): {}",
+                        v.loss_summary()
                     );
                 }
             }

@@ -270,13 +270,8 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
                 (
                     "bad",
                     format!(
-                        "EXPECTED LOSS (expect_loss under fsync = \"never\"): {} acknowledged writes lost{} (keys {:?})",
-                        v.lost_writes(),
-                        v.newest_lost_age_ms
-                            .map(|a| format!(
-                                "; the newest had been acknowledged {a} ms before the power cut"
-                            ))
-                            .unwrap_or_default(),
+                        "EXPECTED LOSS (expect_loss under fsync = \"never\"): {} (keys {:?})",
+                        v.loss_summary(),
                         v.bad_keys
                     ),
                 )

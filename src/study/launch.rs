@@ -64,13 +64,13 @@ impl Launch {
             && v.lost_writes() > 0
         {
             eprintln!(
-                "{}: {backend} lost {} acknowledged writes in {} (keys {:?})",
+                "{}: {backend}: {} in {} (keys {:?})",
                 if v.loss_expected {
                     "note (expected loss)"
                 } else {
                     "warning"
                 },
-                v.lost_writes(),
+                v.loss_summary(),
                 out.display(),
                 v.bad_keys
             );

@@ -214,6 +214,16 @@ impl VerifyReport {
         self.lost_writes() > 0 && !self.loss_expected
     }
 
+    /// "N acknowledged writes lost, the newest acknowledged M ms before the power cut": the
+    /// loss as a figure, for terminals and reports.
+    pub fn loss_summary(&self) -> String {
+        let age = self
+            .newest_lost_age_ms
+            .map(|a| format!(", the newest acknowledged {a} ms before the power cut"))
+            .unwrap_or_default();
+        format!("{} acknowledged writes lost{age}", self.lost_writes())
+    }
+
     /// Add `other`'s counts, of disjoint keys (another generator's) or of a later verify
     /// phase (which judged only the writes since this one).
     pub fn absorb(&mut self, other: &VerifyReport) {
