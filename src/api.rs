@@ -10,6 +10,12 @@
 //! POST   /admin/transfer-leader/{id}
 //! POST   /admin/partition   {"isolate_from": [ids]}; POST /admin/heal
 //! ```
+//! A read's response says how it was served: [`CONSISTENCY_HEADER`] and
+//! [`APPLIED_INDEX_HEADER`] (the node had applied at least that index when it read).
+//!
+//! The membership and admin endpoints are open on loopback binds. On any other bind (or
+//! with `--admin-auth always`) they require `Authorization: Bearer <cluster secret>`, and
+//! answer `401 unauthorized` without it ([`NodeHandle::admit_admin`]).
 //! Keys are one path segment (percent-encode `/`), at most [`MAX_KEY_BYTES`]; values at
 //! most [`MAX_VALUE_BYTES`]. Errors are JSON [`ErrorBody`]s with a stable
 //! [`ErrorCode`]. A write sent to a follower gets `421 Misdirected Request` with `leader_id` and
@@ -33,7 +39,7 @@ use serde_json::json;
 
 use crate::kv::KvCommand;
 use crate::node::{MEMBER_KEY_PREFIX, NodeError, NodeHandle};
-use crate::wire::api::RESERVED_KEY_BYTE;
+use crate::wire::api::{APPLIED_INDEX_HEADER, CONSISTENCY_HEADER, RESERVED_KEY_BYTE};
 use crate::wire::{
     ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemberAddrs, Role, StatusReport,
 };
@@ -99,6 +105,25 @@ impl FromRequestParts<Shared> for Node {
                 "the node is shutting down",
             )
         })
+    }
+}
+
+/// Extractor of the node's handle for admin and membership endpoints: refuses, with
+/// `401 unauthorized`, a request without the bearer token this node requires.
+struct Admin(NodeHandle);
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let Node(s) = Node::from_request_parts(parts, state).await?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        s.admit_admin(header)
+            .map_err(|why| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, why))?;
+        Ok(Admin(s))
     }
 }
 
@@ -290,21 +315,34 @@ async fn get_kv(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
     let key = check_key(key)?;
-    match params.consistency.as_deref() {
-        None | Some("linearizable") => read_barrier(&s).await?,
-        Some("local") => {}
+    let consistency = match params.consistency.as_deref() {
+        None | Some("linearizable") => {
+            read_barrier(&s).await?;
+            "linearizable"
+        }
+        Some("local") => "local",
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "unknown consistency {other:?}; expected linearizable or local"
             )));
         }
-    }
+    };
+    // Read before the get: the state read has applied at least this much.
+    let applied = s.raft_status().applied_index;
+    let labelled = |mut r: Response| {
+        let h = r.headers_mut();
+        h.insert(
+            CONSISTENCY_HEADER,
+            axum::http::HeaderValue::from_static(consistency),
+        );
+        h.insert(APPLIED_INDEX_HEADER, axum::http::HeaderValue::from(applied));
+        r
+    };
     match s.get(&key) {
-        Ok(Some(v)) => Ok((StatusCode::OK, v).into_response()),
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::KeyNotFound,
-            "no such key",
+        Ok(Some(v)) => Ok(labelled((StatusCode::OK, v).into_response())),
+        Ok(None) => Ok(labelled(
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::KeyNotFound, "no such key")
+                .into_response(),
         )),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -327,7 +365,7 @@ fn member_id(id: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
 }
 
 async fn add_member(
-    Node(s): Node,
+    Admin(s): Admin,
     id: Result<Path<u64>, PathRejection>,
     body: Result<Json<MemberAddrs>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -359,7 +397,7 @@ async fn add_member(
 }
 
 async fn remove_member(
-    Node(s): Node,
+    Admin(s): Admin,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = member_id(id)?;
@@ -381,14 +419,14 @@ async fn remove_member(
     ))
 }
 
-async fn admin_snapshot(Node(s): Node) -> Result<Response, ApiError> {
+async fn admin_snapshot(Admin(s): Admin) -> Result<Response, ApiError> {
     const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
     let report = answered(&s, s.snapshot(SNAPSHOT_TIMEOUT).await, SNAPSHOT_TIMEOUT)?;
     Ok(Json(report).into_response())
 }
 
 async fn transfer_leader(
-    Node(s): Node,
+    Admin(s): Admin,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let to = member_id(id)?;
@@ -404,7 +442,7 @@ struct PartitionRequest {
 }
 
 async fn partition(
-    Node(s): Node,
+    Admin(s): Admin,
     body: Result<Json<PartitionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|e| {
@@ -419,7 +457,7 @@ async fn partition(
     Ok(Json(json!({ "isolated_from": s.transport().isolated() })))
 }
 
-async fn heal(Node(s): Node) -> Json<serde_json::Value> {
+async fn heal(Admin(s): Admin) -> Json<serde_json::Value> {
     s.transport().heal();
     Json(json!({ "isolated_from": [] }))
 }

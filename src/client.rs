@@ -310,9 +310,23 @@ impl Client {
 /// The HTTP client the harness uses for nodes' APIs (requests, status and admin calls): no
 /// proxy (nodes are addressed directly), up to 64 kept-alive connections per node.
 pub fn http_client() -> reqwest::Client {
+    http_client_with(None)
+}
+
+/// [`http_client`] that sends `secret` as the bearer token of every request (the nodes
+/// require it of admin calls on non-loopback binds, and ignore it elsewhere).
+pub fn http_client_with(secret: Option<&crate::wire::ClusterSecret>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(s) = secret {
+        let mut v = reqwest::header::HeaderValue::from_str(&s.bearer())
+            .expect("a secret is printable ASCII");
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)
+        .default_headers(headers)
         .build()
         .expect("a TLS-less reqwest client always builds")
 }

@@ -33,9 +33,12 @@ pub use disks::FaultDisks;
 pub use ports::free_addr;
 pub use processes::Processes;
 
-use crate::client::http_client;
+use crate::client::http_client_with;
 use crate::procinfo;
-use crate::wire::{BackendConfig, ClusterFile, ClusterNode, RaftSettings, Role, StatusReport};
+use crate::wire::{
+    BackendConfig, ClusterFile, ClusterNode, ClusterSecret, RaftSettings, Role, SECRET_FILE_NAME,
+    StatusReport,
+};
 
 /// Why a cluster operation failed.
 #[derive(Debug, Error)]
@@ -112,8 +115,11 @@ pub struct ProcResources {
 pub struct Cluster<C: NodeControl = Box<dyn NodeControl>> {
     spec: ClusterSpec,
     nodes: BTreeMap<u64, Member>,
+    /// Sends the cluster secret (if any) as the bearer token of every request.
     http: reqwest::Client,
     control: C,
+    /// The cluster's secret, and the file it is in (named in cluster files written for it).
+    secret: Option<(ClusterSecret, PathBuf)>,
 }
 
 impl NodeControl for Box<dyn NodeControl> {
@@ -193,15 +199,23 @@ impl Cluster<Processes> {
         }
         std::fs::create_dir_all(spec.dir.join("logs"))
             .map_err(io(format!("creating {}", spec.dir.display())))?;
+        // Every cluster raftbench starts has a secret: its peers authenticate each other
+        // and its admin calls carry it.
+        let secret_path = spec.dir.join(SECRET_FILE_NAME);
+        let secret = ClusterSecret::generate();
+        secret
+            .save_new(&secret_path)
+            .map_err(|e| ClusterError::Invalid(e.to_string()))?;
         let mut control = Processes::new(&spec.binary, &spec.dir, &file);
         if let Some(metadata) = spec.fault_disks {
             control = control.with_fault_disks(FaultDisks::new(&spec.binary, &spec.dir, metadata)?);
         }
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
-            http: http_client(),
+            http: http_client_with(Some(&secret)),
             control,
             spec,
+            secret: Some((secret, secret_path)),
         };
         for id in 1..=cluster.spec.nodes {
             cluster.add_entry(id, false)?;
@@ -234,6 +248,10 @@ impl Cluster<Commands> {
     /// `control.log`, the output of every control command run.
     pub fn attach(path: &Path, log_dir: &Path) -> Result<Cluster<Commands>, ClusterError> {
         let file = ClusterFile::load(path)?;
+        let secret = file
+            .secret(path)
+            .map_err(|e| ClusterError::Invalid(e.to_string()))?
+            .zip(file.secret_path(path));
         if file.nodes.is_empty() {
             return Err(ClusterError::Invalid(format!(
                 "{}: lists no [[node]]",
@@ -266,7 +284,8 @@ impl Cluster<Commands> {
                 fault_disks: None,
             },
             nodes,
-            http: http_client(),
+            http: http_client_with(secret.as_ref().map(|s| &s.0)),
+            secret,
             control: Commands::new(path, file.nodes.iter().map(|n| (n.id, n.control.clone()))),
         })
     }
@@ -281,6 +300,7 @@ impl<C: NodeControl + 'static> Cluster<C> {
             nodes: self.nodes,
             http: self.http,
             control: Box::new(self.control),
+            secret: self.secret,
         }
     }
 }
@@ -335,6 +355,7 @@ impl<C: NodeControl> Cluster<C> {
     /// control commands it was attached with).
     pub fn cluster_file(&self) -> ClusterFile {
         ClusterFile {
+            secret_file: self.secret.as_ref().map(|s| s.1.clone()),
             raft: self.spec.raft.clone(),
             backend: self.spec.backend.with_dir(""),
             nodes: self
@@ -350,6 +371,17 @@ impl<C: NodeControl> Cluster<C> {
                 })
                 .collect(),
         }
+    }
+
+    /// The HTTP client for the nodes' APIs: it carries the cluster secret as its bearer
+    /// token, as admin calls on non-loopback nodes need.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The cluster's secret file, if it has one.
+    pub fn secret_path(&self) -> Option<&Path> {
+        self.secret.as_ref().map(|s| s.1.as_path())
     }
 
     /// The nodes, by id.

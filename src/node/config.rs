@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::transport::Limits;
+use crate::transport::frames::MIN_MAX_FRAME;
 use crate::wire::{
-    BackendConfig, BackendKind, ClusterFile, ClusterFileError, FsyncPolicy, MemberAddrs, RaftArgs,
-    RaftSettings,
+    BackendConfig, BackendKind, ClusterFile, ClusterFileError, ClusterSecret, FsyncPolicy,
+    MemberAddrs, RaftArgs, RaftSettings, SecretError,
 };
 
 /// Why a node configuration is unusable.
@@ -20,6 +22,19 @@ pub enum ConfigError {
     Invalid(String),
     #[error(transparent)]
     ClusterFile(#[from] ClusterFileError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// When the admin endpoints (membership, snapshot, transfer-leader, partition, heal)
+/// require the cluster secret as a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AdminAuth {
+    /// Only when the client address is not a loopback address.
+    #[default]
+    Auto,
+    /// Always (on a shared host, loopback is reachable by every local user).
+    Always,
 }
 
 /// `raftbench node`'s flags. Merged with the cluster file, if any, by
@@ -59,6 +74,17 @@ pub struct NodeArgs {
     /// When writes are forced to disk: always | never.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
+    /// The cluster secret (default: the cluster file's `secret_file`). Without one, peers
+    /// are not authenticated: a warning at start-up and in /status.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// When admin endpoints require the secret as a bearer token: auto (on non-loopback
+    /// client binds) | always.
+    #[arg(long, value_enum, default_value_t = AdminAuth::Auto)]
+    pub admin_auth: AdminAuth,
+    /// Largest peer frame sent or accepted; larger messages (snapshots) travel in chunks.
+    #[arg(long, default_value = "32MiB")]
+    pub peer_max_frame: bytesize::ByteSize,
     #[command(flatten)]
     pub raft: RaftArgs,
 }
@@ -83,9 +109,22 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub backend: BackendConfig,
     pub raft: RaftSettings,
+    /// The cluster secret; `None` runs unauthenticated (quick local tries).
+    pub secret: Option<ClusterSecret>,
+    /// When admin endpoints require the secret.
+    pub admin_auth: AdminAuth,
+    /// Peer transport limits.
+    pub peer_limits: Limits,
 }
 
 impl NodeConfig {
+    /// Whether admin requests must carry the secret: always, or when clients reach this
+    /// node on something other than loopback. Without a secret, such a node refuses every
+    /// admin request (there is nothing it could check).
+    pub fn admin_token_required(&self) -> bool {
+        self.admin_auth == AdminAuth::Always || !self.client_listen.ip().is_loopback()
+    }
+
     /// Build a node's configuration from its flags and, if given, its cluster file (flags
     /// win), and check it.
     pub fn from_args(args: NodeArgs) -> Result<NodeConfig, ConfigError> {
@@ -137,6 +176,19 @@ impl NodeConfig {
         let raft = args
             .raft
             .apply(file.as_ref().map(|f| f.raft.clone()).unwrap_or_default());
+        let secret = match (&args.cluster_secret_file, &file, &args.cluster_file) {
+            (Some(p), _, _) => Some(ClusterSecret::load(p)?),
+            (None, Some(f), Some(path)) => f.secret(path)?,
+            _ => None,
+        };
+        let max_frame = usize::try_from(args.peer_max_frame.as_u64()).unwrap_or(usize::MAX);
+        if max_frame < MIN_MAX_FRAME {
+            return Err(ConfigError::Invalid(format!(
+                "--peer-max-frame {} is below the minimum of {}",
+                args.peer_max_frame,
+                bytesize::ByteSize(MIN_MAX_FRAME as u64)
+            )));
+        }
         let cfg = NodeConfig {
             id,
             peer_listen: resolve(&peer_addr)?,
@@ -150,6 +202,12 @@ impl NodeConfig {
             data_dir,
             backend,
             raft,
+            secret,
+            admin_auth: args.admin_auth,
+            peer_limits: Limits {
+                max_frame,
+                ..Limits::default()
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -22,18 +22,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChange, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, Message};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use config::{ConfigError, NodeArgs, NodeConfig, resolve};
+pub use config::{AdminAuth, ConfigError, NodeArgs, NodeConfig, resolve};
 pub use members::{MEMBER_KEY_PREFIX, Members, member_key};
 
 use crate::kv::KvCommand;
 use crate::storage::{self, KvReader, StorageBackend, StorageError};
-use crate::transport::{Hello, Inbox, Transport};
+use crate::transport::{Hello, Identity, Inbox, Transport};
 use crate::wire::{BackendConfig, MemberAddrs, OpenReport, RaftSettings, StatusReport};
 use status::StatusCell;
 
@@ -190,8 +190,11 @@ impl Inbox for LoopInbox {
     fn snapshot_sent(&self, id: u64) {
         let _ = self.tx.send(Input::SnapshotSent { id });
     }
+    fn admits(&self, id: u64) -> bool {
+        self.members.admits(id)
+    }
     fn hello(&self, hello: &Hello) {
-        self.members.learn(
+        self.members.learn_from_hello(
             hello.id,
             MemberAddrs {
                 peer_addr: hello.peer_addr.clone(),
@@ -273,11 +276,13 @@ impl Opened {
         } = self;
         let (tx, rx) = std::sync::mpsc::channel();
         let transport = Transport::new(
-            Hello {
+            Identity {
                 id: cfg.id,
                 peer_addr: cfg.advertise.peer_addr.clone(),
                 client_addr: cfg.advertise.client_addr.clone(),
             },
+            cfg.secret.clone(),
+            cfg.peer_limits,
             rt,
             Arc::new(LoopInbox {
                 tx: tx.clone(),
@@ -315,6 +320,9 @@ impl Opened {
                     backend: backend_cfg,
                     startup,
                     raft: cfg.raft.clone(),
+                    secret: cfg.secret.clone(),
+                    admin_token_required: cfg.admin_token_required(),
+                    admin_refused: Default::default(),
                     _lock: lock,
                 }),
             },
@@ -371,6 +379,12 @@ struct HandleInner {
     backend: BackendConfig,
     startup: OpenReport,
     raft: RaftSettings,
+    /// The cluster secret, if any (admin bearer tokens are checked against it).
+    secret: Option<crate::wire::ClusterSecret>,
+    /// Whether admin requests must carry the secret.
+    admin_token_required: bool,
+    /// Admin requests refused for a missing or wrong token.
+    admin_refused: std::sync::atomic::AtomicU64,
     /// The node directory's lock, last: released only after everything above that can
     /// reach the storage (readers, the address book) is gone.
     _lock: File,
@@ -448,8 +462,52 @@ impl NodeHandle {
         addrs: Option<MemberAddrs>,
         timeout: Duration,
     ) -> Result<(), Option<NodeError>> {
-        self.ask(|reply| Input::ConfChange { cc, addrs, reply }, timeout)
-            .await
+        // The node being added may connect before the change is applied here.
+        let adding = matches!(
+            cc.get_change_type(),
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+        )
+        .then_some(cc.node_id);
+        if let Some(id) = adding {
+            self.inner.members.adding(id);
+        }
+        let r = self
+            .ask(|reply| Input::ConfChange { cc, addrs, reply }, timeout)
+            .await;
+        if let (Some(id), Err(Some(_))) = (adding, &r) {
+            self.inner.members.settled(id);
+        }
+        r
+    }
+
+    /// Whether an admin request carrying `authorization` (the header's value, if any) may
+    /// proceed; a refusal is counted in `/status`. Loopback binds admit any (unless
+    /// `--admin-auth always`); otherwise the cluster secret is required, and without one
+    /// every admin request is refused.
+    pub fn admit_admin(&self, authorization: Option<&[u8]>) -> Result<(), &'static str> {
+        if !self.inner.admin_token_required {
+            return Ok(());
+        }
+        let ok = match (&self.inner.secret, authorization) {
+            (Some(s), Some(h)) => s.matches_bearer(h),
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        self.inner
+            .admin_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(match (&self.inner.secret, authorization) {
+            (None, _) => {
+                "admin endpoints of a node on a non-loopback address need a cluster secret \
+                 (start it with --cluster-secret-file)"
+            }
+            (Some(_), None) => {
+                "admin endpoints need the cluster secret: Authorization: Bearer <secret>"
+            }
+            (Some(_), Some(_)) => "the bearer token is not the cluster secret",
+        })
     }
 
     /// Snapshot and compact now.
@@ -498,6 +556,19 @@ impl NodeHandle {
             uptime_ms: self.inner.status.started.elapsed().as_millis() as u64,
             startup: self.inner.startup.clone(),
             dropped_messages: self.inner.transport.dropped(),
+            security: crate::wire::PeerSecurity {
+                not_commands: self
+                    .inner
+                    .status
+                    .not_commands
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                admin_token_required: self.inner.admin_token_required,
+                admin_refused: self
+                    .inner
+                    .admin_refused
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                ..self.inner.transport.security()
+            },
         }
     }
 

@@ -120,8 +120,17 @@ pub struct RaftLoop {
     readies: u64,
     synced_persists: u64,
     entries_appended: u64,
-    /// Committed entries that were not commands (applied as no-ops).
-    not_commands: u64,
+}
+
+/// Every node a conf state names (voters and learners, incoming and outgoing): those whose
+/// peer connections the transport admits.
+fn conf_members(cs: &ConfState) -> impl Iterator<Item = u64> + '_ {
+    cs.voters
+        .iter()
+        .chain(&cs.learners)
+        .chain(&cs.voters_outgoing)
+        .chain(&cs.learners_next)
+        .copied()
 }
 
 impl RaftLoop {
@@ -153,7 +162,9 @@ impl RaftLoop {
             ..Default::default()
         };
         raft_cfg.validate()?;
-        let voters = backend.initial_state()?.conf_state.voters;
+        let conf = backend.initial_state()?.conf_state;
+        members.set_conf(conf_members(&conf));
+        let voters = conf.voters;
         let raw = RawNode::new(&raft_cfg, backend, &raft_logger(cfg.id))?;
         for id in voters {
             if id != cfg.id
@@ -182,7 +193,6 @@ impl RaftLoop {
             readies: 0,
             synced_persists: 0,
             entries_appended: 0,
-            not_commands: 0,
         };
         me.publish_status();
         Ok(me)
@@ -433,6 +443,8 @@ impl RaftLoop {
             )));
         }
         // The snapshot brought a new address book and conf state.
+        let cs = self.raw.raft.prs().conf().to_conf_state();
+        self.members.set_conf(conf_members(&cs));
         let voters = self.voters();
         for id in voters {
             if id != self.id
@@ -463,14 +475,7 @@ impl RaftLoop {
                 // every restart).
                 EntryType::EntryNormal => match KvCommand::decode(&e.data) {
                     Ok(cmd) => cmds.push(cmd),
-                    Err(err) => {
-                        self.not_commands += 1;
-                        warn!(
-                            index = e.index,
-                            total = self.not_commands,
-                            "committed entry is not a command, applied as a no-op: {err}"
-                        );
-                    }
+                    Err(err) => self.not_a_command(e.index, &err.to_string()),
                 },
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     match self.apply_conf_change(e, &mut cmds)? {
@@ -491,6 +496,9 @@ impl RaftLoop {
         self.raw
             .mut_store()
             .apply(last, &cmds, conf_state.as_ref())?;
+        if let Some(cs) = &conf_state {
+            self.members.set_conf(conf_members(cs));
+        }
         for (p, index, term, kind) in answers {
             let r = if p.term == term && rejected.contains(&index) {
                 Err(NodeError::Rejected(
@@ -510,22 +518,46 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// Count and log a committed entry that is applied as a no-op.
+    fn not_a_command(&mut self, index: u64, why: &str) {
+        let total = self
+            .status
+            .not_commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        warn!(
+            index,
+            total, "committed entry is not a command, applied as a no-op: {why}"
+        );
+    }
+
     /// Apply one conf-change entry to raft; record address-book changes as KV commands
-    /// (applied atomically with the new conf state).
+    /// (applied atomically with the new conf state). An entry that does not decode is a
+    /// no-op, as a normal entry that is not a command is (`Ok(None)`: the proposal, if it
+    /// was ours, is answered as rejected).
     fn apply_conf_change(
         &mut self,
         e: &Entry,
         cmds: &mut Vec<KvCommand>,
     ) -> Result<Option<ConfState>, StorageError> {
-        let bad = |err: protobuf::ProtobufError| {
-            StorageError::Invalid(format!("entry {} is not a conf change: {err}", e.index))
-        };
         let (result, changes) = if e.get_entry_type() == EntryType::EntryConfChange {
-            let cc = ConfChange::parse_from_bytes(&e.data).map_err(bad)?;
+            let cc = match ConfChange::parse_from_bytes(&e.data) {
+                Ok(cc) => cc,
+                Err(err) => {
+                    self.not_a_command(e.index, &format!("not a conf change: {err}"));
+                    return Ok(None);
+                }
+            };
             let changes = vec![(cc.get_change_type(), cc.node_id)];
             (self.raw.apply_conf_change(&cc), changes)
         } else {
-            let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(bad)?;
+            let cc = match ConfChangeV2::parse_from_bytes(&e.data) {
+                Ok(cc) => cc,
+                Err(err) => {
+                    self.not_a_command(e.index, &format!("not a conf change: {err}"));
+                    return Ok(None);
+                }
+            };
             let changes = cc
                 .get_changes()
                 .iter()

@@ -27,6 +27,8 @@ impl From<raft::StateRole> for Role {
 pub struct StatusCell {
     inner: Arc<RwLock<Shared>>,
     pub started: Instant,
+    /// Committed entries that were not commands, applied as no-ops.
+    pub not_commands: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Shared {
@@ -39,6 +41,7 @@ impl StatusCell {
         StatusCell {
             inner: Arc::new(RwLock::new(Shared { raft, storage })),
             started: Instant::now(),
+            not_commands: Arc::default(),
         }
     }
     pub fn set_raft(&self, raft: RaftStatus) {

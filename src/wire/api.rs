@@ -11,6 +11,13 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Largest value accepted, in bytes.
 pub const MAX_VALUE_BYTES: usize = 4 << 20;
 
+/// Response header of a `GET /kv/{key}`: the consistency the read was served with
+/// (`linearizable` or `local`).
+pub const CONSISTENCY_HEADER: &str = "x-raftbench-consistency";
+/// Response header of a `GET /kv/{key}`: the serving node had applied at least this index
+/// when it read (a `local` read may be this far behind the leader).
+pub const APPLIED_INDEX_HEADER: &str = "x-raftbench-applied-index";
+
 /// Keys starting with this byte are reserved for raftbench's own bookkeeping (member
 /// addresses); the API refuses them from clients.
 pub const RESERVED_KEY_BYTE: u8 = 0;
@@ -47,6 +54,8 @@ pub enum ErrorCode {
     UnknownMember,
     /// The storage engine failed to read (500).
     StorageError,
+    /// An admin request without the cluster secret as its bearer token (401).
+    Unauthorized,
     /// A code this build does not know (a newer server): treated as a plain rejection.
     #[serde(other)]
     Unknown,

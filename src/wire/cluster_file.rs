@@ -6,6 +6,7 @@
 //! --cluster F` reads one to find (and control) a live cluster.
 //!
 //! ```toml
+//! secret_file = "cluster.secret"  # optional; relative to this file's directory
 //! tick_ms = 50
 //! election_ticks = 10
 //! snapshot_interval = 100000
@@ -28,6 +29,11 @@
 //! `RAFTBENCH_PEER_ADDR` and `RAFTBENCH_DATA_DIR`; they are how a run injects failures into
 //! a cluster it did not start. Nodes ignore them (they are the harness's), but they live in
 //! the same file so that one file describes a cluster to both wings.
+//!
+//! `secret_file` names the cluster's secret ([`ClusterSecret`]): nodes prove it to each
+//! other and require it of admin calls on non-loopback binds, and the harness sends it.
+//! The secret lives in a file of its own (mode 0600) so that the cluster file can be shared
+//! and committed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::backend::BackendConfig;
+use super::secret::{ClusterSecret, SecretError};
 
 /// Why a cluster file could not be read, parsed or written.
 #[derive(Debug, Error)]
@@ -193,6 +200,9 @@ impl ControlCommands {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
+    /// The cluster's secret file, relative to the cluster file's directory (or absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
     #[serde(flatten)]
     pub raft: RaftSettings,
     pub backend: BackendConfig,
@@ -240,6 +250,22 @@ impl ClusterFile {
             .collect()
     }
 
+    /// Where the secret file of the cluster file at `path` is, if it names one.
+    pub fn secret_path(&self, path: &Path) -> Option<PathBuf> {
+        let f = self.secret_file.as_ref()?;
+        Some(match path.parent() {
+            Some(dir) if f.is_relative() => dir.join(f),
+            _ => f.clone(),
+        })
+    }
+
+    /// The secret of the cluster file at `path`, if it names one.
+    pub fn secret(&self, path: &Path) -> Result<Option<ClusterSecret>, SecretError> {
+        self.secret_path(path)
+            .map(|p| ClusterSecret::load(&p))
+            .transpose()
+    }
+
     /// Write as TOML.
     pub fn save(&self, path: &Path) -> Result<(), ClusterFileError> {
         let write = |source| ClusterFileError::Write {
@@ -260,6 +286,7 @@ mod tests {
     fn cluster_file_round_trips() {
         let t = tempfile::tempdir().unwrap();
         let f = ClusterFile {
+            secret_file: Some("cluster.secret".into()),
             raft: RaftSettings::default(),
             backend: BackendConfig::new(crate::wire::BackendKind::Memwal, ""),
             nodes: vec![ClusterNode {
@@ -275,7 +302,12 @@ mod tests {
         };
         let path = t.path().join("c.toml");
         f.save(&path).unwrap();
-        assert_eq!(ClusterFile::load(&path).unwrap(), f);
+        let back = ClusterFile::load(&path).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(
+            back.secret_path(&path).unwrap(),
+            t.path().join("cluster.secret")
+        );
     }
 
     #[test]

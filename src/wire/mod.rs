@@ -11,7 +11,9 @@
 //! - [`api`]: the HTTP API's limits and its error vocabulary ([`ErrorCode`], [`ErrorBody`]);
 //! - [`backend`]: backend kinds, fsync policies and engine options, by their names in files
 //!   and on the command line;
-//! - [`manifest`]: `run.json`, the manifest of a results directory ([`RunManifest`]).
+//! - [`manifest`]: `run.json`, the manifest of a results directory ([`RunManifest`]);
+//! - [`secret`]: the cluster secret ([`ClusterSecret`]): its file, and the bearer token admin
+//!   calls carry.
 //!
 //! Nothing here runs: these are data types, their (de)serialisation and their checks.
 
@@ -19,6 +21,7 @@ pub mod api;
 pub mod backend;
 pub mod cluster_file;
 pub mod manifest;
+pub mod secret;
 pub mod status;
 
 pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -33,4 +36,5 @@ pub use manifest::{
     DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
     RUN_MANIFEST_SCHEMA, RunManifest, VerifyReport,
 };
-pub use status::{BackendStats, OpenReport, RaftStatus, Role, StatusReport};
+pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
+pub use status::{BackendStats, OpenReport, PeerSecurity, RaftStatus, Role, StatusReport};

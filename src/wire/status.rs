@@ -60,6 +60,44 @@ pub struct StatusReport {
     /// Messages dropped by the transport because a peer queue was full or a peer was
     /// partitioned away.
     pub dropped_messages: u64,
+    /// What the node's network surface refused (absent from older nodes).
+    #[serde(default)]
+    pub security: PeerSecurity,
+}
+
+/// What a node's network surface refused since start, and whether it is authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerSecurity {
+    /// Whether the node has a cluster secret: peers must prove it, admin calls on a
+    /// non-loopback bind must carry it.
+    pub authenticated: bool,
+    /// Set when the node runs without a secret.
+    pub warning: Option<String>,
+    /// Inbound peer connections closed in their handshake (any reason: a wrong or missing
+    /// secret, a non-member, a malformed or late hello).
+    pub handshakes_refused: u64,
+    /// The part of `handshakes_refused` that failed to prove the secret or is no member.
+    pub auth_failures: u64,
+    /// Connections this node dialled whose peer refused it, or did not prove the secret.
+    pub dial_auth_failures: u64,
+    /// Inbound connections closed at once because the connection caps were reached.
+    pub connections_refused: u64,
+    /// A peer's older inbound connections closed when it opened more than the per-peer cap.
+    pub connections_replaced: u64,
+    /// Authenticated connections closed for breaking the frame protocol (oversized or
+    /// malformed frames, a message from another node).
+    pub frames_refused: u64,
+    /// Raft messages dropped because no raft peer sends them (see `transport::allow`).
+    pub messages_refused: u64,
+    /// Committed entries that were not commands, applied as no-ops.
+    pub not_commands: u64,
+    /// Whether admin endpoints require the secret as a bearer token on this node.
+    pub admin_token_required: bool,
+    /// Admin requests refused with 401.
+    pub admin_refused: u64,
+    /// The most recent refusal, for a human.
+    pub last_refusal: Option<String>,
 }
 
 /// Sizes and positions of a backend.

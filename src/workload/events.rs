@@ -235,7 +235,7 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
         _ => c.leader().await,
     };
     let mut now = Instant::now();
-    let http = crate::client::http_client();
+    let http = c.http().clone();
     let mut details = Vec::new();
     let mut follow = Followup::None;
     match ev.action {

@@ -34,6 +34,9 @@ fn config_with(dir: &std::path::Path, listeners: &Listeners, kind: BackendKind) 
             tick_ms: 10,
             ..RaftSettings::default()
         },
+        secret: None,
+        admin_auth: Default::default(),
+        peer_limits: Default::default(),
     }
 }
 
