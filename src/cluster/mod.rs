@@ -81,6 +81,8 @@ pub struct ClusterSpec {
     /// Put each node's data directory on the fault file system, with this treatment of
     /// directory changes (`None`: plain directories).
     pub fault_disks: Option<crate::faultfs::MetadataMode>,
+    /// Extra `raftbench node` flags for every node (e.g. `--admin-auth always`).
+    pub node_args: Vec<String>,
 }
 
 /// One node of a cluster: where it is. Whether it runs is its controller's business
@@ -206,7 +208,8 @@ impl Cluster<Processes> {
         secret
             .save_new(&secret_path)
             .map_err(|e| ClusterError::Invalid(e.to_string()))?;
-        let mut control = Processes::new(&spec.binary, &spec.dir, &file);
+        let mut control =
+            Processes::new(&spec.binary, &spec.dir, &file).with_node_args(spec.node_args.clone());
         if let Some(metadata) = spec.fault_disks {
             control = control.with_fault_disks(FaultDisks::new(&spec.binary, &spec.dir, metadata)?);
         }
@@ -282,6 +285,7 @@ impl Cluster<Commands> {
                 dir: log_dir.to_path_buf(),
                 binary: PathBuf::new(),
                 fault_disks: None,
+                node_args: Vec::new(),
             },
             nodes,
             http: http_client_with(secret.as_ref().map(|s| &s.0)),

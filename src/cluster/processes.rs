@@ -33,6 +33,8 @@ pub struct Processes {
     /// The nodes' data directories on the fault file system, when the workload cuts power
     /// or fails disks. Declared after `children`: dropped (unmounted) after they are killed.
     disks: Option<FaultDisks>,
+    /// Extra flags for every node process.
+    node_args: Vec<String>,
 }
 
 impl Processes {
@@ -46,7 +48,14 @@ impl Processes {
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
             disks: None,
+            node_args: Vec::new(),
         }
+    }
+
+    /// Pass `args` to every node process (after the flags this controller sets).
+    pub fn with_node_args(mut self, args: Vec<String>) -> Self {
+        self.node_args = args;
+        self
     }
 
     /// Put every node's data directory on the fault file system (mounted at each start).
@@ -100,7 +109,12 @@ impl Processes {
                     "if [ -f {pid_file} ] && kill -0 $(cat {pid_file}) 2>/dev/null; then \
                      echo \"node {id} is already running\" >&2; exit 1; fi; \
                      setsid nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
-                     --client-addr {client} --data-dir {data} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+                     --client-addr {client} --data-dir {data}{extra} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+                    extra = self
+                        .node_args
+                        .iter()
+                        .map(|a| format!(" {}", sh_quote(a)))
+                        .collect::<String>(),
                     id = n.id,
                     peer = sh_quote(&node.peer_addr),
                     client = sh_quote(&node.client_addr),
@@ -185,6 +199,7 @@ impl NodeControl for Processes {
             .args(["--client-addr", &node.client_addr])
             .arg("--data-dir")
             .arg(&node.data_dir)
+            .args(&self.node_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("log file"))?)
             .stderr(log);

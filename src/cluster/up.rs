@@ -81,6 +81,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         dir: args.dir.clone(),
         binary,
         fault_disks: None,
+        node_args: Vec::new(),
     };
     let mut signals = {
         let _guard = rt.enter();

@@ -14,6 +14,7 @@
 //! time, so chunks of two messages never interleave.
 
 use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use thiserror::Error;
@@ -139,6 +140,33 @@ impl Reassembler {
             other => Err(FrameError::UnknownTag(other)),
         }
     }
+}
+
+/// Read the messages of authenticated peer `peer` from `frames` (a stream of decoded
+/// frames: a `LengthDelimitedCodec` at [`Limits::max_frame`]) until it ends, handing each
+/// to `on_message`. An error is a broken protocol — an oversized or malformed frame, a
+/// message from a node other than `peer` — and the caller closes the connection.
+pub async fn read_messages<S>(
+    frames: &mut S,
+    limits: &Limits,
+    peer: u64,
+    mut on_message: impl FnMut(Message),
+) -> Result<(), String>
+where
+    S: Stream<Item = std::io::Result<BytesMut>> + Unpin,
+{
+    let mut messages = Reassembler::new(limits);
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        let Some(msg) = messages.push(frame).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if msg.from != peer {
+            return Err(format!("it sent a message from node {}", msg.from));
+        }
+        on_message(msg);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -286,8 +286,9 @@ impl Transport {
         (number, token)
     }
 
-    /// Read raft frames from an authenticated peer until it closes; an error is a broken
-    /// protocol (the connection is then closed).
+    /// Read raft messages from authenticated peer `peer` until it closes (see
+    /// [`frames::read_messages`]): isolated peers' messages are dropped, those no raft peer
+    /// sends are refused and counted, the rest go to raft.
     async fn read_messages<S>(
         &self,
         frames: &mut tokio_util::codec::Framed<S, tokio_util::codec::LengthDelimitedCodec>,
@@ -296,18 +297,10 @@ impl Transport {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let mut messages = frames::Reassembler::new(&self.limits);
-        while let Some(frame) = frames.next().await {
-            let frame = frame.map_err(|e| e.to_string())?;
-            let Some(msg) = messages.push(frame).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            if msg.from != peer {
-                return Err(format!("it sent a message from node {}", msg.from));
-            }
+        frames::read_messages(frames, &self.limits, peer, |msg| {
             if self.is_isolated(msg.from) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return;
             }
             if let Err(why) = peer_may_send(&msg, self.me.id) {
                 self.refusal(
@@ -315,11 +308,11 @@ impl Transport {
                     "refused a peer message",
                     format!("from node {peer}: {why}"),
                 );
-                continue;
+                return;
             }
             self.inbox.deliver(msg);
-        }
-        Ok(())
+        })
+        .await
     }
 
     /// Queue `msgs` for their peers without blocking; drops (and counts) what cannot be

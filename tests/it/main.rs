@@ -14,6 +14,8 @@
 //! - `faultfs`: the FUSE fault file system through real mounts (power loss, torn writes,
 //!   injected faults, stale mounts, the CLI, storage engines on top).
 //! - `power`: power cuts and disk faults through the fault file system, end to end.
+//! - `security`: the network surface under attack: strangers, wrong secrets, forged raft
+//!   messages, oversized frames, connection floods, chunked snapshots, admin tokens.
 //! - `layering`: the two wings meet only at `wire` (checked on the source).
 //! - `common`: helpers shared by the above.
 
@@ -30,5 +32,6 @@ mod live;
 mod power;
 mod report;
 mod run;
+mod security;
 mod server;
 mod workloads;

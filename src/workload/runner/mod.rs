@@ -334,6 +334,7 @@ async fn start_cluster(
         dir: dir.join("cluster"),
         binary: o.replay.binary.clone(),
         fault_disks: f.needs_fault_disk().then_some(c.faultfs_metadata),
+        node_args: Vec::new(),
     };
     let cluster = Cluster::start(spec)?.into_dyn();
     cluster.wait_for_leader(Duration::from_secs(30)).await?;
