@@ -15,7 +15,8 @@
 //!
 //! The membership and admin endpoints are open on loopback binds. On any other bind (or
 //! with `--admin-auth always`) they require `Authorization: Bearer <cluster secret>`, and
-//! answer `401 unauthorized` without it ([`NodeHandle::admit_admin`]).
+//! answer `401 unauthorized` without it ([`NodeHandle::admit_admin`]); so does a request
+//! from a browser page (an `Origin` header) on loopback, which any web site could make.
 //! Keys are one path segment (percent-encode `/`), at most [`MAX_KEY_BYTES`]; values at
 //! most [`MAX_VALUE_BYTES`]. Errors are JSON [`ErrorBody`]s with a stable
 //! [`ErrorCode`]. A write sent to a follower gets `421 Misdirected Request` with `leader_id` and
@@ -121,7 +122,8 @@ impl FromRequestParts<Shared> for Admin {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        s.admit_admin(header)
+        let origin = parts.headers.contains_key(axum::http::header::ORIGIN);
+        s.admit_admin(header, origin)
             .map_err(|why| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, why))?;
         Ok(Admin(s))
     }

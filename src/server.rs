@@ -189,6 +189,14 @@ pub fn run_process(cfg: NodeConfig) -> Result<(), NodeStartError> {
     // has persisted anything.
     let listeners = rt.block_on(Listeners::bind(&cfg))?;
     info!(id = cfg.id, peer = %cfg.peer_listen, client = %cfg.client_listen, "listening");
+    if cfg.admin_token_required() && cfg.secret.is_none() {
+        tracing::warn!(
+            id = cfg.id,
+            "admin endpoints are refused: the client address {} is not loopback (or \
+             --admin-auth always) and there is no cluster secret to check",
+            cfg.client_listen
+        );
+    }
     let node = opened.spawn(rt.handle().clone())?;
     let result = rt.block_on(serve(node, listeners, async move {
         shutdown.await;

@@ -202,12 +202,16 @@ impl Cluster<Processes> {
         std::fs::create_dir_all(spec.dir.join("logs"))
             .map_err(io(format!("creating {}", spec.dir.display())))?;
         // Every cluster raftbench starts has a secret: its peers authenticate each other
-        // and its admin calls carry it.
+        // and its admin calls carry it. One already in the directory (the user's, or a
+        // failed start's) is used.
         let secret_path = spec.dir.join(SECRET_FILE_NAME);
-        let secret = ClusterSecret::generate();
-        secret
-            .save_new(&secret_path)
-            .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        let secret = if secret_path.exists() {
+            ClusterSecret::load(&secret_path)
+        } else {
+            let s = ClusterSecret::generate();
+            s.save_new(&secret_path).map(|()| s)
+        }
+        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
         let mut control =
             Processes::new(&spec.binary, &spec.dir, &file).with_node_args(spec.node_args.clone());
         if let Some(metadata) = spec.fault_disks {

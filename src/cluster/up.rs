@@ -147,6 +147,15 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         out,
         format!("cluster file: {}", cluster.cluster_file_path().display()),
     )?;
+    if let Some(secret) = cluster.secret_path() {
+        print(
+            out,
+            format!(
+                "cluster secret: {} (peers prove it to each other; admin calls off loopback carry it)",
+                secret.display()
+            ),
+        )?;
+    }
     print(out, "try:".into())?;
     print(
         out,

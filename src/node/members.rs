@@ -12,8 +12,12 @@
 //! redirect clients or peers).
 //!
 //! It also keeps the current membership (the conf state's voters and learners, set by the
-//! raft loop) and the nodes being added through the membership API: the transport admits
-//! peer connections only from those ([`Members::admits`]).
+//! raft loop) and knows which nodes were removed (a replicated tombstone, [`removed_key`],
+//! written with the removal): the transport refuses connections from removed nodes
+//! ([`Members::admits`]). An id this node has never heard of is admitted, as etcd's peer
+//! handler does: this node's applied membership may lag the cluster's (a node added while it
+//! was down may be the leader now, and only that leader can bring it up to date), and every
+//! peer has already proven the cluster secret.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,6 +37,16 @@ pub fn member_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Keys under this prefix record removed members (the value is empty).
+pub const REMOVED_KEY_PREFIX: &[u8] = b"\0raftbench/removed/";
+
+/// The KV key recording that member `id` was removed.
+pub fn removed_key(id: u64) -> Vec<u8> {
+    let mut k = REMOVED_KEY_PREFIX.to_vec();
+    k.extend_from_slice(id.to_string().as_bytes());
+    k
+}
+
 /// Shared address book (cheap to clone).
 #[derive(Clone)]
 pub struct Members {
@@ -42,8 +56,6 @@ pub struct Members {
     /// Voters and learners of the applied conf state (empty: a node that joined and has
     /// not received its first snapshot yet).
     conf: Arc<RwLock<BTreeSet<u64>>>,
-    /// Nodes whose addition was proposed through this node and not yet settled.
-    adding: Arc<RwLock<BTreeSet<u64>>>,
 }
 
 impl Members {
@@ -53,7 +65,6 @@ impl Members {
             map: Arc::new(RwLock::new(HashMap::new())),
             reader,
             conf: Arc::default(),
-            adding: Arc::default(),
         }
     }
 
@@ -78,27 +89,24 @@ impl Members {
 
     /// The membership of the applied conf state.
     pub fn set_conf(&self, ids: impl IntoIterator<Item = u64>) {
-        let ids: BTreeSet<u64> = ids.into_iter().collect();
-        self.adding.write().retain(|id| !ids.contains(id));
-        *self.conf.write() = ids;
+        *self.conf.write() = ids.into_iter().collect();
     }
 
-    /// Node `id` is being added through this node (admit its connections meanwhile).
-    pub fn adding(&self, id: u64) {
-        self.adding.write().insert(id);
+    /// Whether this node has a membership yet (false: it joined empty and waits for the
+    /// leader's snapshot).
+    pub fn has_conf(&self) -> bool {
+        !self.conf.read().is_empty()
     }
 
-    /// The addition of `id` failed or was settled.
-    pub fn settled(&self, id: u64) {
-        self.adding.write().remove(&id);
+    /// Whether member `id` was removed from the cluster (as far as this node has applied).
+    pub fn is_removed(&self, id: u64) -> bool {
+        matches!(self.reader.get(&removed_key(id)), Ok(Some(_)))
     }
 
-    /// Whether node `id` may connect to this one: a current member, a node being added,
-    /// or anyone (authenticated) while this node has no membership yet (it joined empty
-    /// and waits for the leader to reach it).
+    /// Whether node `id` may connect to this one: a current member, or any node not known
+    /// to be removed (see the module docs).
     pub fn admits(&self, id: u64) -> bool {
-        let conf = self.conf.read();
-        conf.is_empty() || conf.contains(&id) || self.adding.read().contains(&id)
+        self.conf.read().contains(&id) || !self.is_removed(id)
     }
 
     /// Forget `id`.

@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChange, ConfChangeType, Message};
+use raft::eraftpb::{ConfChange, Message};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 pub use config::{AdminAuth, ConfigError, NodeArgs, NodeConfig, resolve};
-pub use members::{MEMBER_KEY_PREFIX, Members, member_key};
+pub use members::{MEMBER_KEY_PREFIX, Members, REMOVED_KEY_PREFIX, member_key, removed_key};
 
 use crate::kv::KvCommand;
 use crate::storage::{self, KvReader, StorageBackend, StorageError};
@@ -193,7 +193,13 @@ impl Inbox for LoopInbox {
     fn admits(&self, id: u64) -> bool {
         self.members.admits(id)
     }
-    fn hello(&self, hello: &Hello) {
+    fn hello(&self, hello: &Hello) -> Option<String> {
+        if self.members.has_conf() {
+            // A member of a cluster: the replicated address book decides where peers are.
+            return self.members.get(hello.id).map(|a| a.peer_addr);
+        }
+        // Joined empty: the hellos are all this node knows of its peers until the leader's
+        // snapshot brings the book.
         self.members.learn_from_hello(
             hello.id,
             MemberAddrs {
@@ -201,6 +207,7 @@ impl Inbox for LoopInbox {
                 client_addr: hello.client_addr.clone(),
             },
         );
+        Some(hello.peer_addr.clone())
     }
 }
 
@@ -462,30 +469,24 @@ impl NodeHandle {
         addrs: Option<MemberAddrs>,
         timeout: Duration,
     ) -> Result<(), Option<NodeError>> {
-        // The node being added may connect before the change is applied here.
-        let adding = matches!(
-            cc.get_change_type(),
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
-        )
-        .then_some(cc.node_id);
-        if let Some(id) = adding {
-            self.inner.members.adding(id);
-        }
-        let r = self
-            .ask(|reply| Input::ConfChange { cc, addrs, reply }, timeout)
-            .await;
-        if let (Some(id), Err(Some(_))) = (adding, &r) {
-            self.inner.members.settled(id);
-        }
-        r
+        self.ask(|reply| Input::ConfChange { cc, addrs, reply }, timeout)
+            .await
     }
 
-    /// Whether an admin request carrying `authorization` (the header's value, if any) may
-    /// proceed; a refusal is counted in `/status`. Loopback binds admit any (unless
-    /// `--admin-auth always`); otherwise the cluster secret is required, and without one
-    /// every admin request is refused.
-    pub fn admit_admin(&self, authorization: Option<&[u8]>) -> Result<(), &'static str> {
-        if !self.inner.admin_token_required {
+    /// Whether an admin request may proceed, given its `Authorization` header value (if
+    /// any) and whether it came with an `Origin` header (a browser page's request); a
+    /// refusal is counted in `/status`.
+    ///
+    /// Loopback binds admit any request without an `Origin` (unless `--admin-auth
+    /// always`); one from a browser page — which any web site can make the browser send to
+    /// 127.0.0.1 — needs the token too. Otherwise the cluster secret is required, and a
+    /// node without one refuses every admin request.
+    pub fn admit_admin(
+        &self,
+        authorization: Option<&[u8]>,
+        origin: bool,
+    ) -> Result<(), &'static str> {
+        if !self.inner.admin_token_required && !origin {
             return Ok(());
         }
         let ok = match (&self.inner.secret, authorization) {
@@ -499,6 +500,9 @@ impl NodeHandle {
             .admin_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(match (&self.inner.secret, authorization) {
+            (None, _) if !self.inner.admin_token_required => {
+                "admin requests from a browser page (with an Origin header) are refused"
+            }
             (None, _) => {
                 "admin endpoints of a node on a non-loopback address need a cluster secret \
                  (start it with --cluster-secret-file)"

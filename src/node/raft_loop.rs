@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 use super::status::{RaftStatus, StatusCell};
 use super::{
     Input, MemberAddrs, Members, NodeConfig, NodeError, NodeStartError, Reply, SnapshotReport,
-    member_key,
+    member_key, removed_key,
 };
 use crate::kv::KvCommand;
 use crate::storage::snapshot_data::SnapshotDataWriter;
@@ -164,9 +164,9 @@ impl RaftLoop {
         raft_cfg.validate()?;
         let conf = backend.initial_state()?.conf_state;
         members.set_conf(conf_members(&conf));
-        let voters = conf.voters;
+        let peers: Vec<u64> = conf_members(&conf).collect();
         let raw = RawNode::new(&raft_cfg, backend, &raft_logger(cfg.id))?;
-        for id in voters {
+        for id in peers {
             if id != cfg.id
                 && let Some(a) = members.get(id)
             {
@@ -445,6 +445,7 @@ impl RaftLoop {
         // The snapshot brought a new address book and conf state.
         let cs = self.raw.raft.prs().conf().to_conf_state();
         self.members.set_conf(conf_members(&cs));
+        self.drop_removed_peers();
         let voters = self.voters();
         for id in voters {
             if id != self.id
@@ -498,6 +499,7 @@ impl RaftLoop {
             .apply(last, &cmds, conf_state.as_ref())?;
         if let Some(cs) = &conf_state {
             self.members.set_conf(conf_members(cs));
+            self.drop_removed_peers();
         }
         for (p, index, term, kind) in answers {
             let r = if p.term == term && rejected.contains(&index) {
@@ -516,6 +518,16 @@ impl RaftLoop {
             let _ = p.reply.send(r);
         }
         Ok(())
+    }
+
+    /// Forget the peers (and close the connections) of members whose removal is applied.
+    /// After the tombstone, so that no new connection of theirs is admitted meanwhile.
+    fn drop_removed_peers(&self) {
+        for id in self.transport.peer_ids() {
+            if self.members.is_removed(id) {
+                self.transport.remove_peer(id);
+            }
+        }
     }
 
     /// Count and log a committed entry that is applied as a no-op.
@@ -575,6 +587,10 @@ impl RaftLoop {
         for (kind, id) in changes {
             match kind {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    // An id may be added again after its removal.
+                    cmds.push(KvCommand::Delete {
+                        key: removed_key(id),
+                    });
                     if let Ok(addrs) = serde_json::from_slice::<MemberAddrs>(&e.context) {
                         cmds.push(KvCommand::Put {
                             key: member_key(id),
@@ -591,8 +607,13 @@ impl RaftLoop {
                     cmds.push(KvCommand::Delete {
                         key: member_key(id),
                     });
+                    // The tombstone that keeps its connections out (see `Members::admits`);
+                    // its peer is dropped once the tombstone is applied (`apply`).
+                    cmds.push(KvCommand::Put {
+                        key: removed_key(id),
+                        value: Vec::new(),
+                    });
                     if id != self.id {
-                        self.transport.remove_peer(id);
                         self.members.forget(id);
                     }
                     info!(id = self.id, node = id, "member removed");

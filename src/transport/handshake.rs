@@ -71,6 +71,8 @@ struct Challenge {
     nonce: String,
     /// Whether the dialled node has a secret (and so expects a MAC).
     authenticated: bool,
+    /// The largest frame the dialled node accepts (`--peer-max-frame`).
+    max_frame: usize,
 }
 
 /// Second frame, from the dialler.
@@ -121,6 +123,8 @@ pub enum HandshakeError {
     WrongPeer { want: u64, got: u64 },
     #[error("refused by the peer: {0}")]
     Refused(String),
+    #[error("closed to make room: too many connections handshaking at once")]
+    Evicted,
 }
 
 impl HandshakeError {
@@ -222,6 +226,7 @@ async fn deadline<T>(
 pub async fn accept<S>(
     stream: S,
     me: &Identity,
+    max_frame: usize,
     secret: Option<&ClusterSecret>,
     admits: impl FnOnce(u64) -> bool,
 ) -> Result<(Frames<S>, Hello), HandshakeError>
@@ -235,6 +240,7 @@ where
             id: me.id,
             nonce: nonce(),
             authenticated: secret.is_some(),
+            max_frame,
         };
         write(&mut frames, &challenge).await?;
         let hello: Hello = read(&mut frames).await?;
@@ -283,18 +289,18 @@ where
 
 /// The dialling side: answer node `want`'s challenge and check its welcome (that it is
 /// `want`, and that it too knows the secret). Returns the connection, ready for raft
-/// frames.
+/// frames, and the largest frame `want` accepts.
 pub async fn dial<S>(
     stream: S,
     me: &Identity,
     want: u64,
     secret: Option<&ClusterSecret>,
-) -> Result<Frames<S>, HandshakeError>
+) -> Result<(Frames<S>, usize), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut frames = Framed::new(stream, handshake_codec());
-    deadline(async {
+    let max_frame = deadline(async {
         let challenge: Challenge = read(&mut frames).await?;
         if challenge.protocol != PROTOCOL {
             return Err(HandshakeError::Protocol(challenge.protocol));
@@ -327,10 +333,11 @@ where
                     .map_err(|why| HandshakeError::Secret(format!("node {want} {why}"))),
                 None => Ok(()),
             },
-        }
+        }?;
+        Ok(challenge.max_frame)
     })
     .await?;
-    Ok(frames)
+    Ok((frames, max_frame))
 }
 
 #[cfg(test)]
@@ -356,11 +363,13 @@ mod tests {
     ) -> (Result<u64, HandshakeError>, Result<(), HandshakeError>) {
         let (a, b) = tokio::io::duplex(4096);
         let s = tokio::spawn(async move {
-            accept(a, &who(1), server.as_ref(), |_| admitted)
+            accept(a, &who(1), 1 << 20, server.as_ref(), |_| admitted)
                 .await
                 .map(|(_, h)| h.id)
         });
-        let c = dial(b, &who(2), 1, client.as_ref()).await.map(|_| ());
+        let c = dial(b, &who(2), 1, client.as_ref()).await.map(|(_, max)| {
+            assert_eq!(max, 1 << 20, "the dialled node's frame limit");
+        });
         (s.await.unwrap(), c)
     }
 
@@ -410,7 +419,8 @@ mod tests {
         let sec = secret('a');
         let (a, b) = tokio::io::duplex(4096);
         let s2 = sec.clone();
-        let server = tokio::spawn(async move { accept(a, &who(1), Some(&s2), |_| true).await });
+        let server =
+            tokio::spawn(async move { accept(a, &who(1), 1 << 20, Some(&s2), |_| true).await });
         let mut client = Framed::new(b, handshake_codec());
         let challenge: Challenge = read(&mut client).await.unwrap();
         let mut hello = Hello {
@@ -428,7 +438,8 @@ mod tests {
         write(&mut client, &hello).await.unwrap();
         server.await.unwrap().unwrap();
         let (a, b) = tokio::io::duplex(4096);
-        let server = tokio::spawn(async move { accept(a, &who(1), Some(&sec), |_| true).await });
+        let server =
+            tokio::spawn(async move { accept(a, &who(1), 1 << 20, Some(&sec), |_| true).await });
         let mut client = Framed::new(b, handshake_codec());
         let _: Challenge = read(&mut client).await.unwrap();
         write(&mut client, &hello).await.unwrap();
@@ -442,7 +453,7 @@ mod tests {
     #[tokio::test]
     async fn dialling_the_wrong_node_is_noticed() {
         let (a, b) = tokio::io::duplex(4096);
-        tokio::spawn(async move { accept(a, &who(3), None, |_| true).await });
+        tokio::spawn(async move { accept(a, &who(3), 1 << 20, None, |_| true).await });
         let e = dial(b, &who(2), 1, None).await.unwrap_err();
         assert!(
             matches!(e, HandshakeError::WrongPeer { want: 1, got: 3 }),
@@ -453,7 +464,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_dialler_times_out() {
         let (a, _b) = tokio::io::duplex(4096);
-        let e = accept(a, &who(1), None, |_| true).await.unwrap_err();
+        let e = accept(a, &who(1), 1 << 20, None, |_| true)
+            .await
+            .unwrap_err();
         assert!(matches!(e, HandshakeError::TimedOut), "{e}");
     }
 }

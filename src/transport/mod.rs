@@ -33,11 +33,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use parking_lot::{Mutex, RwLock};
 use raft::eraftpb::{Message, MessageType};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -59,10 +59,11 @@ pub trait Inbox: Send + Sync + 'static {
     fn unreachable(&self, id: u64, snapshot: bool);
     /// A snapshot message to `id` was written to its connection.
     fn snapshot_sent(&self, id: u64);
-    /// A peer proved itself and introduced itself.
-    fn hello(&self, hello: &Hello);
-    /// Whether node `id` may connect: a member of this node's cluster, or a node being
-    /// added to it.
+    /// A peer proved itself and introduced itself; returns the address to reach it at, if
+    /// this node should (the replicated address book's, or the hello's for a node that
+    /// joined empty and knows no book yet).
+    fn hello(&self, hello: &Hello) -> Option<String>;
+    /// Whether node `id` may connect: not a member known to be removed.
     fn admits(&self, id: u64) -> bool;
 }
 
@@ -94,6 +95,7 @@ struct Counters {
     dial_auth_failures: Refusals,
     connections_refused: Refusals,
     connections_replaced: AtomicU64,
+    handshakes_evicted: AtomicU64,
     frames_refused: Refusals,
     messages_refused: Refusals,
 }
@@ -112,6 +114,8 @@ pub struct Transport {
     last_refusal: Mutex<Option<String>>,
     /// Authenticated inbound connections by peer, oldest first.
     inbound: Mutex<HashMap<u64, VecDeque<(u64, CancellationToken)>>>,
+    /// Inbound connections still in their handshake, oldest first.
+    handshaking: Mutex<VecDeque<(u64, CancellationToken)>>,
     next_connection: AtomicU64,
 }
 
@@ -145,6 +149,7 @@ impl Transport {
             counters: Counters::default(),
             last_refusal: Mutex::new(None),
             inbound: Mutex::new(HashMap::new()),
+            handshaking: Mutex::new(VecDeque::new()),
             next_connection: AtomicU64::new(0),
         })
     }
@@ -167,7 +172,6 @@ impl Transport {
         stop: impl std::future::Future<Output = ()>,
     ) {
         let connections_left = Arc::new(Semaphore::new(self.limits.max_connections));
-        let handshakes_left = Arc::new(Semaphore::new(self.limits.max_handshakes));
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -179,32 +183,24 @@ impl Transport {
             };
             match accepted {
                 Ok((stream, from)) => {
-                    let permits = connections_left
-                        .clone()
-                        .try_acquire_owned()
-                        .map_err(|_| self.limits.max_connections)
-                        .and_then(|c| {
-                            handshakes_left
-                                .clone()
-                                .try_acquire_owned()
-                                .map(|h| (c, h))
-                                .map_err(|_| self.limits.max_handshakes)
-                        });
-                    let Ok((connection, handshake)) = permits else {
+                    let Ok(connection) = connections_left.clone().try_acquire_owned() else {
                         // Closed at once: the cap is what bounds a flood's cost.
                         drop(stream);
                         self.refusal(
                             self.counters.connections_refused.count(),
                             "refused a peer connection",
-                            format!("from {from}: too many connections (the caps are {} in all, {} handshaking)",
-                                self.limits.max_connections, self.limits.max_handshakes),
+                            format!(
+                                "from {from}: {} connections already (the cap)",
+                                self.limits.max_connections
+                            ),
                         );
                         continue;
                     };
+                    let (number, handshake) = self.register_handshake();
                     let me = self.clone();
                     connections.spawn(async move {
                         let _connection = connection;
-                        me.inbound(stream, from, handshake).await;
+                        me.inbound(stream, from, number, handshake).await;
                     });
                 }
                 Err(e) => {
@@ -216,18 +212,40 @@ impl Transport {
         connections.shutdown().await;
     }
 
+    /// Note a new connection in its handshake; beyond the cap, the oldest one still
+    /// handshaking is closed. A peer's handshake takes one round trip, so a flood of idle
+    /// connections cannot keep a member out: each new connection pushes the flood's oldest
+    /// out, not the member's.
+    fn register_handshake(&self) -> (u64, CancellationToken) {
+        let number = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut pending = self.handshaking.lock();
+        pending.push_back((number, token.clone()));
+        while pending.len() > self.limits.max_handshakes {
+            let (_, oldest) = pending.pop_front().expect("over the cap");
+            oldest.cancel();
+            self.counters
+                .handshakes_evicted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        (number, token)
+    }
+
     async fn inbound(
         self: &Arc<Self>,
         stream: TcpStream,
         from: SocketAddr,
-        handshake: OwnedSemaphorePermit,
+        number: u64,
+        handshake: CancellationToken,
     ) {
         let _ = stream.set_nodelay(true);
-        let accepted = handshake::accept(stream, &self.me, self.secret.as_ref(), |id| {
-            self.inbox.admits(id)
-        })
-        .await;
-        drop(handshake);
+        let accepted = tokio::select! {
+            _ = handshake.cancelled() => Err(HandshakeError::Evicted),
+            a = handshake::accept(stream, &self.me, self.limits.max_frame, self.secret.as_ref(), |id| {
+                self.inbox.admits(id)
+            }) => a,
+        };
+        self.handshaking.lock().retain(|(n, _)| *n != number);
         let (mut frames, hello) = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -245,20 +263,28 @@ impl Transport {
         frames
             .codec_mut()
             .set_max_frame_length(self.limits.max_frame);
-        self.inbox.hello(&hello);
-        // A node that joined empty learns its peers from their hellos: answer them.
-        if !self.has_peer(hello.id) {
-            self.set_peer(hello.id, &hello.peer_addr);
+        let cancel = self.register_inbound(hello.id, number);
+        // Checked again once registered: a removal applied meanwhile closes it now, or
+        // `remove_peer` (which runs after the removal is applied) finds it registered.
+        if !self.inbox.admits(hello.id) {
+            self.unregister_inbound(hello.id, number);
+            self.counters.auth_failures.count();
+            self.refusal(
+                self.counters.handshakes_refused.count(),
+                "refused a peer connection",
+                format!("from {from}: node {} was removed", hello.id),
+            );
+            return;
         }
-        let (number, cancel) = self.register_inbound(hello.id);
+        // A node that joined empty learns its peers from their hellos: answer them.
+        if let Some(addr) = self.inbox.hello(&hello) {
+            self.set_peer_if_admitted(hello.id, &addr);
+        }
         let read = tokio::select! {
             _ = cancel.cancelled() => Ok(()),
             r = self.read_messages(&mut frames, hello.id) => r,
         };
-        self.inbound
-            .lock()
-            .entry(hello.id)
-            .and_modify(|conns| conns.retain(|(n, _)| *n != number));
+        self.unregister_inbound(hello.id, number);
         if let Err(why) = read {
             self.refusal(
                 self.counters.frames_refused.count(),
@@ -268,10 +294,19 @@ impl Transport {
         }
     }
 
+    fn unregister_inbound(&self, peer: u64, number: u64) {
+        let mut all = self.inbound.lock();
+        if let Some(conns) = all.get_mut(&peer) {
+            conns.retain(|(n, _)| *n != number);
+            if conns.is_empty() {
+                all.remove(&peer);
+            }
+        }
+    }
+
     /// Note a new authenticated connection from `peer`; closes its oldest beyond the cap
     /// (a peer that restarted may leave a half-open one behind).
-    fn register_inbound(&self, peer: u64) -> (u64, CancellationToken) {
-        let number = self.next_connection.fetch_add(1, Ordering::Relaxed);
+    fn register_inbound(&self, peer: u64, number: u64) -> CancellationToken {
         let token = CancellationToken::new();
         let mut all = self.inbound.lock();
         let conns = all.entry(peer).or_default();
@@ -283,7 +318,7 @@ impl Transport {
                 .connections_replaced
                 .fetch_add(1, Ordering::Relaxed);
         }
-        (number, token)
+        token
     }
 
     /// Read raft messages from authenticated peer `peer` until it closes (see
@@ -340,6 +375,10 @@ impl Transport {
     /// Add or update peer `id` at `addr`.
     pub fn set_peer(self: &Arc<Self>, id: u64, addr: &str) {
         let mut peers = self.peers.lock();
+        self.set_peer_locked(&mut peers, id, addr);
+    }
+
+    fn set_peer_locked(self: &Arc<Self>, peers: &mut HashMap<u64, Peer>, id: u64, addr: &str) {
         if peers.get(&id).is_some_and(|p| p.addr == addr) {
             return;
         }
@@ -361,6 +400,22 @@ impl Transport {
                 task,
             },
         );
+    }
+
+    /// [`Self::set_peer`] for a peer learnt from a hello, unless it is not (or no longer)
+    /// admitted: checked under the peers' lock, so a removal's [`Self::remove_peer`] either
+    /// comes after (and removes it) or is seen here.
+    fn set_peer_if_admitted(self: &Arc<Self>, id: u64, addr: &str) {
+        let mut peers = self.peers.lock();
+        if peers.contains_key(&id) || !self.inbox.admits(id) {
+            return;
+        }
+        self.set_peer_locked(&mut peers, id, addr);
+    }
+
+    /// The peers this transport sends to.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        self.peers.lock().keys().copied().collect()
     }
 
     /// Whether peer `id` is known.
@@ -424,6 +479,7 @@ impl Transport {
             dial_auth_failures: c.dial_auth_failures.get(),
             connections_refused: c.connections_refused.get(),
             connections_replaced: c.connections_replaced.load(Ordering::Relaxed),
+            handshakes_evicted: c.handshakes_evicted.load(Ordering::Relaxed),
             frames_refused: c.frames_refused.get(),
             messages_refused: c.messages_refused.get(),
             last_refusal: self.last_refusal.lock().clone(),
@@ -475,7 +531,7 @@ async fn outbound(
                 Err(())
             }
         };
-        let Ok(mut frames) = connected else {
+        let Ok((mut frames, peer_max_frame)) = connected else {
             let Some(t) = me.upgrade() else { return };
             // What was queued for a dead peer is stale by the time it is back.
             let mut snapshot = false;
@@ -489,7 +545,9 @@ async fn outbound(
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         };
-        frames.codec_mut().set_max_frame_length(limits.max_frame);
+        // Frames no larger than either end accepts (`--peer-max-frame` may differ).
+        let max_frame = limits.max_frame.min(peer_max_frame);
+        frames.codec_mut().set_max_frame_length(max_frame);
         backoff = Duration::from_millis(20);
         debug!(peer = id, %addr, "connected");
         'conn: loop {
@@ -508,7 +566,7 @@ async fn outbound(
                 .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
             let mut sent = true;
             'batch: for m in &batch {
-                for frame in frames::encode(m, limits.max_frame) {
+                for frame in frames::encode(m, max_frame) {
                     if frames.feed(frame).await.is_err() {
                         sent = false;
                         break 'batch;

@@ -121,9 +121,13 @@ impl ClusterSecret {
     /// time, so the time of a refusal does not tell how much of a guess was right.
     pub fn matches_bearer(&self, header: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        let Some(token) = header.strip_prefix(b"Bearer ") else {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let Some((scheme, token)) = header.split_at_checked(7) else {
             return false;
         };
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
+            return false;
+        }
         token.len() == self.0.len() && bool::from(token.ct_eq(self.0.as_bytes()))
     }
 }
@@ -167,6 +171,7 @@ mod tests {
     fn bearer_tokens_must_match_exactly() {
         let s = ClusterSecret::parse(&"k".repeat(40), Path::new("s")).unwrap();
         assert!(s.matches_bearer(s.bearer().as_bytes()));
+        assert!(s.matches_bearer(format!("bearer {}", "k".repeat(40)).as_bytes()));
         assert!(!s.matches_bearer(format!("Bearer {}", "k".repeat(39)).as_bytes()));
         assert!(!s.matches_bearer(format!("Bearer {}x", "k".repeat(40)).as_bytes()));
         assert!(!s.matches_bearer("k".repeat(40).as_bytes()));

@@ -81,10 +81,13 @@ pub struct PeerSecurity {
     pub auth_failures: u64,
     /// Connections this node dialled whose peer refused it, or did not prove the secret.
     pub dial_auth_failures: u64,
-    /// Inbound connections closed at once because the connection caps were reached.
+    /// Inbound connections closed at once because the connection cap was reached.
     pub connections_refused: u64,
     /// A peer's older inbound connections closed when it opened more than the per-peer cap.
     pub connections_replaced: u64,
+    /// Connections closed in their handshake to make room when too many handshook at
+    /// once (the oldest goes; a flood of idle connections cannot keep a member out).
+    pub handshakes_evicted: u64,
     /// Authenticated connections closed for breaking the frame protocol (oversized or
     /// malformed frames, a message from another node).
     pub frames_refused: u64,

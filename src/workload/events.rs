@@ -342,11 +342,16 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     details.push(format!("node {} is paused: not healed", n.id));
                     continue;
                 }
-                let _ = http
+                let r = http
                     .post(format!("{}/admin/heal", c.url(n.id).unwrap_or_default()))
                     .timeout(ADMIN_TIMEOUT)
                     .send()
                     .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {}
+                    Ok(resp) => details.push(format!("heal node {}: HTTP {}", n.id, resp.status())),
+                    Err(e) => details.push(format!("heal node {}: {e}", n.id)),
+                }
             }
         }
         Action::Snapshot | Action::Compact => {
@@ -481,10 +486,14 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                         "{}/admin/transfer-leader/{to}",
                         c.url(l).unwrap_or_default()
                     ))
+                    // The node answers once the transfer is done, or after its 10 s timeout.
+                    .timeout(Duration::from_secs(15))
                     .send()
                     .await;
-                if let Err(e) = r {
-                    details.push(e.to_string());
+                match r {
+                    Ok(resp) if resp.status().is_success() => {}
+                    Ok(resp) => details.push(format!("transfer-leader: HTTP {}", resp.status())),
+                    Err(e) => details.push(format!("transfer-leader: {e}")),
                 }
                 follow = Followup::LeaderLost { old: l, at: now };
             }

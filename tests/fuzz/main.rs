@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use protobuf::Message as _;
+use protobuf::ProtobufEnum as _;
 use raft::eraftpb::{Entry, Message, MessageType, Snapshot};
 use raftbench::kv::KvCommand;
 use raftbench::transport::frames::{self, Limits};
@@ -101,7 +101,11 @@ fn arb_message() -> impl Strategy<Value = Message> {
 #[derive(Debug, Clone)]
 enum Piece {
     Message(Message),
-    Junk { tag: u8, body: Vec<u8>, lie: Option<u32> },
+    Junk {
+        tag: u8,
+        body: Vec<u8>,
+        lie: Option<u32>,
+    },
 }
 
 fn arb_piece() -> impl Strategy<Value = Piece> {
@@ -122,7 +126,10 @@ const FUZZ_LIMITS: Limits = Limits {
 
 proptest! {
     /// Whatever a stranger sends instead of a hello is refused (nobody can forge the MAC),
-    /// without a panic and without reserving more than a handshake frame.
+    /// without a panic and without reserving more than a handshake frame: raw bytes,
+    /// hello-shaped JSON with made-up nonces and MACs, and real answers to the challenge
+    /// under a wrong secret. The real answer under the right secret is accepted (so the
+    /// target can tell a refusal from a broken handshake).
     #[test]
     fn handshake_refuses_any_forgery(
         raw in prop::collection::vec(any::<u8>(), 0..2048),
@@ -130,10 +137,12 @@ proptest! {
         mac in prop::option::of("[0-9a-f]{0,80}"),
         nonce in "[0-9a-f]{0,80}",
         lie in prop::option::of(any::<u32>()),
-        structured in any::<bool>(),
+        mode in 0u8..4,
+        wrong in "[!-~]{32,80}",
     ) {
         count_panics();
         let secret = ClusterSecret::parse(&"s".repeat(40), std::path::Path::new("s")).unwrap();
+        let structured = mode == 1;
         let input = if structured {
             let mut hello = serde_json::json!({
                 "id": id, "peer_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2", "nonce": nonce,
@@ -147,18 +156,37 @@ proptest! {
         };
         let me = Identity { id: 1, peer_addr: "a".into(), client_addr: "b".into() };
         let rt = runtime();
+        let answer_with = match mode {
+            2 => Some(ClusterSecret::parse(&wrong, std::path::Path::new("w")).unwrap()),
+            3 => Some(secret.clone()),
+            _ => None,
+        };
+        let dialler = Identity { id: 2, peer_addr: "c".into(), client_addr: "d".into() };
         let (result, largest) = largest_allocation(|| rt.block_on(async {
             let (server, mut client) = tokio::io::duplex(256 * 1024);
             let writer = async move {
+                if let Some(key) = &answer_with {
+                    let _ = handshake::dial(client, &dialler, 1, Some(key)).await;
+                    return;
+                }
                 let _ = client.write_all(&input).await;
                 let _ = client.shutdown().await;
                 let mut sink = Vec::new();
                 let _ = client.read_to_end(&mut sink).await;
             };
-            let (r, ()) = tokio::join!(handshake::accept(server, &me, Some(&secret), |_| true), writer);
+            let (r, ()) = tokio::join!(
+                handshake::accept(server, &me, 1 << 20, Some(&secret), |_| true),
+                writer
+            );
             r.map(|(_, h)| h.id)
         }));
-        prop_assert!(result.is_err(), "a forged hello was accepted: {result:?}");
+        if mode == 3 {
+            prop_assert_eq!(result.unwrap(), 2, "the right secret is accepted");
+        } else if mode == 2 && wrong == "s".repeat(40) {
+            // The fuzzer found the secret itself.
+        } else {
+            prop_assert!(result.is_err(), "a forged hello was accepted: {result:?}");
+        }
         prop_assert!(largest <= 4 * MAX_HANDSHAKE_FRAME, "allocated {largest} bytes");
         prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
     }
@@ -265,7 +293,9 @@ fn http_api_survives_arbitrary_requests() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (addr, stop, node) = rt.block_on(start_node(dir.path()));
-    let methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "G\0T", ""];
+    let methods = [
+        "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "G\0T", "",
+    ];
     let paths = prop_oneof![
         Just("/kv/".to_string()),
         Just("/status".to_string()),
@@ -348,7 +378,11 @@ type NodeTask = tokio::task::JoinHandle<Result<(), raftbench::node::NodeStartErr
 /// A one-node cluster in-process on port-0 listeners.
 async fn start_node(
     dir: &std::path::Path,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, NodeTask) {
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    NodeTask,
+) {
     use raftbench::server::{self, Listeners};
     use raftbench::wire::{BackendConfig, BackendKind, MemberAddrs, RaftSettings};
     let listeners = Listeners {
