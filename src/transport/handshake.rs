@@ -117,8 +117,8 @@ pub enum HandshakeError {
     Protocol(String),
     #[error("{0}")]
     Secret(String),
-    #[error("node {0} is not a member of this cluster")]
-    NotMember(u64),
+    #[error("node {0} was removed from this cluster")]
+    Removed(u64),
     #[error("reached node {got}, not node {want}")]
     WrongPeer { want: u64, got: u64 },
     #[error("refused by the peer: {0}")]
@@ -133,7 +133,7 @@ impl HandshakeError {
     pub fn is_auth_failure(&self) -> bool {
         matches!(
             self,
-            HandshakeError::Secret(_) | HandshakeError::NotMember(_) | HandshakeError::Refused(_)
+            HandshakeError::Secret(_) | HandshakeError::Removed(_) | HandshakeError::Refused(_)
         )
     }
 }
@@ -258,7 +258,7 @@ where
             } else if admits(hello.id) {
                 Ok(())
             } else {
-                Err(HandshakeError::NotMember(hello.id))
+                Err(HandshakeError::Removed(hello.id))
             }
         });
         if let Err(e) = checked {
@@ -407,10 +407,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn strangers_to_the_membership_are_refused() {
+    async fn removed_members_are_refused() {
         let (s, c) = exchange(Some(secret('a')), Some(secret('a')), false).await;
-        assert!(matches!(s.unwrap_err(), HandshakeError::NotMember(2)));
-        assert!(c.unwrap_err().to_string().contains("not a member"));
+        assert!(matches!(s.unwrap_err(), HandshakeError::Removed(2)));
+        assert!(c.unwrap_err().to_string().contains("was removed"));
     }
 
     #[tokio::test]
