@@ -6,6 +6,10 @@
 //! only the types one raft peer sends another, addressed to this node, in the shape
 //! raft-rs expects. Followers here never forward proposals, so `MsgPropose` never comes
 //! from a peer.
+//!
+//! This keeps out what a stranger's frame could do; it does not make raft safe from a peer
+//! that holds the secret. raft is not Byzantine-tolerant: a member can still claim terms
+//! and indexes raft-rs trusts (a heartbeat committing past the log makes it abort).
 
 use raft::eraftpb::{Message, MessageType};
 

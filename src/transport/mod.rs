@@ -1,17 +1,18 @@
 //! Peer transport: raft messages over TCP, between nodes that proved the cluster secret.
 //!
 //! - [`handshake`]: every connection opens with an HMAC challenge over the cluster secret
-//!   (both ends prove it), and the dialled node admits only members of its cluster (or a
-//!   node being added), before any raft message is read;
+//!   (both ends prove it), and the dialled node refuses members it knows were removed,
+//!   before any raft message is read;
 //! - [`frames`]: then one tagged, length-delimited frame per raft message, at most
 //!   [`Limits::max_frame`] (32 MiB); a larger message (a big snapshot) travels in chunks;
 //! - [`allow`]: only the message types one raft peer sends another, addressed to this
 //!   node and in the shape raft-rs expects, reach raft ([`peer_may_send`]); the rest are
 //!   dropped and counted.
 //!
-//! Inbound connections are capped in total, while handshaking, and per peer (a newer
-//! connection from a peer closes its oldest), so a flood of half-open connections costs a
-//! bounded amount and cannot starve the members' own connections. Every refusal is
+//! Inbound connections are capped in total, while handshaking (a new one closes the oldest
+//! one still handshaking) and per peer (a newer connection from a peer closes its oldest),
+//! so a flood of half-open connections costs a bounded amount and cannot keep the members'
+//! own connections out. Every refusal is
 //! counted in [`Transport::security`] (part of `/status`) and logged — the first of a kind
 //! and then at every power of two, so a flood cannot flood the log.
 //!
