@@ -194,12 +194,13 @@ impl Inbox for LoopInbox {
         self.members.admits(id)
     }
     fn hello(&self, hello: &Hello) -> Option<String> {
-        if self.members.has_conf() {
-            // A member of a cluster: the replicated address book decides where peers are.
-            return self.members.get(hello.id).map(|a| a.peer_addr);
+        if let Some(known) = self.members.get(hello.id) {
+            // The replicated address book (or the configuration) decides where peers are.
+            return Some(known.peer_addr);
         }
-        // Joined empty: the hellos are all this node knows of its peers until the leader's
-        // snapshot brings the book.
+        // A peer nothing here knows: this node joined empty, or lags behind a membership
+        // change (the new member may be the leader now). Its hello is all there is, until
+        // the replicated book names it.
         self.members.learn_from_hello(
             hello.id,
             MemberAddrs {

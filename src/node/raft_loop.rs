@@ -446,8 +446,7 @@ impl RaftLoop {
         let cs = self.raw.raft.prs().conf().to_conf_state();
         self.members.set_conf(conf_members(&cs));
         self.drop_removed_peers();
-        let voters = self.voters();
-        for id in voters {
+        for id in conf_members(&cs) {
             if id != self.id
                 && let Some(a) = self.members.get(id)
             {

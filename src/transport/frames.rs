@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Inbound connections still in their handshake at once.
     pub max_handshakes: usize,
+    /// Of those, from one source address: a flood from one host then only pushes out its
+    /// own handshakes, never another host's.
+    pub max_handshakes_per_ip: usize,
     /// Authenticated inbound connections per peer; a newer one closes the oldest.
     pub max_per_peer: usize,
 }
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_message: u32::MAX as usize,
             max_connections: 256,
             max_handshakes: 64,
+            max_handshakes_per_ip: 32,
             max_per_peer: 4,
         }
     }
@@ -116,9 +120,7 @@ impl Reassembler {
     /// Take one frame; a message once it is complete.
     pub fn push(&mut self, frame: BytesMut) -> Result<Option<Message>, FrameError> {
         let (&tag, payload) = frame.split_first().ok_or(FrameError::Empty)?;
-        let decode = |bytes: &[u8]| {
-            Message::parse_from_bytes(bytes).map_err(|e| FrameError::Decode(e.to_string()))
-        };
+        let decode = decode_message;
         match tag {
             TAG_MESSAGE if self.partial.is_some() => Err(FrameError::Interleaved),
             TAG_MESSAGE => decode(payload).map(Some),
@@ -140,6 +142,20 @@ impl Reassembler {
             other => Err(FrameError::UnknownTag(other)),
         }
     }
+}
+
+/// Decode one raft message from `bytes`, with every length field bounded by the input:
+/// protobuf 2 otherwise reserves what a field's length says (up to 10 MB) before it finds
+/// the input shorter, so a ten-byte frame could cost megabytes (found by
+/// `tests/fuzz`'s `raft_frame_stream`).
+fn decode_message(bytes: &[u8]) -> Result<Message, FrameError> {
+    let bad = |e: protobuf::ProtobufError| FrameError::Decode(e.to_string());
+    let mut input = protobuf::CodedInputStream::from_bytes(bytes);
+    let outer = input.push_limit(bytes.len() as u64).map_err(bad)?;
+    let mut msg = Message::default();
+    msg.merge_from(&mut input).map_err(bad)?;
+    input.pop_limit(outer);
+    Ok(msg)
 }
 
 /// Read the messages of authenticated peer `peer` from `frames` (a stream of decoded

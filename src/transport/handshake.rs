@@ -2,9 +2,10 @@
 //! secret before any raft message is read.
 //!
 //! ```text
-//! dialled node → dialler   Challenge { protocol, id, nonce_s, authenticated }
+//! dialled node → dialler   Challenge { protocol, id, nonce_s, authenticated, max_frame }
 //! dialler → dialled node   Hello { id, peer_addr, client_addr, nonce_c, mac }
-//!                          mac = HMAC-SHA256(secret, "hello" ‖ nonce_s ‖ nonce_c ‖ both ids ‖ addrs)
+//!                          mac = HMAC-SHA256(secret, "hello" ‖ nonce_s ‖ nonce_c ‖ both ids ‖
+//!                                            frame limit ‖ authenticated ‖ addrs)
 //! dialled node → dialler   Welcome::Accepted { mac' }   (mac' over "welcome" ‖ the same)
 //!                          | Welcome::Refused { reason }
 //! then dialler → dialled   raft frames (see `frames`)
@@ -39,10 +40,11 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::frames::MIN_MAX_FRAME;
 use crate::wire::ClusterSecret;
 
 /// The protocol both ends must speak; bumped on any change to handshake or frames.
-pub const PROTOCOL: &str = "raftbench-peer/2";
+pub const PROTOCOL: &str = "raftbench-peer/3";
 
 /// Largest handshake frame accepted (a hello is a few hundred bytes of JSON).
 pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
@@ -147,19 +149,27 @@ fn nonce() -> String {
     hex::encode(b)
 }
 
-/// The MAC of one side over everything both sides said: the domain (`hello` or
-/// `welcome`), both nonces, both ids and the dialler's addresses, each length-prefixed so
-/// that no two exchanges share an encoding.
+/// The MAC of one side over everything both sides said: the protocol, the domain (`hello`
+/// or `welcome`), both nonces, both ids, the dialled node's frame limit and whether it has
+/// a secret, and the dialler's addresses, each length-prefixed so that no two exchanges
+/// share an encoding.
 fn mac(secret: &ClusterSecret, domain: &str, challenge: &Challenge, hello: &Hello) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    let ids = [challenge.id.to_string(), hello.id.to_string()];
+    let numbers = [
+        challenge.id.to_string(),
+        hello.id.to_string(),
+        challenge.max_frame.to_string(),
+        challenge.authenticated.to_string(),
+    ];
     for part in [
         PROTOCOL,
         domain,
         &challenge.nonce,
         &hello.nonce,
-        &ids[0],
-        &ids[1],
+        &numbers[0],
+        &numbers[1],
+        &numbers[2],
+        &numbers[3],
         &hello.peer_addr,
         &hello.client_addr,
     ] {
@@ -304,6 +314,12 @@ where
         let challenge: Challenge = read(&mut frames).await?;
         if challenge.protocol != PROTOCOL {
             return Err(HandshakeError::Protocol(challenge.protocol));
+        }
+        if challenge.max_frame < MIN_MAX_FRAME {
+            return Err(HandshakeError::Protocol(format!(
+                "{} with a frame limit of {} bytes (below {MIN_MAX_FRAME})",
+                challenge.protocol, challenge.max_frame
+            )));
         }
         if challenge.id != want {
             return Err(HandshakeError::WrongPeer {

@@ -115,8 +115,8 @@ pub struct Transport {
     last_refusal: Mutex<Option<String>>,
     /// Authenticated inbound connections by peer, oldest first.
     inbound: Mutex<HashMap<u64, VecDeque<(u64, CancellationToken)>>>,
-    /// Inbound connections still in their handshake, oldest first.
-    handshaking: Mutex<VecDeque<(u64, CancellationToken)>>,
+    /// Inbound connections still in their handshake, oldest first, with their source.
+    handshaking: Mutex<VecDeque<(u64, std::net::IpAddr, CancellationToken)>>,
     next_connection: AtomicU64,
 }
 
@@ -197,7 +197,7 @@ impl Transport {
                         );
                         continue;
                     };
-                    let (number, handshake) = self.register_handshake();
+                    let (number, handshake) = self.register_handshake(from.ip());
                     let me = self.clone();
                     connections.spawn(async move {
                         let _connection = connection;
@@ -213,21 +213,34 @@ impl Transport {
         connections.shutdown().await;
     }
 
-    /// Note a new connection in its handshake; beyond the cap, the oldest one still
-    /// handshaking is closed. A peer's handshake takes one round trip, so a flood of idle
-    /// connections cannot keep a member out: each new connection pushes the flood's oldest
-    /// out, not the member's.
-    fn register_handshake(&self) -> (u64, CancellationToken) {
+    /// Note a new connection from `ip` in its handshake. Beyond the per-source cap, the
+    /// oldest one still handshaking from `ip` is closed; beyond the total cap, the oldest
+    /// one. A member's handshake takes one round trip, so a flood of idle connections
+    /// pushes out the flood's own older connections: from another host, never the
+    /// member's; from the member's own host, only if the flood opens dozens of connections
+    /// within that round trip.
+    fn register_handshake(&self, ip: std::net::IpAddr) -> (u64, CancellationToken) {
         let number = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
         let mut pending = self.handshaking.lock();
-        pending.push_back((number, token.clone()));
+        let from_ip = pending.iter().filter(|(_, i, _)| *i == ip).count();
+        let evict = |pending: &mut VecDeque<(u64, std::net::IpAddr, CancellationToken)>,
+                     at: usize| {
+            if let Some((_, _, t)) = pending.remove(at) {
+                t.cancel();
+                self.counters
+                    .handshakes_evicted
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if from_ip >= self.limits.max_handshakes_per_ip
+            && let Some(at) = pending.iter().position(|(_, i, _)| *i == ip)
+        {
+            evict(&mut pending, at);
+        }
+        pending.push_back((number, ip, token.clone()));
         while pending.len() > self.limits.max_handshakes {
-            let (_, oldest) = pending.pop_front().expect("over the cap");
-            oldest.cancel();
-            self.counters
-                .handshakes_evicted
-                .fetch_add(1, Ordering::Relaxed);
+            evict(&mut pending, 0);
         }
         (number, token)
     }
@@ -246,7 +259,7 @@ impl Transport {
                 self.inbox.admits(id)
             }) => a,
         };
-        self.handshaking.lock().retain(|(n, _)| *n != number);
+        self.handshaking.lock().retain(|(n, _, _)| *n != number);
         let (mut frames, hello) = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -414,9 +427,11 @@ impl Transport {
         self.set_peer_locked(&mut peers, id, addr);
     }
 
-    /// The peers this transport sends to.
+    /// The peers this transport sends to or has authenticated connections from.
     pub fn peer_ids(&self) -> Vec<u64> {
-        self.peers.lock().keys().copied().collect()
+        let mut ids: HashSet<u64> = self.peers.lock().keys().copied().collect();
+        ids.extend(self.inbound.lock().keys().copied());
+        ids.into_iter().collect()
     }
 
     /// Whether peer `id` is known.

@@ -486,7 +486,7 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                         "{}/admin/transfer-leader/{to}",
                         c.url(l).unwrap_or_default()
                     ))
-                    // The node answers once the transfer is done, or after its 10 s timeout.
+                    // The node answers once raft has started the transfer.
                     .timeout(Duration::from_secs(15))
                     .send()
                     .await;
