@@ -120,6 +120,9 @@ pub struct RaftLoop {
     readies: u64,
     synced_persists: u64,
     entries_appended: u64,
+    turns: u64,
+    busy_us: u64,
+    longest_turn_us: u64,
 }
 
 /// Every node a conf state names (voters and learners, incoming and outgoing): those whose
@@ -193,6 +196,9 @@ impl RaftLoop {
             readies: 0,
             synced_persists: 0,
             entries_appended: 0,
+            turns: 0,
+            busy_us: 0,
+            longest_turn_us: 0,
         };
         me.publish_status();
         Ok(me)
@@ -212,7 +218,9 @@ impl RaftLoop {
                 true => Duration::ZERO,
                 false => next_tick.saturating_duration_since(Instant::now()),
             };
-            match self.rx.recv_timeout(wait) {
+            let received = self.rx.recv_timeout(wait);
+            let busy = Instant::now();
+            match received {
                 Ok(input) => {
                     if !self.handle(input) {
                         break;
@@ -242,6 +250,10 @@ impl RaftLoop {
                 self.fail_all();
                 return Err(e.into());
             }
+            let took = busy.elapsed().as_micros() as u64;
+            self.turns += 1;
+            self.busy_us += took;
+            self.longest_turn_us = self.longest_turn_us.max(took);
             self.publish_status();
         }
         self.stop()
@@ -685,6 +697,9 @@ impl RaftLoop {
             readies: self.readies,
             synced_persists: self.synced_persists,
             entries_appended: self.entries_appended,
+            turns: self.turns,
+            busy_us: self.busy_us,
+            longest_turn_us: self.longest_turn_us,
         });
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.status.set_storage(store.stats());
@@ -708,5 +723,8 @@ fn placeholder_status() -> RaftStatus {
         readies: 0,
         synced_persists: 0,
         entries_appended: 0,
+        turns: 0,
+        busy_us: 0,
+        longest_turn_us: 0,
     }
 }

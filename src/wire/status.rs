@@ -41,6 +41,17 @@ pub struct RaftStatus {
     /// Entries appended to the local log since start. `entries_appended / synced_persists`
     /// is the group-commit factor: proposals covered by one fsync.
     pub entries_appended: u64,
+    /// The raft loop's turns since start (each drains inputs, then handles one Ready).
+    #[serde(default)]
+    pub turns: u64,
+    /// Microseconds the raft loop spent busy in those turns (`busy_us / turns` is the time
+    /// per turn): the harness's own cost on the write path, apart from waiting.
+    #[serde(default)]
+    pub busy_us: u64,
+    /// The raft loop's longest turn since start, in microseconds: its longest stall (a
+    /// snapshot built on the raft thread shows here), during which no write is acknowledged.
+    #[serde(default)]
+    pub longest_turn_us: u64,
 }
 
 /// The full `/status` document.

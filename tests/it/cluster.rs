@@ -296,6 +296,18 @@ async fn snapshot_catch_up(kind: BackendKind) {
     let r: Value = resp.json().await.unwrap();
     assert!(r["bytes"].as_u64().unwrap() > 400 * 200, "{r}");
     assert!(r["duration_ms"].as_f64().unwrap() >= 0.0);
+    // The snapshot ran on the raft thread: /status shows it as a stall at least as long.
+    let s = c.status(leader).await.unwrap().raft;
+    let snapshot_us = r["duration_ms"].as_f64().unwrap() * 1e3;
+    assert!(
+        s.longest_turn_us as f64 >= snapshot_us.floor(),
+        "longest turn {} us, snapshot {snapshot_us} us",
+        s.longest_turn_us
+    );
+    assert!(
+        s.busy_us >= s.longest_turn_us && s.turns >= s.readies,
+        "{s:?}"
+    );
 }
 
 async fn membership_changes(kind: BackendKind) {
