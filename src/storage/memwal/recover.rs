@@ -152,11 +152,14 @@ struct SnapDir {
 }
 
 impl SnapDir {
-    /// List `dir` (deleting leftovers of interrupted writes, see [`snapfile::list`]).
+    /// List `dir`, deleting leftovers of writes a crash interrupted
+    /// ([`snapfile::delete_leftovers`]).
     fn list(dir: &Path) -> Result<Self> {
+        let mut listing = snapfile::list(dir)?;
+        snapfile::delete_leftovers(&mut listing)?;
         Ok(SnapDir {
             dir: dir.to_path_buf(),
-            listing: snapfile::list(dir)?,
+            listing,
         })
     }
 

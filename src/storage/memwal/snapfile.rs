@@ -39,16 +39,19 @@ pub struct Listing {
     pub finals: Vec<u64>,
     /// Indexes of pending snapshots, ascending.
     pub pendings: Vec<u64>,
+    /// `*.tmp` files: writes in progress, or (at open) leftovers of interrupted ones.
+    pub temporaries: Vec<std::path::PathBuf>,
 }
 
-/// List `dir`, deleting leftover `*.tmp` files of interrupted writes.
+/// List `dir`. Temporary files are listed, never deleted here: while the node runs, one
+/// may be a snapshot being written (only the open deletes leftovers, [`delete_leftovers`]).
 pub fn list(dir: &Path) -> Result<Listing> {
     let mut out = Listing::default();
     for ent in fs::read_dir(dir).map_err(StorageError::io("list", dir))? {
         let ent = ent.map_err(StorageError::io("list", dir))?;
         let name = ent.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
-            fs::remove_file(ent.path()).map_err(StorageError::io("delete", ent.path()))?;
+            out.temporaries.push(ent.path());
             continue;
         }
         let parsed = name.strip_prefix("snap-").and_then(|rest| {
@@ -70,6 +73,15 @@ pub fn list(dir: &Path) -> Result<Listing> {
     out.finals.sort_unstable();
     out.pendings.sort_unstable();
     Ok(out)
+}
+
+/// Delete the temporary files of `listing`: at open, they are leftovers of writes a crash
+/// interrupted (never adopted: a snapshot only counts under its final name).
+pub fn delete_leftovers(listing: &mut Listing) -> Result<()> {
+    for p in listing.temporaries.drain(..) {
+        fs::remove_file(&p).map_err(StorageError::io("delete", &p))?;
+    }
+    Ok(())
 }
 
 /// Write a snapshot file at `path` (via a temporary file and a rename). The file and the
@@ -143,6 +155,40 @@ pub fn read(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_in_progress_is_listed_not_deleted_and_only_open_deletes_leftovers() {
+        let t = tempfile::tempdir().unwrap();
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 3;
+        meta.term = 1;
+        write(&final_path(t.path(), 3), &meta, b"x").unwrap();
+        let in_progress = t.path().join("snap-9.snap.tmp");
+        fs::write(&in_progress, b"half").unwrap();
+        let mut l = list(t.path()).unwrap();
+        assert_eq!(l.finals, vec![3]);
+        assert_eq!(l.temporaries, vec![in_progress.clone()]);
+        assert!(
+            in_progress.exists(),
+            "a running node's listing deletes nothing"
+        );
+        delete_leftovers(&mut l).unwrap();
+        assert!(!in_progress.exists());
+        assert_eq!(list(t.path()).unwrap().finals, vec![3]);
+    }
+
+    #[test]
+    fn opening_deletes_leftover_temporaries_and_adopts_none() {
+        use crate::storage::StorageBackend;
+        let t = tempfile::tempdir().unwrap();
+        let cfg = crate::wire::BackendConfig::new(crate::wire::BackendKind::Memwal, t.path());
+        drop(super::super::MemwalBackend::open(cfg.clone()).unwrap());
+        let leftover = t.path().join("snap").join("snap-7.snap.tmp");
+        fs::write(&leftover, b"interrupted").unwrap();
+        let b = super::super::MemwalBackend::open(cfg).unwrap();
+        assert!(!leftover.exists(), "open deletes what a crash left");
+        assert_eq!(b.stats().snapshot_index, 0, "and adopts none of it");
+    }
 
     #[test]
     fn short_or_damaged_files_are_errors_naming_the_file() {
