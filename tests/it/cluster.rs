@@ -16,12 +16,23 @@ use serde_json::Value;
 
 use crate::common::{RAFTBENCH, raftbench};
 
-const LEADER_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 fn start(
     kind: BackendKind,
     nodes: u64,
     raft: RaftSettings,
+) -> (tempfile::TempDir, Cluster<Processes>) {
+    start_with(kind, nodes, raft, &[])
+}
+
+/// A cluster of `nodes` on 127.0.0.1 (fsync always, small RocksDB caches), each node
+/// started with the extra flags `node_args`.
+pub(crate) fn start_with(
+    kind: BackendKind,
+    nodes: u64,
+    raft: RaftSettings,
+    node_args: &[&str],
 ) -> (tempfile::TempDir, Cluster<Processes>) {
     let t = tempfile::tempdir().unwrap();
     let mut backend = BackendConfig::new(kind, "").with_fsync(FsyncPolicy::Always);
@@ -34,13 +45,13 @@ fn start(
         dir: t.path().join("cluster"),
         binary: RAFTBENCH.into(),
         fault_disks: None,
-        node_args: Vec::new(),
+        node_args: node_args.iter().map(|s| s.to_string()).collect(),
     };
     let c = Cluster::start(spec).expect("cluster starts");
     (t, c)
 }
 
-fn client_for(c: &Cluster<Processes>, ids: &[u64]) -> Client {
+pub(crate) fn client_for(c: &Cluster<Processes>, ids: &[u64]) -> Client {
     let eps: Vec<String> = ids
         .iter()
         .map(|id| c.node(*id).unwrap().client_addr.clone())
@@ -48,7 +59,7 @@ fn client_for(c: &Cluster<Processes>, ids: &[u64]) -> Client {
     Client::new(&eps, Duration::from_secs(20))
 }
 
-fn all_client(c: &Cluster<Processes>) -> Client {
+pub(crate) fn all_client(c: &Cluster<Processes>) -> Client {
     let ids: Vec<u64> = c.nodes().keys().copied().collect();
     client_for(c, &ids)
 }
@@ -57,7 +68,7 @@ fn http() -> reqwest::Client {
     raftbench::client::http_client()
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -70,7 +81,7 @@ where
 }
 
 /// Wait until node `id` has applied at least `index`.
-async fn wait_applied(c: &Cluster<Processes>, id: u64, index: u64) {
+pub(crate) async fn wait_applied(c: &Cluster<Processes>, id: u64, index: u64) {
     wait_until(
         &format!("node {id} to apply {index}"),
         LEADER_WAIT,

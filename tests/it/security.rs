@@ -15,50 +15,18 @@ use bytes::Bytes;
 use futures::SinkExt;
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, Message, MessageType};
-use raftbench::client::{Client, Consistency};
-use raftbench::cluster::{Cluster, ClusterSpec, NodeState, Processes};
-use raftbench::storage::{BackendConfig, BackendKind, FsyncPolicy};
+use raftbench::client::Consistency;
+use raftbench::cluster::{Cluster, NodeState, Processes};
+use raftbench::storage::BackendKind;
 use raftbench::transport::handshake::{HandshakeError, Identity, dial};
 use raftbench::wire::{ClusterSecret, RaftSettings, StatusReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cluster::{LEADER_WAIT, all_client, client_for, start_with, wait_applied, wait_until};
 use crate::common::RAFTBENCH;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn start(
-    kind: BackendKind,
-    raft: RaftSettings,
-    node_args: &[&str],
-) -> (tempfile::TempDir, Cluster<Processes>) {
-    let t = tempfile::tempdir().unwrap();
-    let mut backend = BackendConfig::new(kind, "").with_fsync(FsyncPolicy::Always);
-    backend.rocksdb.block_cache_size = bytesize::ByteSize::mib(16);
-    backend.rocksdb.write_buffer_size = bytesize::ByteSize::mib(8);
-    let spec = ClusterSpec {
-        nodes: 3,
-        backend,
-        raft,
-        dir: t.path().join("cluster"),
-        binary: RAFTBENCH.into(),
-        fault_disks: None,
-        node_args: node_args.iter().map(|s| s.to_string()).collect(),
-    };
-    (t, Cluster::start(spec).expect("cluster starts"))
-}
-
-fn client(c: &Cluster<Processes>, ids: &[u64]) -> Client {
-    let eps: Vec<String> = ids
-        .iter()
-        .map(|id| c.node(*id).unwrap().client_addr.clone())
-        .collect();
-    Client::new(&eps, Duration::from_secs(10))
-}
-
-fn all(c: &Cluster<Processes>) -> Client {
-    client(c, &c.nodes().keys().copied().collect::<Vec<_>>())
-}
+const WAIT: Duration = LEADER_WAIT;
 
 fn secret_of(c: &Cluster<Processes>) -> ClusterSecret {
     ClusterSecret::load(c.secret_path().expect("cluster up makes a secret")).unwrap()
@@ -68,25 +36,13 @@ async fn status(c: &Cluster<Processes>, id: u64) -> StatusReport {
     c.status(id).await.expect("the node serves /status")
 }
 
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Every node runs, and the cluster commits a new write and reads it back.
 async fn still_serving(c: &Cluster<Processes>, key: &str) {
     for id in c.nodes().keys() {
         assert_eq!(c.state(*id), NodeState::Running, "node {id}");
         status(c, *id).await;
     }
-    let cl = all(c);
+    let cl = all_client(c);
     cl.put(key, Bytes::from_static(b"v"))
         .await
         .expect("the cluster still commits");
@@ -155,7 +111,7 @@ async fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_without_the_secret_reach_nothing() {
-    let (_t, mut c) = start(BackendKind::Memwal, RaftSettings::default(), &[]);
+    let (_t, mut c) = start_with(BackendKind::Memwal, 3, RaftSettings::default(), &[]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let follower = *c.nodes().keys().find(|id| **id != leader).unwrap();
     let secret = secret_of(&c);
@@ -224,7 +180,7 @@ async fn strangers_without_the_secret_reach_nothing() {
     let before = status(&c, leader).await.security;
     c.stop(follower).unwrap();
     c.remove_member(follower).await.unwrap();
-    wait_for("the removal applied on the leader", || async {
+    wait_until("the removal applied on the leader", WAIT, || async {
         !status(&c, leader).await.raft.voters.contains(&follower)
     })
     .await;
@@ -234,7 +190,7 @@ async fn strangers_without_the_secret_reach_nothing() {
     assert!(e.to_string().contains("was removed"), "{e}");
 
     // The node counts after it answers: wait for the counters.
-    wait_for("five refused handshakes", || async {
+    wait_until("five refused handshakes", WAIT, || async {
         let s = status(&c, leader).await.security;
         s.handshakes_refused >= 5 && s.auth_failures >= 3 && s.auth_failures > before.auth_failures
     })
@@ -256,10 +212,10 @@ async fn strangers_without_the_secret_reach_nothing() {
 /// its log and `/status` and the leader's, and it never receives the cluster's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_secret_is_refused() {
-    let (t, mut c) = start(BackendKind::Memwal, RaftSettings::default(), &[]);
+    let (t, mut c) = start_with(BackendKind::Memwal, 3, RaftSettings::default(), &[]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let odd = *c.nodes().keys().rev().find(|id| **id != leader).unwrap();
-    all(&c)
+    all_client(&c)
         .put("before", Bytes::from_static(b"1"))
         .await
         .unwrap();
@@ -291,7 +247,7 @@ async fn a_node_with_the_wrong_secret_is_refused() {
     let _child = Kill(child);
     let http = raftbench::client::http_client();
     let url = format!("http://{}/status", n.client_addr);
-    wait_for("the odd node's refusals", || {
+    wait_until("the odd node's refusals", WAIT, || {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let Ok(r) = http.get(&url).send().await else {
@@ -312,12 +268,14 @@ async fn a_node_with_the_wrong_secret_is_refused() {
         "the odd node logs why: {text}"
     );
     let live: Vec<u64> = c.nodes().keys().copied().filter(|id| *id != odd).collect();
-    client(&c, &live)
+    client_for(&c, &live)
         .put("during", Bytes::from_static(b"2"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let local = client(&c, &[odd]).get("during", Consistency::Local).await;
+    let local = client_for(&c, &[odd])
+        .get("during", Consistency::Local)
+        .await;
     assert!(
         matches!(local, Ok(None)),
         "the odd node got nothing: {local:?}"
@@ -327,11 +285,11 @@ async fn a_node_with_the_wrong_secret_is_refused() {
 /// An insider (the secret, a member's id) sends what no raft peer sends: each message is
 /// dropped and counted, and a frame over the limit closes the connection.
 async fn insider_messages_are_refused(kind: BackendKind) {
-    let (_t, c) = start(kind, RaftSettings::default(), &[]);
+    let (_t, c) = start_with(kind, 3, RaftSettings::default(), &[]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let follower = *c.nodes().keys().find(|id| **id != leader).unwrap();
     let secret = secret_of(&c);
-    all(&c)
+    all_client(&c)
         .put("before", Bytes::from_static(b"1"))
         .await
         .unwrap();
@@ -350,7 +308,7 @@ async fn insider_messages_are_refused(kind: BackendKind) {
     for m in [&empty, &poison, &bare_read_index, &elsewhere, &local] {
         conn.send(raft_frame(m)).await.unwrap();
     }
-    wait_for("five refused messages", || async {
+    wait_until("five refused messages", WAIT, || async {
         status(&c, leader).await.security.messages_refused >= 5
     })
     .await;
@@ -385,7 +343,7 @@ async fn insider_messages_are_refused(kind: BackendKind) {
     stream.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
     stream.write_all(&[0u8; 1024]).await.unwrap();
     assert!(closed_within(stream, Duration::from_secs(5)).await);
-    wait_for("the oversized frame refused", || async {
+    wait_until("the oversized frame refused", WAIT, || async {
         status(&c, leader).await.security.frames_refused >= 1
     })
     .await;
@@ -405,7 +363,7 @@ async fn insider_messages_are_refused(kind: BackendKind) {
 /// to `fake`. Every replica applies it as the same no-op, counts it, and the cluster goes
 /// on.
 async fn an_entry_that_is_not_a_command_is_a_no_op_everywhere(kind: BackendKind) {
-    let (_t, c) = start(kind, RaftSettings::default(), &[]);
+    let (_t, c) = start_with(kind, 3, RaftSettings::default(), &[]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let others: Vec<u64> = c
         .nodes()
@@ -414,7 +372,7 @@ async fn an_entry_that_is_not_a_command_is_a_no_op_everywhere(kind: BackendKind)
         .filter(|id| *id != leader)
         .collect();
     let (fake, victim) = (others[0], others[1]);
-    all(&c)
+    all_client(&c)
         .put("before", Bytes::from_static(b"1"))
         .await
         .unwrap();
@@ -483,7 +441,7 @@ async fn an_entry_that_is_not_a_command_is_a_no_op_everywhere(kind: BackendKind)
 /// its connections through and catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_peer_connections_are_capped() {
-    let (_t, mut c) = start(BackendKind::Memwal, RaftSettings::default(), &[]);
+    let (_t, mut c) = start_with(BackendKind::Memwal, 3, RaftSettings::default(), &[]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let follower = *c.nodes().keys().find(|id| **id != leader).unwrap();
     let addrs: Vec<String> = c.nodes().values().map(|n| n.peer_addr.clone()).collect();
@@ -521,7 +479,7 @@ async fn half_open_peer_connections_are_capped() {
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let cl = all(&c);
+    let cl = all_client(&c);
     for i in 0..20 {
         cl.put(&format!("flood{i}"), Bytes::from_static(b"x"))
             .await
@@ -534,15 +492,7 @@ async fn half_open_peer_connections_are_capped() {
         .unwrap();
     c.spawn(follower).unwrap();
     let target = status(&c, leader).await.raft.commit_index;
-    wait_for(
-        "the restarted follower to catch up in the flood",
-        || async {
-            c.status(follower)
-                .await
-                .is_ok_and(|s| s.raft.applied_index >= target)
-        },
-    )
-    .await;
+    wait_applied(&c, follower, target).await;
     assert!(!flood.is_finished(), "the flood was still on");
     let s = status(&c, leader).await.security;
     assert!(
@@ -567,10 +517,10 @@ async fn a_snapshot_larger_than_a_frame_installs() {
         compact_lag: 10,
         ..RaftSettings::default()
     };
-    let (_t, mut c) = start(BackendKind::Memwal, raft, &["--peer-max-frame", "64KiB"]);
+    let (_t, mut c) = start_with(BackendKind::Memwal, 3, raft, &["--peer-max-frame", "64KiB"]);
     let leader = c.wait_for_leader(WAIT).await.unwrap();
     let lagging = *c.nodes().keys().find(|id| **id != leader).unwrap();
-    let cl = all(&c);
+    let cl = all_client(&c);
     c.stop(lagging).unwrap();
     let value = Bytes::from(vec![b'z'; 4096]);
     for i in 0..150 {
@@ -589,16 +539,11 @@ async fn a_snapshot_larger_than_a_frame_installs() {
     assert!(bytes > 8 * 64 * 1024, "a snapshot of {bytes} bytes");
     let target = status(&c, leader).await.raft.commit_index;
     c.spawn(lagging).unwrap();
-    wait_for("the lagging follower to catch up", || async {
-        c.status(lagging)
-            .await
-            .is_ok_and(|s| s.raft.applied_index >= target)
-    })
-    .await;
+    wait_applied(&c, lagging, target).await;
     let s = status(&c, lagging).await;
     assert!(s.raft.snapshot_index > 1, "installed a snapshot: {s:?}");
     assert_eq!(
-        client(&c, &[lagging])
+        client_for(&c, &[lagging])
             .get("big149", Consistency::Local)
             .await
             .unwrap(),
@@ -611,8 +556,9 @@ async fn a_snapshot_larger_than_a_frame_installs() {
 /// they were served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_need_the_secret_when_required() {
-    let (_t, c) = start(
+    let (_t, c) = start_with(
         BackendKind::Memwal,
+        3,
         RaftSettings::default(),
         &["--admin-auth", "always"],
     );
