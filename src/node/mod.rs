@@ -87,8 +87,12 @@ pub enum Input {
         addrs: Option<MemberAddrs>,
         reply: Reply<()>,
     },
-    /// Snapshot and compact now.
+    /// Snapshot and compact now (built off the raft thread; answered once adopted).
     Snapshot { reply: Reply<SnapshotReport> },
+    /// A snapshot build (begun by the raft loop, run on its own thread) has finished.
+    SnapshotBuilt {
+        result: crate::storage::Result<crate::storage::BuiltSnapshot>,
+    },
     /// Hand leadership to `to`.
     TransferLeader { to: u64, reply: Reply<()> },
     /// The transport could not reach `id`.
@@ -298,8 +302,14 @@ impl Opened {
             }),
         );
         let reader = backend.reader();
-        let raft_loop =
-            raft_loop::RaftLoop::new(&cfg, backend, rx, transport.clone(), members.clone())?;
+        let raft_loop = raft_loop::RaftLoop::new(
+            &cfg,
+            backend,
+            rx,
+            tx.clone(),
+            transport.clone(),
+            members.clone(),
+        )?;
         let status = raft_loop.status_cell();
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
@@ -36,8 +36,9 @@ use super::{
 };
 use crate::kv::KvCommand;
 use crate::storage::snapshot_data::SnapshotDataWriter;
-use crate::storage::{AnyBackend, StorageBackend, StorageError};
+use crate::storage::{AnyBackend, BuiltSnapshot, StorageBackend, StorageError};
 use crate::transport::Transport;
+use crate::wire::SnapshotBuilding;
 
 /// Inputs handled per turn at most, so a flood cannot starve ticks and readies.
 const MAX_DRAIN: usize = 8192;
@@ -104,6 +105,8 @@ pub struct RaftLoop {
     id: u64,
     raw: RawNode<AnyBackend>,
     rx: Receiver<Input>,
+    /// Where snapshot builds report back (the loop's own inbox).
+    inbox: Sender<Input>,
     transport: Arc<Transport>,
     members: Members,
     status: StatusCell,
@@ -123,7 +126,27 @@ pub struct RaftLoop {
     turns: u64,
     busy_us: u64,
     longest_turn_us: u64,
+    /// The snapshot being built off this thread, if any (one at a time).
+    building: Option<Building>,
+    /// `POST /admin/snapshot` calls that arrived during a build: answered by the next one.
+    snapshot_requests: Vec<Reply<SnapshotReport>>,
+    /// No automatic build before this (set after a failed one).
+    snapshot_retry_at: Instant,
+    snapshots_built: u64,
+    snapshot_failures: u64,
+    last_snapshot_ms: f64,
 }
+
+/// A snapshot build in progress on its own thread.
+struct Building {
+    from_index: u64,
+    started: Instant,
+    /// Admin calls to answer when it is done.
+    replies: Vec<Reply<SnapshotReport>>,
+}
+
+/// How long to wait before building again after a build failed.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 
 /// Every node a conf state names (voters and learners, incoming and outgoing): those whose
 /// peer connections the transport admits.
@@ -142,6 +165,7 @@ impl RaftLoop {
         cfg: &NodeConfig,
         backend: AnyBackend,
         rx: Receiver<Input>,
+        inbox: Sender<Input>,
         transport: Arc<Transport>,
         members: Members,
     ) -> Result<Self, NodeStartError> {
@@ -180,6 +204,7 @@ impl RaftLoop {
             id: cfg.id,
             raw,
             rx,
+            inbox,
             transport,
             members,
             status: StatusCell::new(placeholder_status(), stats.clone()),
@@ -199,6 +224,12 @@ impl RaftLoop {
             turns: 0,
             busy_us: 0,
             longest_turn_us: 0,
+            building: None,
+            snapshot_requests: Vec::new(),
+            snapshot_retry_at: Instant::now(),
+            snapshots_built: 0,
+            snapshot_failures: 0,
+            last_snapshot_ms: 0.0,
         };
         me.publish_status();
         Ok(me)
@@ -220,24 +251,22 @@ impl RaftLoop {
             };
             let received = self.rx.recv_timeout(wait);
             let busy = Instant::now();
-            match received {
-                Ok(input) => {
-                    if !self.handle(input) {
-                        break;
-                    }
-                    for _ in 0..MAX_DRAIN {
-                        match self.rx.try_recv() {
-                            Ok(input) => {
-                                if !self.handle(input) {
-                                    return self.stop();
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut more = match received {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut drained = 0;
+            while let Some(input) = more.take() {
+                match self.handle(input) {
+                    Ok(true) => {}
+                    Ok(false) => return self.stop(),
+                    Err(e) => return self.fatal(e),
+                }
+                drained += 1;
+                if drained < MAX_DRAIN {
+                    more = self.rx.try_recv().ok();
+                }
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -246,9 +275,7 @@ impl RaftLoop {
                 self.reads_requested.retain(|_, r| !r.is_closed());
             }
             if let Err(e) = self.on_ready() {
-                error!("fatal storage error, stopping the node: {e}");
-                self.fail_all();
-                return Err(e.into());
+                return self.fatal(e);
             }
             let took = busy.elapsed().as_micros() as u64;
             self.turns += 1;
@@ -257,6 +284,12 @@ impl RaftLoop {
             self.publish_status();
         }
         self.stop()
+    }
+
+    fn fatal(mut self, e: StorageError) -> Result<(), NodeStartError> {
+        error!("fatal storage error, stopping the node: {e}");
+        self.fail_all();
+        Err(e.into())
     }
 
     fn stop(mut self) -> Result<(), NodeStartError> {
@@ -278,6 +311,10 @@ impl RaftLoop {
         for (_, r) in self.reads_waiting.drain(..) {
             let _ = r.send(Err(NodeError::ShuttingDown));
         }
+        let building = self.building.take().map(|b| b.replies).unwrap_or_default();
+        for r in building.into_iter().chain(self.snapshot_requests.drain(..)) {
+            let _ = r.send(Err(NodeError::ShuttingDown));
+        }
     }
 
     fn is_leader(&self) -> bool {
@@ -290,8 +327,8 @@ impl RaftLoop {
         }
     }
 
-    /// Handle one input; `false` means stop.
-    fn handle(&mut self, input: Input) -> bool {
+    /// Handle one input; `false` means stop, an error is fatal.
+    fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
         match input {
             Input::Raft(msg) => {
                 if let Err(e) = self.raw.step(msg) {
@@ -332,11 +369,14 @@ impl RaftLoop {
                 }
             }
             Input::Snapshot { reply } => {
-                let r = self
-                    .snapshot_now()
-                    .map_err(|e| NodeError::Rejected(format!("snapshot failed: {e}")));
-                let _ = reply.send(r);
+                if self.building.is_some() {
+                    // The build in progress began earlier: this call gets the next one.
+                    self.snapshot_requests.push(reply);
+                } else {
+                    self.begin_snapshot(vec![reply])?;
+                }
             }
+            Input::SnapshotBuilt { result } => self.snapshot_built(result)?,
             Input::TransferLeader { to, reply } => {
                 if !self.is_leader() {
                     let _ = reply.send(Err(self.not_leader()));
@@ -359,9 +399,9 @@ impl RaftLoop {
                 // Back to probing: if the follower lost the snapshot, raft sends another.
                 self.raw.report_snapshot(id, SnapshotStatus::Finish);
             }
-            Input::Shutdown => return false,
+            Input::Shutdown => return Ok(false),
         }
-        true
+        Ok(true)
     }
 
     fn voters(&self) -> Vec<u64> {
@@ -648,36 +688,149 @@ impl RaftLoop {
         }
     }
 
+    /// Begin a snapshot build when one is due (`snapshot_interval` entries applied since
+    /// the last) or raft asked for one it could not have (to send to a follower), unless
+    /// one is being built.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
-        let applied = self.raw.store().applied_index();
-        if self.snapshot_interval > 0 && applied >= self.snapshot_index + self.snapshot_interval {
-            let r = self.snapshot_now()?;
-            debug!(
-                index = r.index,
-                bytes = r.bytes,
-                ms = r.duration_ms,
-                "snapshot taken"
-            );
+        if self.building.is_some() {
+            return Ok(());
+        }
+        let store = self.raw.store();
+        let due = self.snapshot_interval > 0
+            && store.applied_index() >= self.snapshot_index + self.snapshot_interval
+            && Instant::now() >= self.snapshot_retry_at;
+        // Polled every turn so the request is not lost (it is a flag).
+        let wanted = store.snapshot_wanted();
+        if due || wanted {
+            self.begin_snapshot(Vec::new())?;
         }
         Ok(())
     }
 
-    /// Snapshot at the applied index, then compact the log keeping `compact_lag` entries.
-    fn snapshot_now(&mut self) -> Result<SnapshotReport, StorageError> {
-        let started = Instant::now();
+    /// Begin a snapshot (a cheap, point-in-time view: see `storage::snapshots`) and build it
+    /// on its own thread, which reports back with [`Input::SnapshotBuilt`]. `replies` are
+    /// answered when it is adopted. Errors of the begin step other than "nothing to
+    /// snapshot" are fatal (it syncs the log).
+    fn begin_snapshot(&mut self, replies: Vec<Reply<SnapshotReport>>) -> Result<(), StorageError> {
+        let job = match self.raw.mut_store().begin_snapshot() {
+            Ok(job) => job,
+            Err(StorageError::Invalid(why)) => {
+                for r in replies {
+                    let _ = r.send(Err(NodeError::Rejected(format!("snapshot: {why}"))));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let from_index = job.applied_at_begin();
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-build".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                    .unwrap_or_else(|panic| {
+                        Err(StorageError::Invalid(format!(
+                            "the snapshot build panicked: {}",
+                            super::panic_message(&panic)
+                        )))
+                    });
+                let _ = inbox.send(Input::SnapshotBuilt { result });
+            });
+        match spawned {
+            Ok(_) => {
+                debug!(id = self.id, from_index, "snapshot build begun");
+                self.building = Some(Building {
+                    from_index,
+                    started: Instant::now(),
+                    replies,
+                });
+            }
+            Err(e) => {
+                self.snapshot_failed(&format!("cannot start the snapshot thread: {e}"), replies);
+            }
+        }
+        Ok(())
+    }
+
+    /// A build has finished: adopt it, compact the log behind it (keeping `compact_lag`
+    /// entries, and never past the snapshot, so a follower sent it can catch up from the
+    /// log), answer the admin calls. A failed build is logged and retried later; the
+    /// replica keeps its previous snapshot. Errors adopting it are fatal (storage).
+    fn snapshot_built(
+        &mut self,
+        result: crate::storage::Result<BuiltSnapshot>,
+    ) -> Result<(), StorageError> {
+        let Some(b) = self.building.take() else {
+            return Ok(());
+        };
+        let built = match result {
+            Ok(built) => built,
+            Err(e) => {
+                self.snapshot_failed(&e.to_string(), b.replies);
+                self.begin_requested()?;
+                return Ok(());
+            }
+        };
+        let (index, term) = (built.index(), built.snapshot.get_metadata().term);
+        let bytes = built.snapshot.data.len() as u64;
         let store = self.raw.mut_store();
-        let snap = store.create_snapshot()?;
-        let index = snap.get_metadata().index;
-        let compacted_to = index.saturating_sub(self.compact_lag);
-        store.compact(compacted_to)?;
-        self.snapshot_index = index;
-        Ok(SnapshotReport {
-            index,
-            term: snap.get_metadata().term,
-            bytes: snap.data.len() as u64,
-            duration_ms: started.elapsed().as_secs_f64() * 1e3,
-            compacted_to: store.first_index().map_or(compacted_to, |f| f - 1),
-        })
+        let adopted = store.finish_snapshot(built)?;
+        let duration_ms = b.started.elapsed().as_secs_f64() * 1e3;
+        let reply = if adopted {
+            let compacted_to = index.saturating_sub(self.compact_lag);
+            store.compact(compacted_to)?;
+            self.snapshot_index = index;
+            self.snapshots_built += 1;
+            self.last_snapshot_ms = duration_ms;
+            debug!(
+                id = self.id,
+                index,
+                bytes,
+                ms = duration_ms,
+                "snapshot adopted"
+            );
+            Ok(SnapshotReport {
+                index,
+                term,
+                bytes,
+                duration_ms,
+                compacted_to: store.first_index().map_or(compacted_to, |f| f - 1),
+            })
+        } else {
+            debug!(
+                id = self.id,
+                index, "built snapshot superseded by a newer one"
+            );
+            Err(NodeError::Rejected(format!(
+                "the snapshot at {index} was superseded by a newer one installed from the leader while it was built"
+            )))
+        };
+        for r in b.replies {
+            let _ = r.send(reply.clone());
+        }
+        self.begin_requested()
+    }
+
+    /// Begin the build that admin calls asked for during the previous one.
+    fn begin_requested(&mut self) -> Result<(), StorageError> {
+        if self.snapshot_requests.is_empty() {
+            return Ok(());
+        }
+        let replies = std::mem::take(&mut self.snapshot_requests);
+        self.begin_snapshot(replies)
+    }
+
+    fn snapshot_failed(&mut self, why: &str, replies: Vec<Reply<SnapshotReport>>) {
+        self.snapshot_failures += 1;
+        self.snapshot_retry_at = Instant::now() + SNAPSHOT_RETRY;
+        warn!(
+            id = self.id,
+            failures = self.snapshot_failures,
+            "snapshot build failed (the previous snapshot stays): {why}"
+        );
+        for r in replies {
+            let _ = r.send(Err(NodeError::Rejected(format!("snapshot failed: {why}"))));
+        }
     }
 
     fn publish_status(&mut self) {
@@ -700,6 +853,13 @@ impl RaftLoop {
             turns: self.turns,
             busy_us: self.busy_us,
             longest_turn_us: self.longest_turn_us,
+            snapshots_built: self.snapshots_built,
+            snapshot_failures: self.snapshot_failures,
+            last_snapshot_ms: self.last_snapshot_ms,
+            snapshot_building: self.building.as_ref().map(|b| SnapshotBuilding {
+                from_index: b.from_index,
+                elapsed_ms: b.started.elapsed().as_millis() as u64,
+            }),
         });
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
             self.status.set_storage(store.stats());
@@ -726,5 +886,9 @@ fn placeholder_status() -> RaftStatus {
         turns: 0,
         busy_us: 0,
         longest_turn_us: 0,
+        snapshots_built: 0,
+        snapshot_failures: 0,
+        last_snapshot_ms: 0.0,
+        snapshot_building: None,
     }
 }

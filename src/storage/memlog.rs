@@ -170,12 +170,16 @@ impl MemLog {
             return;
         }
         let term = self.term(up_to).expect("checked by check_compact");
-        while self.truncated_index < up_to {
-            let e = self.entries.pop_front().expect("up_to <= last_index");
-            self.bytes -= entry_bytes(&e);
-            self.truncated_index += 1;
-        }
+        let n = (up_to - self.truncated_index) as usize;
+        // Keep the (short) rest and hand the (long) compacted front to another thread to
+        // free: dropping a snapshot interval's worth of entries is milliseconds that the
+        // raft thread, which calls this, should not spend.
+        let rest = self.entries.split_off(n);
+        let old = std::mem::replace(&mut self.entries, rest);
+        self.bytes -= old.iter().map(entry_bytes).sum::<u64>();
+        self.truncated_index = up_to;
         self.truncated_term = term;
+        drop_elsewhere(old);
     }
 
     /// Drop the oldest entries so that at most `max` remain (used as a bounded cache); the
@@ -201,6 +205,17 @@ impl MemLog {
     pub fn reset(&mut self, index: u64, term: u64) {
         *self = MemLog::new(index, term);
     }
+}
+
+/// Free `entries` on a short-lived thread when there are many (inline when few, or when
+/// no thread can be started).
+fn drop_elsewhere(entries: VecDeque<Entry>) {
+    if entries.len() < 4096 {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("free-log".into())
+        .spawn(move || drop(entries));
 }
 
 fn entry_bytes(e: &Entry) -> u64 {

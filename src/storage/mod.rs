@@ -18,8 +18,8 @@
 //!   is not synced, but every write has reached the OS before its method returns, so a
 //!   `kill -9` loses nothing; a power cut loses what came after the engine's last sync.
 //! - Under both policies, the rare writes a replica could not recover without are synced
-//!   before they return: a snapshot install (`persist` with a snapshot), `create_snapshot`
-//!   (with everything written before it) and `set_conf_state`.
+//!   before they return: a snapshot install (`persist` with a snapshot), a built snapshot
+//!   (with everything it reflects, see `begin_snapshot`) and `set_conf_state`.
 
 pub mod conformance;
 pub mod datadir;
@@ -29,7 +29,9 @@ pub mod memlog;
 pub mod memwal;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
+pub mod snapfile;
 pub mod snapshot_data;
+pub mod snapshots;
 pub mod stress;
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub use crate::wire::backend::{
 };
 pub use crate::wire::status::{BackendStats, OpenReport};
 pub use error::{Result, StorageError};
+pub use snapshots::{BuiltSnapshot, SnapshotJob};
 
 use crate::kv::KvCommand;
 
@@ -108,12 +111,38 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
     /// Index of the last applied entry (0 for a fresh replica).
     fn applied_index(&self) -> u64;
 
-    /// Build a snapshot of the applied state at the applied index (real data in the shared
-    /// [`snapshot_data`] format) and make it the durable base from which the log may be
-    /// compacted up to that index. Durability (under every fsync policy): everything written
-    /// before it is synced too, even the applies that are otherwise written unsynced, so the
-    /// snapshot is never ahead of the durable log, and the snapshot is durable on return.
-    fn create_snapshot(&mut self) -> Result<Snapshot>;
+    /// Start a snapshot of the applied state (real data in the shared [`snapshot_data`]
+    /// format), to be built off the raft thread ([`snapshots`] describes the three steps).
+    ///
+    /// This step is cheap (a point-in-time view; no scan of the state). The built snapshot
+    /// is at an applied index at least [`SnapshotJob::applied_at_begin`], with that index's
+    /// term and conf state. Durability (under every fsync policy): everything the snapshot
+    /// will reflect is synced by the time the job has run, even the applies that are
+    /// otherwise written unsynced, so the snapshot is never ahead of the durable log; the
+    /// job's file is durable when it returns. The replica's own state is not changed until
+    /// [`Self::finish_snapshot`]. One job at a time: begin the next after finishing this one.
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob>;
+
+    /// Adopt a snapshot built by a [`SnapshotJob`] of this backend: it becomes what
+    /// `raft::Storage::snapshot` returns and the durable base from which the log may be
+    /// compacted up to its index; older snapshot files (and what else it makes obsolete)
+    /// are deleted. A snapshot that is not newer than the replica's newest (a snapshot
+    /// installed from the leader while it was built) is discarded instead, and `false`
+    /// returned.
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool>;
+
+    /// Whether raft asked for a snapshot (`raft::Storage::snapshot`, to send to a follower)
+    /// that this backend did not have, since the last call. The raft loop then begins one.
+    fn snapshot_wanted(&self) -> bool;
+
+    /// Build a snapshot at once, on the calling thread: [`Self::begin_snapshot`], run,
+    /// [`Self::finish_snapshot`]. For tests and tools; the raft loop builds off its thread.
+    fn create_snapshot(&mut self) -> Result<Snapshot> {
+        let built = self.begin_snapshot()?.run()?;
+        let snap = built.snapshot.clone();
+        self.finish_snapshot(built)?;
+        Ok(snap)
+    }
 
     /// Discard log entries with index `<= up_to`; `first_index()` becomes `up_to + 1` and
     /// `term(up_to)` stays answerable. The truncation point is recorded before any entry is
@@ -140,6 +169,9 @@ pub trait KvRead: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Index of the last applied entry visible to [`KvRead::get`].
     fn applied_index(&self) -> u64;
+    /// Every pair of the applied state, in ascending key order, as of one applied index
+    /// (a consistent view). O(state): for tests, checks and tools, not the request path.
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 /// A cloneable handle on a backend's applied state (see [`KvRead`]).
@@ -158,6 +190,10 @@ impl KvReader {
     /// See [`KvRead::applied_index`].
     pub fn applied_index(&self) -> u64 {
         self.0.applied_index()
+    }
+    /// See [`KvRead::scan`].
+    pub fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan()
     }
 }
 
@@ -261,8 +297,14 @@ impl StorageBackend for AnyBackend {
     fn applied_index(&self) -> u64 {
         dispatch!(self, b => b.applied_index())
     }
-    fn create_snapshot(&mut self) -> Result<Snapshot> {
-        dispatch!(self, b => b.create_snapshot())
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob> {
+        dispatch!(self, b => b.begin_snapshot())
+    }
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+        dispatch!(self, b => b.finish_snapshot(built))
+    }
+    fn snapshot_wanted(&self) -> bool {
+        dispatch!(self, b => b.snapshot_wanted())
     }
     fn compact(&mut self, up_to: u64) -> Result<()> {
         dispatch!(self, b => b.compact(up_to))

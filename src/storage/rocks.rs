@@ -33,11 +33,12 @@ use rocksdb::{
 use tracing::info;
 
 use super::memlog::MemLog;
-use super::snapshot_data::SnapshotDataWriter;
+use super::snapfile;
+use super::snapshots::{self, BuiltSnapshot, SnapshotCache, SnapshotJob};
 use super::{
     BackendConfig, BackendKind, BackendStats, Compression, KvRead, KvReader, OpenReport, Result,
     StorageBackend, StorageError, check_apply, check_compact, check_snapshot, datadir,
-    hard_state_needs_sync, make_snapshot,
+    hard_state_needs_sync,
 };
 use crate::kv::KvCommand;
 
@@ -83,6 +84,19 @@ impl KvRead for Reader {
     fn applied_index(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
     }
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let view = self.db.snapshot();
+        let cf = self.db.cf_handle(CF_KV).expect("kv column family");
+        let mut it = view.raw_iterator_cf(cf);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            out.push((k.to_vec(), v.to_vec()));
+            it.next();
+        }
+        it.status().map_err(rocks("scan kv"))?;
+        Ok(out)
+    }
 }
 
 /// RocksDB-backed replica storage. See the module docs.
@@ -98,6 +112,11 @@ pub struct RocksBackend {
     tail: MemLog,
     applied: Arc<AtomicU64>,
     snapshot_index: u64,
+    /// Where built snapshots are written (`<dir>/snap`): only copies to send to followers,
+    /// the DB itself is the replica's state.
+    snap_dir: std::path::PathBuf,
+    /// The newest built snapshot, which raft sends to followers.
+    snapshots: SnapshotCache,
     open_report: OpenReport,
 }
 
@@ -151,6 +170,9 @@ impl RocksBackend {
         // RocksDB creates `db` without syncing its parent: after a power loss the whole
         // database could be gone (found on faultfs in strict metadata mode).
         datadir::create_dir_durable(&db_path)?;
+        let snap_dir = config.dir.join("snap");
+        datadir::create_dir_durable(&snap_dir)?;
+        remove_files_below(&snap_dir, u64::MAX)?;
         let db_started = Instant::now();
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(rocks("open"))?;
         let replay_ms = db_started.elapsed().as_secs_f64() * 1e3;
@@ -235,6 +257,8 @@ impl RocksBackend {
             tail: MemLog::new(last_index, 0),
             applied: Arc::new(AtomicU64::new(applied)),
             snapshot_index,
+            snap_dir,
+            snapshots: SnapshotCache::default(),
             open_report: OpenReport {
                 fresh,
                 open_ms: 0.0,
@@ -333,27 +357,6 @@ impl RocksBackend {
         Ok(out)
     }
 
-    fn build_snapshot(&self) -> Result<Snapshot> {
-        let snap = self.db.snapshot();
-        let applied = match snap
-            .get_pinned_cf(self.cf(CF_META), META_APPLIED)
-            .map_err(rocks("read applied index"))?
-        {
-            Some(b) if b.len() == 8 => (&b[..]).get_u64(),
-            _ => 0,
-        };
-        let term = self.read_term(applied)?;
-        let mut w = SnapshotDataWriter::new(applied);
-        let mut it = snap.raw_iterator_cf_opt(self.cf(CF_KV), ReadOptions::default());
-        it.seek_to_first();
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            w.push(k, v);
-            it.next();
-        }
-        it.status().map_err(rocks("scan kv"))?;
-        Ok(make_snapshot(applied, term, &self.conf_state, w.finish()))
-    }
-
     fn reset_tail_at(&mut self, floor: u64) -> Result<()> {
         let term = self.read_term(floor)?;
         self.tail = MemLog::new(floor, term);
@@ -435,16 +438,12 @@ impl raft::Storage for RocksBackend {
         Ok(self.last_index)
     }
 
-    /// A snapshot of the applied state at the applied index, read from a consistent RocksDB
-    /// snapshot of `kv` and `raft_meta`.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let applied = self.applied_index();
-        if applied == 0 || applied < request_index {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        }
-        Ok(self.build_snapshot()?)
+    /// The newest built snapshot (O(1): it maps its file), when it is at least at
+    /// `request_index` and at the log's truncation point; otherwise "temporarily
+    /// unavailable", and [`StorageBackend::snapshot_wanted`] asks the raft loop to build one.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        self.snapshots
+            .serve(request_index.max(self.truncated.0), to)
     }
 }
 
@@ -546,6 +545,8 @@ impl StorageBackend for RocksBackend {
             self.conf_state = m.get_conf_state().clone();
             self.snapshot_index = m.index;
             self.applied.store(m.index, Ordering::Release);
+            // The cached snapshot is older than the new state; raft asks again if it needs one.
+            self.snapshots.clear();
         }
         if let Some(f) = entries.first() {
             if f.index <= self.tail.truncated().0 {
@@ -633,22 +634,55 @@ impl StorageBackend for RocksBackend {
         self.applied.load(Ordering::Acquire)
     }
 
-    fn create_snapshot(&mut self) -> Result<Snapshot> {
+    /// See [`StorageBackend::begin_snapshot`]. The job takes a RocksDB snapshot (a
+    /// consistent view of `kv` and `raft_meta` at one applied index, at least the one now)
+    /// on its own thread, syncs RocksDB's WAL (one log for every column family, so the view
+    /// is then durable), and scans the view without filling the block cache.
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob> {
         let applied = self.applied_index();
         if applied == 0 {
             return Err(StorageError::Invalid(
                 "nothing has been applied yet; there is no state to snapshot".into(),
             ));
         }
-        let snap = self.build_snapshot()?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), META_SNAPSHOT, applied.to_be_bytes());
-        // Synced under every policy (as memwal syncs its WAL before a snapshot): it also makes
-        // every earlier unsynced write durable (RocksDB has one WAL), so the snapshot is
-        // never ahead of the durable log.
-        self.write(batch, true)?;
-        self.snapshot_index = applied;
-        Ok(snap)
+        let path = snapfile::final_path(&self.snap_dir, applied);
+        if let Some(job) = self.snapshots.ready_at(applied, path) {
+            return Ok(job);
+        }
+        let db = self.db.clone();
+        let snap_dir = self.snap_dir.clone();
+        let db_path = db_path(&self.config.dir);
+        Ok(SnapshotJob::new(applied, move || {
+            build_from_view(&db, &db_path, &snap_dir)
+        }))
+    }
+
+    /// See [`StorageBackend::finish_snapshot`]. A built snapshot is adopted when it is newer
+    /// than the cached one and not older than the log's truncation point (a snapshot
+    /// installed from the leader while it was built may have moved it past). The
+    /// `snapshot` metadata key is informational here (the DB is the state), written
+    /// unsynced.
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+        let index = built.index();
+        if index <= self.snapshots.index() || index < self.truncated.0 {
+            if index < self.snapshots.index() || index < self.truncated.0 {
+                snapshots::remove_superseded(&built.path)?;
+            }
+            return Ok(false);
+        }
+        if index > self.snapshot_index {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(CF_META), META_SNAPSHOT, index.to_be_bytes());
+            self.write(batch, false)?;
+            self.snapshot_index = index;
+        }
+        self.snapshots.set(built.snapshot);
+        remove_files_below(&self.snap_dir, index)?;
+        Ok(true)
+    }
+
+    fn snapshot_wanted(&self) -> bool {
+        self.snapshots.take_wanted()
     }
 
     fn compact(&mut self, up_to: u64) -> Result<()> {
@@ -707,6 +741,75 @@ impl StorageBackend for RocksBackend {
     fn open_report(&self) -> OpenReport {
         self.open_report.clone()
     }
+}
+
+/// The job of [`RocksBackend::begin_snapshot`]: view, sync, scan, write, map.
+fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path) -> Result<BuiltSnapshot> {
+    let view = db.snapshot();
+    // Everything the view holds must be durable before the snapshot is.
+    db.flush_wal(true).map_err(rocks("sync the WAL"))?;
+    let cf = |name: &str| db.cf_handle(name).expect("column family exists");
+    let corrupt = |why: String| StorageError::corrupt(db_path, 0, why);
+    let get_meta = |k: &[u8]| {
+        view.get_pinned_cf(cf(CF_META), k)
+            .map_err(rocks("read metadata"))
+    };
+    let applied = match get_meta(META_APPLIED)? {
+        Some(b) if b.len() == 8 => (&b[..]).get_u64(),
+        _ => return Err(corrupt("the applied index is missing".into())),
+    };
+    let conf_state = match get_meta(META_CONF_STATE)? {
+        Some(b) => {
+            ConfState::parse_from_bytes(&b).map_err(|e| corrupt(format!("conf state: {e}")))?
+        }
+        None => ConfState::default(),
+    };
+    let truncated = match get_meta(META_TRUNCATED)? {
+        Some(b) if b.len() == 16 => {
+            let mut b = &b[..];
+            (b.get_u64(), b.get_u64())
+        }
+        _ => (0, 0),
+    };
+    let term = if applied == truncated.0 {
+        truncated.1
+    } else {
+        let v = view
+            .get_pinned_cf(cf(CF_LOG), log_key(applied))
+            .map_err(rocks("read entry"))?
+            .ok_or_else(|| corrupt(format!("log entry {applied} (the applied one) is missing")))?;
+        Entry::parse_from_bytes(&v)
+            .map_err(StorageError::codec("log entry"))?
+            .term
+    };
+    let path = snapfile::final_path(snap_dir, applied);
+    snapshots::write_file(&path, applied, term, &conf_state, |w| {
+        let mut ro = ReadOptions::default();
+        // A one-off scan: keep the block cache for the request path.
+        ro.fill_cache(false);
+        let mut it = view.raw_iterator_cf_opt(cf(CF_KV), ro);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            w.push(k, v);
+            it.next();
+        }
+        it.status().map_err(rocks("scan kv"))
+    })
+}
+
+/// Delete the snapshot files in `dir` older than `keep`, and at open (`keep` = `u64::MAX`)
+/// every one, with leftovers of interrupted writes: they are copies, the DB is the state.
+fn remove_files_below(dir: &Path, keep: u64) -> Result<()> {
+    let mut listing = snapfile::list(dir)?;
+    if keep == u64::MAX {
+        snapfile::delete_leftovers(&mut listing)?;
+    }
+    for i in listing.finals {
+        if i < keep {
+            snapshots::remove_superseded(&snapfile::final_path(dir, i))?;
+        }
+    }
+    Ok(())
 }
 
 /// Where the DB files of a RocksDB data directory live.

@@ -37,4 +37,6 @@ pub use manifest::{
     RUN_MANIFEST_SCHEMA, RunManifest, VerifyReport,
 };
 pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
-pub use status::{BackendStats, OpenReport, PeerSecurity, RaftStatus, Role, StatusReport};
+pub use status::{
+    BackendStats, OpenReport, PeerSecurity, RaftStatus, Role, SnapshotBuilding, StatusReport,
+};

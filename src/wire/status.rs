@@ -52,6 +52,28 @@ pub struct RaftStatus {
     /// snapshot built on the raft thread shows here), during which no write is acknowledged.
     #[serde(default)]
     pub longest_turn_us: u64,
+    /// Snapshots built (off the raft thread) and adopted since start.
+    #[serde(default)]
+    pub snapshots_built: u64,
+    /// Snapshot builds that failed (the node keeps its previous snapshot and retries).
+    #[serde(default)]
+    pub snapshot_failures: u64,
+    /// How long the last adopted snapshot took to build, from begin to adoption.
+    #[serde(default)]
+    pub last_snapshot_ms: f64,
+    /// The snapshot being built now, if any: raft keeps stepping, persisting and applying
+    /// meanwhile.
+    #[serde(default)]
+    pub snapshot_building: Option<SnapshotBuilding>,
+}
+
+/// A snapshot build in progress (`/status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBuilding {
+    /// The applied index when it began (the snapshot is at least this new).
+    pub from_index: u64,
+    /// Milliseconds since it began.
+    pub elapsed_ms: u64,
 }
 
 /// The full `/status` document.

@@ -61,6 +61,10 @@ macro_rules! conformance_suite {
                 conformance::create_snapshot_table(&builder());
             }
             #[test]
+            fn background_snapshot() {
+                conformance::background_snapshot(&builder());
+            }
+            #[test]
             fn append_table() {
                 conformance::append_table(&builder());
             }

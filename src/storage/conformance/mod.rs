@@ -160,14 +160,9 @@ pub fn observe(b: &impl StorageBackend) -> Observed {
     }
 }
 
-/// The applied KV state, via the backend's own snapshot.
+/// The applied KV state, via the backend's reader.
 pub fn dump_kv(b: &impl StorageBackend) -> Vec<(Vec<u8>, Vec<u8>)> {
-    if b.applied_index() == 0 {
-        return Vec::new();
-    }
-    let snap = b.snapshot(0, 0).expect("snapshot");
-    let data = SnapshotData::parse(&snap.data).expect("own snapshot parses");
-    data.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    b.reader().scan().expect("scan the applied state")
 }
 
 /// raft-rs `test_storage_term`.
@@ -311,21 +306,147 @@ pub fn create_snapshot_table<Bl: BackendBuilder>(builder: &Bl) {
     let d = SnapshotData::parse(&s.data).unwrap();
     assert_eq!(d.applied_index, 4);
     assert_eq!(d.iter().collect::<Vec<_>>(), vec![(&b"k4"[..], &b"v4"[..])]);
+    // raft is handed the built snapshot, never one built from the live state on its thread.
+    let served = b.snapshot(0, 2).unwrap();
+    assert_eq!(served.get_metadata(), s.get_metadata());
+    assert!(
+        served.data == s.data,
+        "{}: served snapshot differs",
+        builder.name()
+    );
+    assert!(!b.snapshot_wanted());
     b.apply(5, &[put(5)], None).unwrap();
-    let s = b.snapshot(5, 2).unwrap();
-    assert_eq!((s.get_metadata().index, s.get_metadata().term), (5, 5));
-    assert_eq!(SnapshotData::parse(&s.data).unwrap().pairs, 2);
-    // Asking for more than is applied: not yet (raft retries later).
+    // Asking for more than was built: not yet (raft retries later), and a build is wanted.
     assert!(is_raft_err(
-        &b.snapshot(6, 2),
+        &b.snapshot(5, 2),
         raft::StorageError::SnapshotTemporarilyUnavailable
     ));
+    assert!(b.snapshot_wanted(), "{}: a build is wanted", builder.name());
+    assert!(!b.snapshot_wanted(), "the request is reported once");
+    let s = b.create_snapshot().unwrap();
+    assert_eq!((s.get_metadata().index, s.get_metadata().term), (5, 5));
+    assert_eq!(SnapshotData::parse(&s.data).unwrap().pairs, 2);
+    assert_eq!(b.snapshot(5, 2).unwrap().get_metadata().index, 5);
+    // A snapshot at an unchanged applied index is the one already built.
+    let again = b.create_snapshot().unwrap();
+    assert!(again.data == s.data && again.get_metadata() == s.get_metadata());
     // A fresh replica has nothing to snapshot.
     let (_t2, fresh) = build(builder);
     assert!(is_raft_err(
         &fresh.snapshot(0, 2),
         raft::StorageError::SnapshotTemporarilyUnavailable
     ));
+    let (_t3, mut fresh) = build(builder);
+    assert!(matches!(
+        fresh.begin_snapshot(),
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+/// A snapshot built off the raft thread: begun, then the replica keeps applying, then the
+/// job runs and is adopted. The snapshot is consistent (its data is the state at its index,
+/// at least the applied index at begin, with that index's term and conf state), and the
+/// writes after it are kept. Then: an install from the leader during a build supersedes
+/// the build, which is dropped with its file; a leftover temporary file is never adopted.
+pub fn background_snapshot<Bl: BackendBuilder>(builder: &Bl) {
+    let name = builder.name();
+    let (t, mut b) = seeded(builder, &[(4, 4), (5, 5), (6, 6)]);
+    let put = |k: &str, v: &str| KvCommand::Put {
+        key: k.into(),
+        value: v.into(),
+    };
+    b.apply(4, &[put("a", "4")], None).unwrap();
+    let job = b.begin_snapshot().unwrap();
+    assert_eq!(job.applied_at_begin(), 4);
+    b.apply(5, &[put("b", "5")], Some(&voters(&[1, 2, 3, 4])))
+        .unwrap();
+    b.apply(6, &[KvCommand::Delete { key: "a".into() }], None)
+        .unwrap();
+    let built = std::thread::spawn(move || job.run())
+        .join()
+        .unwrap()
+        .unwrap();
+    let m = built.snapshot.get_metadata().clone();
+    let data = SnapshotData::parse(&built.snapshot.data).unwrap();
+    let pairs: Vec<(&[u8], &[u8])> = data.iter().collect();
+    // The state at each index, for whichever point the engine's view is at.
+    let expect: Vec<(&[u8], &[u8])> = match m.index {
+        4 => vec![(b"a", b"4")],
+        5 => vec![(b"a", b"4"), (b"b", b"5")],
+        6 => vec![(b"b", b"5")],
+        i => panic!("{name}: snapshot at {i}, outside 4..=6"),
+    };
+    assert_eq!(pairs, expect, "{name}: data is the state at {}", m.index);
+    assert_eq!(m.term, m.index, "{name}: the term of its index");
+    let cs = if m.index >= 5 {
+        voters(&[1, 2, 3, 4])
+    } else {
+        voters(&[1, 2, 3])
+    };
+    assert_eq!(
+        m.get_conf_state(),
+        &cs,
+        "{name}: the conf state at its index"
+    );
+    assert!(b.finish_snapshot(built).unwrap(), "{name}: adopted");
+    assert_eq!(b.snapshot(0, 0).unwrap().get_metadata(), &m);
+    assert_eq!(b.applied_index(), 6, "{name}: the applies after begin stay");
+    assert_eq!(dump_kv(&b), vec![(b"b".to_vec(), b"5".to_vec())]);
+    b.compact(m.index).unwrap();
+    let b = reopen(builder, &t, b);
+    assert_eq!(
+        dump_kv(&b),
+        vec![(b"b".to_vec(), b"5".to_vec())],
+        "{name}: reopened"
+    );
+    assert_eq!(b.applied_index(), 6);
+
+    // An install from the leader while a build runs: the build is dropped, with its file.
+    let (_t, mut b) = seeded(builder, &[(4, 4)]);
+    b.apply(4, &[put("a", "4")], None).unwrap();
+    let job = b.begin_snapshot().unwrap();
+    let leader = snapshot_with(10, 7, &[(b"z", b"10")]);
+    b.persist(Some(&leader), &[], Some(&hard_state(7, 0, 10)))
+        .unwrap();
+    let built = job.run().unwrap();
+    let path = built.path.clone();
+    if built.index() < 10 {
+        assert!(!b.finish_snapshot(built).unwrap(), "{name}: superseded");
+        assert!(!path.exists(), "{name}: its file is deleted");
+    } else {
+        // An engine whose view is taken when the job runs saw the install: its snapshot
+        // is of the installed state, and as good as a new one.
+        let data = SnapshotData::parse(&built.snapshot.data).unwrap();
+        assert_eq!(
+            data.iter().collect::<Vec<_>>(),
+            vec![(&b"z"[..], &b"10"[..])]
+        );
+        assert!(b.finish_snapshot(built).unwrap(), "{name}: adopted");
+    }
+    match b.snapshot(0, 0) {
+        Ok(s) => assert_eq!(s.get_metadata().index, 10, "{name}: serves the install"),
+        Err(e) => assert!(is_raft_err(
+            &Err::<(), _>(e),
+            raft::StorageError::SnapshotTemporarilyUnavailable
+        )),
+    }
+    assert_eq!(dump_kv(&b), vec![(b"z".to_vec(), b"10".to_vec())]);
+    let s = b.create_snapshot().unwrap();
+    assert_eq!(s.get_metadata().index, 10);
+    assert_eq!(b.snapshot(10, 0).unwrap().get_metadata().index, 10);
+
+    // A temporary file (a build a crash interrupted) is deleted at open, never adopted.
+    let (t, b) = seeded(builder, &[(4, 4)]);
+    let snap_dir = t.path().join("snap");
+    let leftover = snap_dir.join("snap-00000000000000000009.snap.tmp");
+    std::fs::write(&leftover, b"interrupted").unwrap();
+    let b = reopen(builder, &t, b);
+    assert!(!leftover.exists(), "{name}: leftover deleted at open");
+    assert!(
+        b.snapshot(0, 0)
+            .map_or(true, |s| s.get_metadata().index == 3),
+        "{name}: only the seeding snapshot is known"
+    );
 }
 
 /// raft-rs `test_storage_append`: truncation of conflicting suffixes; appends below the
@@ -591,7 +712,9 @@ pub fn cross_backend_snapshot<A: BackendBuilder, B: BackendBuilder>(a: &A, b: &B
         Some(&b"value-3"[..])
     );
     assert_eq!(dst.get(&7u32.to_be_bytes()).unwrap(), None);
-    let back = dst.snapshot(0, 1).unwrap();
+    // Rebuilt on the destination engine, the snapshot is byte for byte the source's.
+    let mut dst = dst;
+    let back = dst.create_snapshot().unwrap();
     assert_eq!(back.get_metadata(), snap.get_metadata());
     assert!(
         back.data == snap.data,

@@ -22,14 +22,13 @@
 mod power_loss;
 mod record;
 mod recover;
-pub mod snapfile;
 pub mod wal;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState};
@@ -38,11 +37,12 @@ use tracing::warn;
 use self::record::{RecordType, StateRecord};
 use self::wal::WalWriter;
 use super::memlog::MemLog;
-use super::snapshot_data::{SnapshotData, SnapshotDataWriter};
+use super::snapfile;
+use super::snapshot_data::SnapshotData;
+use super::snapshots::{self, BuiltSnapshot, SnapshotCache, SnapshotJob};
 use super::{
     BackendConfig, BackendKind, BackendStats, KvRead, KvReader, OpenReport, Result, StorageBackend,
     StorageError, check_apply, check_compact, check_snapshot, datadir, hard_state_needs_sync,
-    make_snapshot,
 };
 use crate::kv::KvCommand;
 
@@ -52,7 +52,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bytes of bookkeeping we charge per map entry in memory estimates.
 const MAP_ENTRY_OVERHEAD: u64 = 64;
 
-type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The applied KV map: a persistent B-tree, so that a snapshot can take a point-in-time
+/// view of it in O(1) (a clone shares every node; a later write copies only the nodes on its
+/// path that the view still shares) and write it out on another thread.
+type KvMap = imbl::OrdMap<Bytes, Bytes>;
 
 /// The applied state, shared with readers on other threads.
 ///
@@ -75,7 +78,11 @@ impl Shared {
 
 impl KvRead for Shared {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.map.read().get(key).cloned())
+        Ok(self.map.read().get(key).map(|v| v.to_vec()))
+    }
+    fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let view = self.map.read().clone();
+        Ok(view.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
     }
     fn applied_index(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
@@ -95,6 +102,8 @@ pub struct MemwalBackend {
     /// Bytes of keys + values in the map (plus per-entry overhead).
     kv_bytes: u64,
     snapshot_index: u64,
+    /// The newest snapshot (built or installed), which raft sends to followers.
+    snapshots: SnapshotCache,
     open_report: OpenReport,
 }
 
@@ -148,19 +157,6 @@ impl MemwalBackend {
         self.wal
             .delete_obsolete(self.log.truncated().0, self.snapshot_index)
     }
-
-    /// A snapshot of the applied state, built from memory under the map's read lock (so it
-    /// is consistent with one applied index). Writes nothing.
-    fn build_snapshot(&self) -> raft::Result<Snapshot> {
-        let map = self.shared.map.read();
-        let applied = self.applied_index();
-        let term = self.log.term(applied)?;
-        let mut w = SnapshotDataWriter::new(applied);
-        for (k, v) in map.iter() {
-            w.push(k, v);
-        }
-        Ok(make_snapshot(applied, term, &self.conf_state, w.finish()))
-    }
 }
 
 /// Load a shared-format blob into `map`, replacing its contents.
@@ -172,10 +168,10 @@ fn load_snapshot_data(map: &mut KvMap, data: &[u8], meta: &SnapshotMetadata) -> 
             parsed.applied_index, meta.index
         )));
     }
-    map.clear();
-    for (k, v) in parsed.iter() {
-        map.insert(k.to_vec(), v.to_vec());
-    }
+    *map = parsed
+        .iter()
+        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+        .collect();
     Ok(())
 }
 
@@ -198,14 +194,15 @@ fn apply_commands(map: &mut KvMap, commands: &[KvCommand], kv_bytes: &mut u64) {
         match c {
             KvCommand::Put { key, value } => {
                 let add = (key.len() + value.len()) as u64 + MAP_ENTRY_OVERHEAD;
-                if let Some(old) = map.insert(key.clone(), value.clone()) {
+                let old = map.insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+                if let Some(old) = old {
                     *kv_bytes = kv_bytes
                         .saturating_sub((key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD);
                 }
                 *kv_bytes += add;
             }
             KvCommand::Delete { key } => {
-                if let Some(old) = map.remove(key) {
+                if let Some(old) = map.remove(&key[..]) {
                     *kv_bytes = kv_bytes
                         .saturating_sub((key.len() + old.len()) as u64 + MAP_ENTRY_OVERHEAD);
                 }
@@ -244,14 +241,13 @@ impl raft::Storage for MemwalBackend {
         Ok(self.log.last_index())
     }
 
-    /// A snapshot of the applied state at the applied index, built from memory.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.applied_index() == 0 || self.applied_index() < request_index {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        }
-        self.build_snapshot()
+    /// The newest built or installed snapshot (O(1): it maps its file), when it is at
+    /// least at `request_index` and at the log's truncation point (a follower given an
+    /// older one could not catch up from the log); otherwise "temporarily unavailable",
+    /// and [`StorageBackend::snapshot_wanted`] asks the raft loop to build one.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        self.snapshots
+            .serve(request_index.max(self.log.truncated().0), to)
     }
 }
 
@@ -327,12 +323,14 @@ impl StorageBackend for MemwalBackend {
                 self.wal.poison();
                 return Err(e);
             }
-            let mut map = KvMap::new();
             let mut kv_bytes = 0;
-            for (k, v) in data.iter() {
-                kv_bytes += (k.len() + v.len()) as u64 + MAP_ENTRY_OVERHEAD;
-                map.insert(k.to_vec(), v.to_vec());
-            }
+            let map: KvMap = data
+                .iter()
+                .map(|(k, v)| {
+                    kv_bytes += (k.len() + v.len()) as u64 + MAP_ENTRY_OVERHEAD;
+                    (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v))
+                })
+                .collect();
             {
                 let mut guard = self.shared.map.write();
                 *guard = map;
@@ -346,6 +344,9 @@ impl StorageBackend for MemwalBackend {
             if let Err(e) = remove_snapshots_below(&self.snap_dir, m.index) {
                 warn!("could not delete old snapshots: {e}");
             }
+            // Keep the installed snapshot for followers that need it, mapped from its file
+            // rather than held in the heap.
+            self.snapshots = SnapshotCache::from_file(&fin);
         }
         self.log.append(entries);
         if let Some(last) = entries.last() {
@@ -410,32 +411,61 @@ impl StorageBackend for MemwalBackend {
         self.shared.applied.load(Ordering::Acquire)
     }
 
-    /// See [`StorageBackend::create_snapshot`]. The WAL is synced before the snapshot file
-    /// is written, under every policy, so the snapshot is never ahead of the log on disk (a
-    /// snapshot ahead of an unsynced log overwrite would pair its state with a log that
-    /// conflicts with it); the file (with its directory) is synced before older snapshots
-    /// and segments are deleted. A snapshot is rare: these syncs cost nothing per write.
-    fn create_snapshot(&mut self) -> Result<Snapshot> {
+    /// See [`StorageBackend::begin_snapshot`]. The WAL is synced first, under every
+    /// policy, so the snapshot is never ahead of the log on disk (a snapshot ahead of an
+    /// unsynced log overwrite would pair its state with a log that conflicts with it). The
+    /// view is a clone of the persistent map (O(1)); the job writes it to
+    /// `snap/snap-<index>.snap` via a temporary file, synced with its directory.
+    fn begin_snapshot(&mut self) -> Result<SnapshotJob> {
         let applied = self.applied_index();
         if applied == 0 {
             return Err(StorageError::Invalid(
                 "nothing has been applied yet; there is no state to snapshot".into(),
             ));
         }
+        let path = snapfile::final_path(&self.snap_dir, applied);
+        if let Some(job) = self.snapshots.ready_at(applied, path.clone()) {
+            return Ok(job);
+        }
         // Everything the snapshot reflects must be durable before the snapshot is.
         self.wal.sync()?;
-        let snap = self.build_snapshot().map_err(|e| {
+        let term = self.log.term(applied).map_err(|e| {
             StorageError::Invalid(format!("snapshot at applied index {applied}: {e}"))
         })?;
-        snapfile::write(
-            &snapfile::final_path(&self.snap_dir, applied),
-            snap.get_metadata(),
-            &snap.data,
-        )?;
-        self.snapshot_index = applied;
-        remove_snapshots_below(&self.snap_dir, applied)?;
+        let view = self.shared.map.read().clone();
+        let conf_state = self.conf_state.clone();
+        Ok(SnapshotJob::new(applied, move || {
+            snapshots::write_file(&path, applied, term, &conf_state, |w| {
+                for (k, v) in view.iter() {
+                    w.push(k, v);
+                }
+                Ok(())
+            })
+        }))
+    }
+
+    /// See [`StorageBackend::finish_snapshot`]. Older snapshot files and the WAL segments
+    /// the new one makes obsolete are deleted only now, after the new file is durable (the
+    /// job synced it); a snapshot superseded by an install from the leader is deleted
+    /// instead (it is older than the replica's state).
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+        let index = built.index();
+        if index < self.snapshot_index {
+            snapshots::remove_superseded(&built.path)?;
+            return Ok(false);
+        }
+        if index == self.snapshot_index && self.snapshots.index() == index {
+            return Ok(false);
+        }
+        self.snapshot_index = index;
+        self.snapshots.set(built.snapshot);
+        remove_snapshots_below(&self.snap_dir, index)?;
         self.delete_obsolete_segments()?;
-        Ok(snap)
+        Ok(true)
+    }
+
+    fn snapshot_wanted(&self) -> bool {
+        self.snapshots.take_wanted()
     }
 
     /// See [`StorageBackend::compact`]: one unsynced `Compact` WAL record; segments that it

@@ -27,7 +27,6 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use tracing::{info, warn};
 
 use super::record::{self, Record, StateRecord};
-use super::snapfile::{self, Listing};
 use super::wal::{self, SegmentMeta, SegmentRead, WalWriter};
 use super::{
     FORMAT_VERSION, KvMap, MAP_ENTRY_OVERHEAD, MemwalBackend, Shared, apply_commands,
@@ -35,6 +34,8 @@ use super::{
 };
 use crate::kv::KvCommand;
 use crate::storage::memlog::MemLog;
+use crate::storage::snapfile::{self, Listing};
+use crate::storage::snapshots::SnapshotCache;
 use crate::storage::{
     BackendConfig, BackendKind, OpenReport, Result, StorageBackend, StorageError, datadir,
 };
@@ -84,6 +85,12 @@ impl MemwalBackend {
             config.memwal.segment_size.as_u64(),
             sync,
         )?;
+        // The snapshot the replica's state starts from is what raft sends to followers until a
+        // newer one is built (recovery has just read and verified its file).
+        let snapshots = match st.snapshot_index {
+            0 => SnapshotCache::default(),
+            i => SnapshotCache::from_file(&snapfile::final_path(&snap_dir, i)),
+        };
         let mut backend = MemwalBackend {
             wal_dir,
             snap_dir,
@@ -94,6 +101,7 @@ impl MemwalBackend {
             shared: Shared::new(st.map, st.applied),
             kv_bytes,
             snapshot_index: st.snapshot_index,
+            snapshots,
             open_report: OpenReport {
                 fresh,
                 open_ms: 0.0,

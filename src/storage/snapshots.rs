@@ -1,0 +1,242 @@
+//! Snapshots built off the raft thread, and the built snapshot a backend keeps for raft.
+//!
+//! Building a snapshot means reading the whole applied state and writing it to a file: far
+//! too long for the raft thread, which would stop stepping, persisting and applying
+//! meanwhile (a stall of hundreds of milliseconds at a few hundred thousand keys, which was
+//! the largest thing in raftbench's write tails). So it is done in three steps:
+//!
+//! 1. [`StorageBackend::begin_snapshot`](super::StorageBackend::begin_snapshot), on the raft
+//!    thread: capture a point-in-time view of the applied state — O(1), no scan — and make
+//!    everything it reflects durable;
+//! 2. [`SnapshotJob::run`], on any other thread: write the view to a snapshot file (via a
+//!    temporary name, synced, renamed) and map it;
+//! 3. [`StorageBackend::finish_snapshot`](super::StorageBackend::finish_snapshot), back on
+//!    the raft thread: adopt the built snapshot as the one raft sends to followers and the
+//!    durable base below which the log may be compacted — unless a newer snapshot (one
+//!    installed from the leader meanwhile) has superseded it, in which case it is dropped.
+//!
+//! raft asks for a snapshot through `raft::Storage::snapshot`, which must be cheap (it is
+//! called on the raft thread) and may answer `SnapshotTemporarilyUnavailable` (raft then
+//! asks again later). [`SnapshotCache`] answers from the last built or installed snapshot,
+//! and, when that is too old or missing, records that one is wanted so the raft loop
+//! starts a build.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use std::time::Instant;
+
+use std::path::Path;
+
+use raft::eraftpb::{ConfState, Snapshot};
+
+use super::error::{Result, StorageError};
+use super::snapfile;
+use super::snapshot_data::SnapshotDataWriter;
+
+/// A snapshot build captured by `begin_snapshot`, to be run on another thread.
+pub struct SnapshotJob {
+    applied_at_begin: u64,
+    build: Box<dyn FnOnce() -> Result<BuiltSnapshot> + Send>,
+}
+
+impl SnapshotJob {
+    /// A job that runs `build`.
+    pub(crate) fn new(
+        applied_at_begin: u64,
+        build: impl FnOnce() -> Result<BuiltSnapshot> + Send + 'static,
+    ) -> Self {
+        SnapshotJob {
+            applied_at_begin,
+            build: Box::new(build),
+        }
+    }
+
+    /// A job whose snapshot already exists (the applied index has not moved since it was
+    /// built): running it builds nothing.
+    pub(crate) fn ready(built: BuiltSnapshot) -> Self {
+        SnapshotJob::new(built.index(), move || Ok(built))
+    }
+
+    /// The applied index when the job was begun; the built snapshot is at least this new.
+    pub fn applied_at_begin(&self) -> u64 {
+        self.applied_at_begin
+    }
+
+    /// Build the snapshot: scan the view, write the file (synced under every fsync policy,
+    /// with its directory), map it. Blocking; run it off the raft thread.
+    pub fn run(self) -> Result<BuiltSnapshot> {
+        let started = Instant::now();
+        let mut built = (self.build)()?;
+        if built.build_ms == 0.0 {
+            built.build_ms = started.elapsed().as_secs_f64() * 1e3;
+        }
+        Ok(built)
+    }
+}
+
+/// A snapshot written to its file, ready to be adopted by `finish_snapshot`.
+#[derive(Clone)]
+pub struct BuiltSnapshot {
+    /// Metadata and data; the data maps the file (no heap copy).
+    pub snapshot: Snapshot,
+    /// The file it lives in.
+    pub path: PathBuf,
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// How long building it took (0 for a snapshot that already existed).
+    pub build_ms: f64,
+}
+
+impl BuiltSnapshot {
+    /// The index the snapshot is at.
+    pub fn index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+}
+
+/// The newest snapshot a backend can hand to raft, and whether raft asked for a newer one.
+///
+/// Only the raft thread uses it (`raft::Storage` is not `Sync`), hence the `Cell`.
+#[derive(Default)]
+pub struct SnapshotCache {
+    current: Option<Snapshot>,
+    wanted: Cell<bool>,
+}
+
+impl SnapshotCache {
+    /// A cache holding the snapshot file at `path`, mapped (its checksum is not verified
+    /// again: callers have just read or written it); empty, with a warning, when the file
+    /// cannot be mapped — raft then asks for one and the raft loop builds it.
+    pub fn from_file(path: &Path) -> Self {
+        let mut cache = SnapshotCache::default();
+        match snapfile::map(path, false) {
+            Ok((meta, data)) => {
+                let mut snap = Snapshot::default();
+                snap.set_metadata(meta);
+                snap.data = data;
+                cache.set(snap);
+            }
+            Err(e) => tracing::warn!("no snapshot to send to followers until one is built: {e}"),
+        }
+        cache
+    }
+
+    /// The cached snapshot's index (0 when there is none).
+    pub fn index(&self) -> u64 {
+        self.current.as_ref().map_or(0, |s| s.get_metadata().index)
+    }
+
+    /// The cached snapshot, if any.
+    pub fn current(&self) -> Option<&Snapshot> {
+        self.current.as_ref()
+    }
+
+    /// A job that returns the cached snapshot, when it is at `applied` (nothing to
+    /// build: the state has not moved since). `path` is its file.
+    pub(crate) fn ready_at(&self, applied: u64, path: PathBuf) -> Option<SnapshotJob> {
+        let current = self.current.as_ref()?;
+        (current.get_metadata().index == applied).then(|| {
+            SnapshotJob::ready(BuiltSnapshot {
+                snapshot: current.clone(),
+                path,
+                file_bytes: 0,
+                build_ms: 0.0,
+            })
+        })
+    }
+
+    /// Cache `snap` (cheap: its data is shared, not copied). Clears the wanted flag when it
+    /// is at least as new as what was asked for.
+    pub fn set(&mut self, snap: Snapshot) {
+        self.current = Some(snap);
+        self.wanted.set(false);
+    }
+
+    /// Forget the cached snapshot (its state was replaced by one that is not cached).
+    pub fn clear(&mut self) {
+        self.current = None;
+    }
+
+    /// The cached snapshot, when there is one at or above `request_index`; otherwise
+    /// `SnapshotTemporarilyUnavailable`, and the cache remembers that one is wanted
+    /// ([`Self::take_wanted`]). O(1): no I/O, no copy of the data.
+    ///
+    /// A snapshot is served to follower `to` only if its conf state names `to`: raft-rs
+    /// (like etcd) refuses a snapshot that does not, so a member added after the cached
+    /// snapshot gets a newer one, built once its addition is applied. `to = 0` (no raft
+    /// node has id 0) asks for the cached snapshot whoever it is for: tools and tests.
+    pub fn serve(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        match &self.current {
+            Some(s)
+                if s.get_metadata().index >= request_index.max(1)
+                    && names(s.get_metadata().get_conf_state(), to) =>
+            {
+                Ok(s.clone())
+            }
+            _ => {
+                self.wanted.set(true);
+                Err(raft::Error::Store(
+                    raft::StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
+    }
+
+    /// Whether raft asked for a snapshot the cache did not have since the last call.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.replace(false)
+    }
+}
+
+/// Write the pairs `fill` pushes (a point-in-time view, ascending keys) as the snapshot at
+/// `(index, term)` with `conf_state`, to `path` (temporary file, fsync, rename, directory
+/// fsync: durable under every fsync policy when this returns), and map it.
+pub(crate) fn write_file(
+    path: &Path,
+    index: u64,
+    term: u64,
+    conf_state: &ConfState,
+    fill: impl FnOnce(&mut SnapshotDataWriter) -> Result<()>,
+) -> Result<BuiltSnapshot> {
+    let started = Instant::now();
+    let mut w = SnapshotDataWriter::new(index);
+    fill(&mut w)?;
+    let meta = super::make_snapshot(index, term, conf_state, Vec::new()).take_metadata();
+    let data = w.finish();
+    let file_bytes = snapfile::write(path, &meta, &data)?;
+    drop(data);
+    let (meta, data) = snapfile::map(path, false)?;
+    let mut snapshot = Snapshot::default();
+    snapshot.set_metadata(meta);
+    snapshot.data = data;
+    Ok(BuiltSnapshot {
+        snapshot,
+        path: path.to_path_buf(),
+        file_bytes,
+        build_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Delete the file of a built snapshot that a newer one superseded before it was adopted.
+/// Already gone is fine: the newer snapshot's clean-up may have deleted it.
+pub(crate) fn remove_superseded(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StorageError::io("delete", path)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `cs` names node `id` in any role (any conf state "names" 0).
+fn names(cs: &ConfState, id: u64) -> bool {
+    id == 0
+        || cs
+            .voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+            .any(|v| *v == id)
+}
