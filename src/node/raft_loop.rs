@@ -36,7 +36,7 @@ use super::{
 };
 use crate::kv::KvCommand;
 use crate::storage::snapshot_data::SnapshotDataWriter;
-use crate::storage::{AnyBackend, BuiltSnapshot, StorageBackend, StorageError};
+use crate::storage::{AnyBackend, BuiltSnapshot, Finished, StorageBackend, StorageError};
 use crate::transport::Transport;
 use crate::wire::SnapshotBuilding;
 
@@ -126,6 +126,11 @@ pub struct RaftLoop {
     turns: u64,
     busy_us: u64,
     longest_turn_us: u64,
+    /// Longest turn of the current one-second window, of the previous one, and when the
+    /// current one began (see `RaftStatus::recent_longest_turn_us`).
+    window_longest_us: u64,
+    previous_window_longest_us: u64,
+    window_start: Instant,
     /// The snapshot being built off this thread, if any (one at a time).
     building: Option<Building>,
     /// `POST /admin/snapshot` calls that arrived during a build: answered by the next one.
@@ -139,6 +144,9 @@ pub struct RaftLoop {
 
 /// A snapshot build in progress on its own thread.
 struct Building {
+    /// The build's thread: joined when the loop stops, so that nothing the build holds
+    /// (RocksDB's handle and lock) outlives the node.
+    thread: std::thread::JoinHandle<()>,
     from_index: u64,
     started: Instant,
     /// Admin calls to answer when it is done.
@@ -224,6 +232,9 @@ impl RaftLoop {
             turns: 0,
             busy_us: 0,
             longest_turn_us: 0,
+            window_longest_us: 0,
+            previous_window_longest_us: 0,
+            window_start: Instant::now(),
             building: None,
             snapshot_requests: Vec::new(),
             snapshot_retry_at: Instant::now(),
@@ -281,6 +292,12 @@ impl RaftLoop {
             self.turns += 1;
             self.busy_us += took;
             self.longest_turn_us = self.longest_turn_us.max(took);
+            if self.window_start.elapsed() >= Duration::from_secs(1) {
+                self.previous_window_longest_us = self.window_longest_us;
+                self.window_longest_us = 0;
+                self.window_start = Instant::now();
+            }
+            self.window_longest_us = self.window_longest_us.max(took);
             self.publish_status();
         }
         self.stop()
@@ -311,9 +328,16 @@ impl RaftLoop {
         for (_, r) in self.reads_waiting.drain(..) {
             let _ = r.send(Err(NodeError::ShuttingDown));
         }
-        let building = self.building.take().map(|b| b.replies).unwrap_or_default();
-        for r in building.into_iter().chain(self.snapshot_requests.drain(..)) {
+        let (thread, replies) = match self.building.take() {
+            Some(b) => (Some(b.thread), b.replies),
+            None => (None, Vec::new()),
+        };
+        for r in replies.into_iter().chain(self.snapshot_requests.drain(..)) {
             let _ = r.send(Err(NodeError::ShuttingDown));
+        }
+        if let Some(t) = thread {
+            info!(id = self.id, "waiting for the snapshot being built");
+            let _ = t.join();
         }
     }
 
@@ -695,10 +719,14 @@ impl RaftLoop {
         if self.building.is_some() {
             return Ok(());
         }
+        // After a failed build, none (due or asked for) before the retry time: a build
+        // that fails (a full disk) would otherwise be redone every time raft asks.
+        if Instant::now() < self.snapshot_retry_at {
+            return Ok(());
+        }
         let store = self.raw.store();
         let due = self.snapshot_interval > 0
-            && store.applied_index() >= self.snapshot_index + self.snapshot_interval
-            && Instant::now() >= self.snapshot_retry_at;
+            && store.applied_index() >= self.snapshot_index + self.snapshot_interval;
         // Polled every turn so the request is not lost (it is a flag).
         let wanted = store.snapshot_wanted();
         if due || wanted {
@@ -737,9 +765,10 @@ impl RaftLoop {
                 let _ = inbox.send(Input::SnapshotBuilt { result });
             });
         match spawned {
-            Ok(_) => {
+            Ok(thread) => {
                 debug!(id = self.id, from_index, "snapshot build begun");
                 self.building = Some(Building {
+                    thread,
                     from_index,
                     started: Instant::now(),
                     replies,
@@ -774,11 +803,10 @@ impl RaftLoop {
         let (index, term) = (built.index(), built.snapshot.get_metadata().term);
         let bytes = built.snapshot.data.len() as u64;
         let store = self.raw.mut_store();
-        let adopted = store.finish_snapshot(built)?;
+        let finished = store.finish_snapshot(built)?;
         let duration_ms = b.started.elapsed().as_secs_f64() * 1e3;
-        let reply = if adopted {
-            let compacted_to = index.saturating_sub(self.compact_lag);
-            store.compact(compacted_to)?;
+        if finished == Finished::Adopted {
+            store.compact(index.saturating_sub(self.compact_lag))?;
             self.snapshot_index = index;
             self.snapshots_built += 1;
             self.last_snapshot_ms = duration_ms;
@@ -789,14 +817,8 @@ impl RaftLoop {
                 ms = duration_ms,
                 "snapshot adopted"
             );
-            Ok(SnapshotReport {
-                index,
-                term,
-                bytes,
-                duration_ms,
-                compacted_to: store.first_index().map_or(compacted_to, |f| f - 1),
-            })
-        } else {
+        }
+        let reply = if finished == Finished::Superseded {
             debug!(
                 id = self.id,
                 index, "built snapshot superseded by a newer one"
@@ -804,6 +826,14 @@ impl RaftLoop {
             Err(NodeError::Rejected(format!(
                 "the snapshot at {index} was superseded by a newer one installed from the leader while it was built"
             )))
+        } else {
+            Ok(SnapshotReport {
+                index,
+                term,
+                bytes,
+                duration_ms,
+                compacted_to: store.first_index().map_or(0, |f| f - 1),
+            })
         };
         for r in b.replies {
             let _ = r.send(reply.clone());
@@ -853,6 +883,7 @@ impl RaftLoop {
             turns: self.turns,
             busy_us: self.busy_us,
             longest_turn_us: self.longest_turn_us,
+            recent_longest_turn_us: self.window_longest_us.max(self.previous_window_longest_us),
             snapshots_built: self.snapshots_built,
             snapshot_failures: self.snapshot_failures,
             last_snapshot_ms: self.last_snapshot_ms,
@@ -886,6 +917,7 @@ fn placeholder_status() -> RaftStatus {
         turns: 0,
         busy_us: 0,
         longest_turn_us: 0,
+        recent_longest_turn_us: 0,
         snapshots_built: 0,
         snapshot_failures: 0,
         last_snapshot_ms: 0.0,

@@ -154,9 +154,18 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
                     if behind { " (BEHIND)" } else { "" }
                 ),
                 format!("{:.1}", p.generator_cpu_us_per_op),
+                p.raft_loop
+                    .map_or("-".into(), |r| format!("{:.0}", r.us_per_ready)),
+                p.raft_loop.map_or("-".into(), |r| {
+                    format!("{:.1}", r.longest_stall_us as f64 / 1e3)
+                }),
             ]
         })
         .collect();
+    page.p_class(
+        "note",
+        "The harness's own cost, apart from the engine's: the load generator's CPU per operation, the raft loops' busy time per Ready (persist, apply and messages) and their longest stall (a raft-loop turn no write on that node could be acknowledged through), from the nodes' /status once a second.",
+    );
     page.table(
         &[
             "phase",
@@ -165,6 +174,8 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
             "target ops/s",
             "achieved ops/s",
             "generator µs CPU/op",
+            "raft loop µs/Ready",
+            "raft loop longest stall ms",
         ],
         &rows,
     );

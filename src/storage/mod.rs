@@ -44,7 +44,7 @@ pub use crate::wire::backend::{
 };
 pub use crate::wire::status::{BackendStats, OpenReport};
 pub use error::{Result, StorageError};
-pub use snapshots::{BuiltSnapshot, SnapshotJob};
+pub use snapshots::{BuiltSnapshot, Finished, SnapshotJob};
 
 use crate::kv::KvCommand;
 
@@ -126,10 +126,11 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
     /// Adopt a snapshot built by a [`SnapshotJob`] of this backend: it becomes what
     /// `raft::Storage::snapshot` returns and the durable base from which the log may be
     /// compacted up to its index; older snapshot files (and what else it makes obsolete)
-    /// are deleted. A snapshot that is not newer than the replica's newest (a snapshot
-    /// installed from the leader while it was built) is discarded instead, and `false`
-    /// returned.
-    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool>;
+    /// are deleted ([`Finished::Adopted`]). The snapshot the replica already has is left
+    /// as it is ([`Finished::Current`]); one older than the replica's newest (a snapshot
+    /// installed from the leader while it was built) is discarded with its file
+    /// ([`Finished::Superseded`]).
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<Finished>;
 
     /// Whether raft asked for a snapshot (`raft::Storage::snapshot`, to send to a follower)
     /// that this backend did not have, since the last call. The raft loop then begins one.
@@ -300,7 +301,7 @@ impl StorageBackend for AnyBackend {
     fn begin_snapshot(&mut self) -> Result<SnapshotJob> {
         dispatch!(self, b => b.begin_snapshot())
     }
-    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<Finished> {
         dispatch!(self, b => b.finish_snapshot(built))
     }
     fn snapshot_wanted(&self) -> bool {

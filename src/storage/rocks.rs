@@ -34,7 +34,7 @@ use tracing::info;
 
 use super::memlog::MemLog;
 use super::snapfile;
-use super::snapshots::{self, BuiltSnapshot, SnapshotCache, SnapshotJob};
+use super::snapshots::{self, BuiltSnapshot, Finished, SnapshotCache, SnapshotJob};
 use super::{
     BackendConfig, BackendKind, BackendStats, Compression, KvRead, KvReader, OpenReport, Result,
     StorageBackend, StorageError, check_apply, check_compact, check_snapshot, datadir,
@@ -662,13 +662,14 @@ impl StorageBackend for RocksBackend {
     /// installed from the leader while it was built may have moved it past). The
     /// `snapshot` metadata key is informational here (the DB is the state), written
     /// unsynced.
-    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<Finished> {
         let index = built.index();
-        if index <= self.snapshots.index() || index < self.truncated.0 {
-            if index < self.snapshots.index() || index < self.truncated.0 {
-                snapshots::remove_superseded(&built.path)?;
-            }
-            return Ok(false);
+        if index < self.snapshots.index() || index < self.truncated.0 {
+            snapshots::remove_superseded(&built.path)?;
+            return Ok(Finished::Superseded);
+        }
+        if index == self.snapshots.index() {
+            return Ok(Finished::Current);
         }
         if index > self.snapshot_index {
             let mut batch = WriteBatch::default();
@@ -678,7 +679,7 @@ impl StorageBackend for RocksBackend {
         }
         self.snapshots.set(built.snapshot);
         remove_files_below(&self.snap_dir, index)?;
-        Ok(true)
+        Ok(Finished::Adopted)
     }
 
     fn snapshot_wanted(&self) -> bool {

@@ -89,8 +89,23 @@ pub fn delete_leftovers(listing: &mut Listing) -> Result<()> {
 
 /// Write a snapshot file at `path` (via a temporary file and a rename). The file and the
 /// directory are synced under every fsync policy: the snapshot is durable when this
-/// returns, because what it replaces is deleted on the strength of it.
+/// returns, because what it replaces is deleted on the strength of it. A failed write
+/// leaves no temporary file behind (when it can be deleted). Returns the file's size.
 pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<u64> {
+    write_file(path, meta, data).map(|(n, _)| n)
+}
+
+/// As [`write`], then map the written file's data blob (through the handle that wrote it,
+/// so a concurrent deletion of the new name cannot fail the mapping).
+pub fn write_mapped(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64, Bytes)> {
+    let (n, f) = write_file(path, meta, data)?;
+    // SAFETY: as in `map`: snapshot files are never truncated or rewritten in place.
+    let mmap = unsafe { memmap2::Mmap::map(&f) }.map_err(StorageError::io("map", path))?;
+    let (_, range) = parse(path, &mmap, false)?;
+    Ok((n, Bytes::from_owner(mmap).slice(range)))
+}
+
+fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64, fs::File)> {
     let meta_bytes = meta
         .write_to_bytes()
         .map_err(StorageError::codec("snapshot metadata"))?;
@@ -102,18 +117,33 @@ pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<u64> {
     let crc = crc32c::crc32c_append(crc32c::crc32c(&head), data);
 
     let tmp = tmp_path(path);
-    let mut f = fs::File::create(&tmp).map_err(StorageError::io("create", &tmp))?;
-    f.write_all(&head)
-        .and_then(|_| f.write_all(data))
-        .and_then(|_| f.write_all(&crc.to_le_bytes()))
-        .map_err(StorageError::io("write", &tmp))?;
-    f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(StorageError::io("create", &tmp))?;
+        f.write_all(&head)
+            .and_then(|_| f.write_all(data))
+            .and_then(|_| f.write_all(&crc.to_le_bytes()))
+            .map_err(StorageError::io("write", &tmp))?;
+        f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
+        Ok(f)
+    })();
+    let f = match written {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
-    Ok((head.len() + data.len() + 4) as u64)
+    Ok(((head.len() + data.len() + 4) as u64, f))
 }
 
 /// Read and verify a snapshot file, returning its metadata and data blob.

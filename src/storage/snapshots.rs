@@ -75,6 +75,18 @@ impl SnapshotJob {
     }
 }
 
+/// What `finish_snapshot` did with a built snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It is the replica's newest snapshot now.
+    Adopted,
+    /// It is the snapshot the replica already had (the applied index had not moved).
+    Current,
+    /// A newer snapshot (installed from the leader while it was built) superseded it; it
+    /// was dropped, with its file.
+    Superseded,
+}
+
 /// A snapshot written to its file, ready to be adopted by `finish_snapshot`.
 #[derive(Clone)]
 pub struct BuiltSnapshot {
@@ -146,8 +158,8 @@ impl SnapshotCache {
         })
     }
 
-    /// Cache `snap` (cheap: its data is shared, not copied). Clears the wanted flag when it
-    /// is at least as new as what was asked for.
+    /// Cache `snap` (cheap: its data is shared, not copied), and clear the wanted flag:
+    /// raft asks again if it needs a newer one.
     pub fn set(&mut self, snap: Snapshot) {
         self.current = Some(snap);
         self.wanted.set(false);
@@ -204,12 +216,11 @@ pub(crate) fn write_file(
     fill(&mut w)?;
     let meta = super::make_snapshot(index, term, conf_state, Vec::new()).take_metadata();
     let data = w.finish();
-    let file_bytes = snapfile::write(path, &meta, &data)?;
+    let (file_bytes, mapped) = snapfile::write_mapped(path, &meta, &data)?;
     drop(data);
-    let (meta, data) = snapfile::map(path, false)?;
     let mut snapshot = Snapshot::default();
     snapshot.set_metadata(meta);
-    snapshot.data = data;
+    snapshot.data = mapped;
     Ok(BuiltSnapshot {
         snapshot,
         path: path.to_path_buf(),

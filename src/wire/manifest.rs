@@ -152,6 +152,22 @@ pub struct PhaseRecord {
     /// CPU time the load generator spent per operation, in µs: its own cost, to check it
     /// was not the bottleneck.
     pub generator_cpu_us_per_op: f64,
+    /// The raft loops' own cost during the phase, from the nodes' `/status` once a second
+    /// (absent when no node answered, and in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_loop: Option<RaftLoopCost>,
+}
+
+/// What the raft loops cost during a phase: the harness's own share of the latency, apart
+/// from the storage engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RaftLoopCost {
+    /// The longest raft-loop turn on any node (µs): a stall no write could be
+    /// acknowledged through on that node.
+    pub longest_stall_us: u64,
+    /// Busy time per Ready handled, all nodes together (µs): persist, apply and messaging
+    /// included, waiting excluded.
+    pub us_per_ready: f64,
 }
 
 /// One verify phase's result.
@@ -353,6 +369,7 @@ mod tests {
                 target_rate: Some(100.0),
                 achieved_rate: 99.0,
                 generator_cpu_us_per_op: 3.0,
+                raft_loop: None,
             }],
             verify: Some(VerifyReport {
                 keys: 10,

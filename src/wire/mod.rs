@@ -34,7 +34,7 @@ pub use cluster_file::{
 };
 pub use manifest::{
     DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
-    RUN_MANIFEST_SCHEMA, RunManifest, VerifyReport,
+    RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, VerifyReport,
 };
 pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
 pub use status::{

@@ -52,6 +52,11 @@ pub struct RaftStatus {
     /// snapshot built on the raft thread shows here), during which no write is acknowledged.
     #[serde(default)]
     pub longest_turn_us: u64,
+    /// The raft loop's longest turn in the last one to two seconds (the current and the
+    /// previous whole second), in microseconds: sampled once a second, it gives the stall
+    /// of every second of a run (`resources.csv`, `raft_stall_us`).
+    #[serde(default)]
+    pub recent_longest_turn_us: u64,
     /// Snapshots built (off the raft thread) and adopted since start.
     #[serde(default)]
     pub snapshots_built: u64,

@@ -1,5 +1,6 @@
 //! The files of a results directory (columns documented in `results/README.md`).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -14,7 +15,7 @@ use super::Workload;
 use super::events::{EventRow, RecoveryRow};
 use super::spec::Phase;
 use crate::metrics::{Outcome, Recorder};
-use crate::wire::{Generator, Machine, PhaseRecord, RunManifest, VerifyReport};
+use crate::wire::{Generator, Machine, PhaseRecord, RaftLoopCost, RunManifest, VerifyReport};
 
 /// What one load phase measured.
 pub struct PhaseOutput {
@@ -28,6 +29,9 @@ pub struct PhaseOutput {
     /// CPU time the load generator (this process) spent per operation, in µs: its own
     /// cost, to check it is not the bottleneck.
     pub generator_cpu_us_per_op: f64,
+    /// The raft loops' cost during the phase ([`raft_loop_cost`], filled in once the run's
+    /// resource samples are in).
+    pub raft_loop: Option<RaftLoopCost>,
 }
 
 /// A line of `summary.csv`.
@@ -64,6 +68,15 @@ pub struct ResourceRow {
     pub read_bytes: u64,
     pub write_bytes: u64,
     pub cpu_pct: f64,
+    /// The node's raft loop, from its `/status` (empty when it did not answer): Readies
+    /// handled and µs spent busy since the node started, and its longest turn in the last
+    /// one to two seconds (the stall no write can be acknowledged through).
+    #[serde(default)]
+    pub raft_readies: Option<u64>,
+    #[serde(default)]
+    pub raft_busy_us: Option<u64>,
+    #[serde(default)]
+    pub raft_stall_us: Option<u64>,
 }
 
 /// A line of `timeline.csv`.
@@ -96,8 +109,15 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
         Some(r) => format!(" (target {r:.0}/s)"),
         None => String::new(),
     };
+    let raft = out.raft_loop.map_or(String::new(), |r| {
+        format!(
+            ", raft loop {:.0} us/Ready, longest stall {:.1} ms",
+            r.us_per_ready,
+            r.longest_stall_us as f64 / 1e3
+        )
+    });
     format!(
-        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op",
+        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op{raft}",
         p.name,
         achieved,
         out.elapsed.as_secs_f64(),
@@ -156,7 +176,56 @@ pub fn phase_record(p: &PhaseOutput) -> PhaseRecord {
         target_rate: p.target_rate,
         achieved_rate: p.recorder.ok_count() as f64 / measured_secs(p),
         generator_cpu_us_per_op: p.generator_cpu_us_per_op,
+        raft_loop: p.raft_loop,
     }
+}
+
+/// The raft loops' cost during the phase that started `offset_s` into the run and lasted
+/// `elapsed_s`, from the once-a-second samples of the nodes' `/status` in `resources`: the
+/// longest stall of any node (each sample covers the one to two seconds before it, so the
+/// samples up to a second after the end count), and busy time per Ready over the nodes'
+/// counters from the first to the last sample in the phase (a node whose counters went
+/// back, restarted, counts from its restart). `None` when no sample carries them.
+pub fn raft_loop_cost(
+    offset_s: f64,
+    elapsed_s: f64,
+    resources: &[ResourceRow],
+) -> Option<RaftLoopCost> {
+    let end = offset_s + elapsed_s;
+    let rows: Vec<&ResourceRow> = resources
+        .iter()
+        .filter(|r| r.t_s >= offset_s && r.t_s <= end + 1.0 && r.raft_stall_us.is_some())
+        .collect();
+    let longest_stall_us = rows.iter().filter_map(|r| r.raft_stall_us).max()?;
+    let (mut busy, mut readies) = (0u64, 0u64);
+    // Each node's counters, from its first sample in the phase to its last.
+    let mut last: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.t_s <= end) {
+        let (Some(b), Some(n)) = (r.raft_busy_us, r.raft_readies) else {
+            continue;
+        };
+        match last.get(&r.node) {
+            Some(&(pb, pn)) if n >= pn => {
+                busy += b.saturating_sub(pb);
+                readies += n - pn;
+            }
+            Some(_) => {
+                // Restarted: its counters began again from zero.
+                busy += b;
+                readies += n;
+            }
+            None => {}
+        }
+        last.insert(r.node, (b, n));
+    }
+    Some(RaftLoopCost {
+        longest_stall_us,
+        us_per_ready: if readies > 0 {
+            busy as f64 / readies as f64
+        } else {
+            0.0
+        },
+    })
 }
 
 fn csv_file<T: Serialize>(dir: &Path, name: &str, rows: &[T], header: &[&str]) -> io::Result<()> {
@@ -263,6 +332,9 @@ pub fn write_all(
             "read_bytes",
             "write_bytes",
             "cpu_pct",
+            "raft_readies",
+            "raft_busy_us",
+            "raft_stall_us",
         ],
     )?;
     if let Some(v) = &manifest.verify {

@@ -35,7 +35,7 @@ pub use builder::{BackendBuilder, MemwalBuilder};
 pub use model::{Op, check_against_model};
 
 use super::snapshot_data::{SnapshotData, SnapshotDataWriter};
-use super::{StorageBackend, StorageError, make_snapshot};
+use super::{Finished, StorageBackend, StorageError, make_snapshot};
 use crate::kv::KvCommand;
 
 fn ctx() -> GetEntriesContext {
@@ -388,11 +388,32 @@ pub fn background_snapshot<Bl: BackendBuilder>(builder: &Bl) {
         &cs,
         "{name}: the conf state at its index"
     );
-    assert!(b.finish_snapshot(built).unwrap(), "{name}: adopted");
+    assert_eq!(
+        b.finish_snapshot(built).unwrap(),
+        Finished::Adopted,
+        "{name}"
+    );
     assert_eq!(b.snapshot(0, 0).unwrap().get_metadata(), &m);
     assert_eq!(b.applied_index(), 6, "{name}: the applies after begin stay");
     assert_eq!(dump_kv(&b), vec![(b"b".to_vec(), b"5".to_vec())]);
-    b.compact(m.index).unwrap();
+    // Not to a node the snapshot's conf state does not name (raft-rs would refuse it).
+    assert!(is_raft_err(
+        &b.snapshot(0, 9),
+        raft::StorageError::SnapshotTemporarilyUnavailable
+    ));
+    assert_eq!(b.snapshot(0, 3).unwrap().get_metadata().index, m.index);
+    // Nor one below the log's truncation point: a follower could not catch up from it.
+    b.compact(6).unwrap();
+    let served = b.snapshot(0, 2);
+    if m.index < 6 {
+        assert!(
+            is_raft_err(&served, raft::StorageError::SnapshotTemporarilyUnavailable),
+            "{name}: snapshot at {} below the truncation point 6 is not served",
+            m.index
+        );
+    } else {
+        assert_eq!(served.unwrap().get_metadata().index, m.index);
+    }
     let b = reopen(builder, &t, b);
     assert_eq!(
         dump_kv(&b),
@@ -411,7 +432,11 @@ pub fn background_snapshot<Bl: BackendBuilder>(builder: &Bl) {
     let built = job.run().unwrap();
     let path = built.path.clone();
     if built.index() < 10 {
-        assert!(!b.finish_snapshot(built).unwrap(), "{name}: superseded");
+        assert_eq!(
+            b.finish_snapshot(built).unwrap(),
+            Finished::Superseded,
+            "{name}"
+        );
         assert!(!path.exists(), "{name}: its file is deleted");
     } else {
         // An engine whose view is taken when the job runs saw the install: its snapshot
@@ -421,7 +446,11 @@ pub fn background_snapshot<Bl: BackendBuilder>(builder: &Bl) {
             data.iter().collect::<Vec<_>>(),
             vec![(&b"z"[..], &b"10"[..])]
         );
-        assert!(b.finish_snapshot(built).unwrap(), "{name}: adopted");
+        assert_eq!(
+            b.finish_snapshot(built).unwrap(),
+            Finished::Adopted,
+            "{name}"
+        );
     }
     match b.snapshot(0, 0) {
         Ok(s) => assert_eq!(s.get_metadata().index, 10, "{name}: serves the install"),
@@ -436,17 +465,35 @@ pub fn background_snapshot<Bl: BackendBuilder>(builder: &Bl) {
     assert_eq!(b.snapshot(10, 0).unwrap().get_metadata().index, 10);
 
     // A temporary file (a build a crash interrupted) is deleted at open, never adopted.
+    // It is a whole, valid snapshot file, only under its temporary name.
     let (t, b) = seeded(builder, &[(4, 4)]);
     let snap_dir = t.path().join("snap");
+    let whole = snap_dir.join("whole");
+    std::fs::create_dir(&whole).unwrap();
+    let at9 = snapshot_with(9, 4, &[(b"ghost", b"9")]);
+    let written = super::snapfile::final_path(&whole, 9);
+    super::snapfile::write(&written, at9.get_metadata(), &at9.data).unwrap();
     let leftover = snap_dir.join("snap-00000000000000000009.snap.tmp");
-    std::fs::write(&leftover, b"interrupted").unwrap();
+    std::fs::rename(&written, &leftover).unwrap();
+    std::fs::remove_dir(&whole).unwrap();
     let b = reopen(builder, &t, b);
     assert!(!leftover.exists(), "{name}: leftover deleted at open");
-    assert!(
-        b.snapshot(0, 0)
-            .map_or(true, |s| s.get_metadata().index == 3),
-        "{name}: only the seeding snapshot is known"
-    );
+    match b.snapshot(0, 0) {
+        Ok(s) => assert_eq!(
+            s.get_metadata().index,
+            3,
+            "{name}: only the seeding snapshot"
+        ),
+        Err(e) => assert!(
+            is_raft_err(
+                &Err::<(), _>(e),
+                raft::StorageError::SnapshotTemporarilyUnavailable
+            ),
+            "{name}"
+        ),
+    }
+    assert_eq!(b.applied_index(), 3);
+    assert_eq!(b.get(b"ghost").unwrap(), None);
 }
 
 /// raft-rs `test_storage_append`: truncation of conflicting suffixes; appends below the
@@ -712,7 +759,17 @@ pub fn cross_backend_snapshot<A: BackendBuilder, B: BackendBuilder>(a: &A, b: &B
         Some(&b"value-3"[..])
     );
     assert_eq!(dst.get(&7u32.to_be_bytes()).unwrap(), None);
-    // Rebuilt on the destination engine, the snapshot is byte for byte the source's.
+    // The destination's own state, written out, is byte for byte the source's snapshot.
+    let mut w = SnapshotDataWriter::new(dst.applied_index());
+    for (k, v) in dst.reader().scan().unwrap() {
+        w.push(&k, &v);
+    }
+    assert!(
+        w.finish() == snap.data,
+        "{} -> {}: state differs after install",
+        a.name(),
+        b.name()
+    );
     let mut dst = dst;
     let back = dst.create_snapshot().unwrap();
     assert_eq!(back.get_metadata(), snap.get_metadata());

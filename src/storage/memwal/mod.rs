@@ -39,7 +39,7 @@ use self::wal::WalWriter;
 use super::memlog::MemLog;
 use super::snapfile;
 use super::snapshot_data::SnapshotData;
-use super::snapshots::{self, BuiltSnapshot, SnapshotCache, SnapshotJob};
+use super::snapshots::{self, BuiltSnapshot, Finished, SnapshotCache, SnapshotJob};
 use super::{
     BackendConfig, BackendKind, BackendStats, KvRead, KvReader, OpenReport, Result, StorageBackend,
     StorageError, check_apply, check_compact, check_snapshot, datadir, hard_state_needs_sync,
@@ -448,20 +448,20 @@ impl StorageBackend for MemwalBackend {
     /// the new one makes obsolete are deleted only now, after the new file is durable (the
     /// job synced it); a snapshot superseded by an install from the leader is deleted
     /// instead (it is older than the replica's state).
-    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool> {
+    fn finish_snapshot(&mut self, built: BuiltSnapshot) -> Result<Finished> {
         let index = built.index();
         if index < self.snapshot_index {
             snapshots::remove_superseded(&built.path)?;
-            return Ok(false);
+            return Ok(Finished::Superseded);
         }
         if index == self.snapshot_index && self.snapshots.index() == index {
-            return Ok(false);
+            return Ok(Finished::Current);
         }
         self.snapshot_index = index;
         self.snapshots.set(built.snapshot);
         remove_snapshots_below(&self.snap_dir, index)?;
         self.delete_obsolete_segments()?;
-        Ok(true)
+        Ok(Finished::Adopted)
     }
 
     fn snapshot_wanted(&self) -> bool {

@@ -107,6 +107,9 @@ mod tests {
             read_bytes: 0,
             write_bytes: 0,
             cpu_pct: 0.0,
+            raft_readies: None,
+            raft_busy_us: None,
+            raft_stall_us: None,
         };
         run.events = vec![EventRow {
             t_ms: 5200,

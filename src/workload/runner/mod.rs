@@ -216,6 +216,10 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     } = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync).await;
     stop_sampling.store(true, Ordering::Relaxed);
     let resources = sampler.await.unwrap_or_default();
+    let mut phases = phases;
+    for p in &mut phases {
+        p.raft_loop = output::raft_loop_cost(p.offset_s, p.elapsed.as_secs_f64(), &resources);
+    }
     let disk = cluster.lock().await.disk_layer();
     cluster.lock().await.shutdown();
 

@@ -135,6 +135,7 @@ pub(super) async fn run_phase(
         target_rate: p.rate,
         recorder: rec,
         generator_cpu_us_per_op,
+        raft_loop: None,
     }
 }
 

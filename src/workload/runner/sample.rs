@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ProcResources};
+use crate::wire::RaftStatus;
 use crate::workload::output::ResourceRow;
 
 /// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set.
@@ -23,7 +24,7 @@ pub(super) async fn sample_resources(
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
-        for (id, pid, r) in sample_nodes(&cluster, &http).await {
+        for (id, pid, r, raft) in sample_nodes(&cluster, &http).await {
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
             rows.push(ResourceRow {
                 t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
@@ -33,39 +34,62 @@ pub(super) async fn sample_resources(
                 read_bytes: r.read_bytes,
                 write_bytes: r.write_bytes,
                 cpu_pct: cpu_pct.unwrap_or(0.0),
+                raft_readies: raft.as_ref().map(|s| s.readies),
+                raft_busy_us: raft.as_ref().map(|s| s.busy_us),
+                raft_stall_us: raft.as_ref().map(|s| s.recent_longest_turn_us),
             });
         }
     }
     rows
 }
 
-/// One sample of every node that can be sampled: (id, pid of a local node, figures).
+/// One sample of every node that can be sampled: (id, pid of a local node, figures, its
+/// raft loop's figures from `/status` when it answered).
 async fn sample_nodes(
     cluster: &Mutex<Cluster>,
     http: &reqwest::Client,
-) -> Vec<(u64, Option<u32>, ProcResources)> {
-    // Local nodes: /proc, read under the lock (fast). Attached nodes: their /status,
-    // queried after releasing it, so a slow node cannot hold up event injection.
-    let mut sampled = Vec::new();
-    let mut remote = Vec::new();
+) -> Vec<(u64, Option<u32>, ProcResources, Option<RaftStatus>)> {
+    // Local nodes: /proc, read under the lock (fast). Every running node's /status (an
+    // attached node's resources too) is queried after releasing it, so a slow node cannot
+    // hold up event injection.
+    let mut local = Vec::new();
+    let mut running = Vec::new();
+    let attached;
     {
         let c = cluster.lock().await;
+        attached = c.attached().is_some();
         for n in c.nodes().values() {
-            if c.attached().is_some() {
-                if c.state(n.id) == crate::cluster::NodeState::Running {
-                    remote.push((n.id, c.url(n.id).unwrap_or_default()));
-                }
-            } else if let Ok(r) = c.resources(n.id) {
-                sampled.push((n.id, c.pid(n.id), r));
+            if c.state(n.id) == crate::cluster::NodeState::Running {
+                running.push((n.id, c.url(n.id).unwrap_or_default()));
+            }
+            if !attached && let Ok(r) = c.resources(n.id) {
+                local.push((n.id, c.pid(n.id), r));
             }
         }
     }
-    for (id, url) in remote {
+    let mut statuses = HashMap::new();
+    for (id, url) in running {
         if let Ok(s) = crate::cluster::fetch_status(http, &url, id).await {
-            sampled.push((id, None, crate::cluster::reported_resources(&s)));
+            statuses.insert(id, s);
         }
     }
-    sampled
+    if attached {
+        return statuses
+            .into_values()
+            .map(|s| {
+                (
+                    s.id,
+                    None,
+                    crate::cluster::reported_resources(&s),
+                    Some(s.raft),
+                )
+            })
+            .collect();
+    }
+    local
+        .into_iter()
+        .map(|(id, pid, r)| (id, pid, r, statuses.remove(&id).map(|s| s.raft)))
+        .collect()
 }
 
 /// A node's CPU use as % of one core, from the growth of its CPU ticks between samples.
