@@ -155,7 +155,8 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
                 ),
                 format!("{:.1}", p.generator_cpu_us_per_op),
                 p.raft_loop
-                    .map_or("-".into(), |r| format!("{:.0}", r.us_per_ready)),
+                    .and_then(|r| r.us_per_ready)
+                    .map_or("-".into(), |u| format!("{u:.0}")),
                 p.raft_loop.map_or("-".into(), |r| {
                     format!("{:.1}", r.longest_stall_us as f64 / 1e3)
                 }),

@@ -166,8 +166,9 @@ pub struct RaftLoopCost {
     /// acknowledged through on that node.
     pub longest_stall_us: u64,
     /// Busy time per Ready handled, all nodes together (µs): persist, apply and messaging
-    /// included, waiting excluded.
-    pub us_per_ready: f64,
+    /// included, waiting excluded. `null` for a phase too short for two samples.
+    #[serde(default)]
+    pub us_per_ready: Option<f64>,
 }
 
 /// One verify phase's result.

@@ -109,20 +109,38 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
         Some(r) => format!(" (target {r:.0}/s)"),
         None => String::new(),
     };
-    let raft = out.raft_loop.map_or(String::new(), |r| {
-        format!(
-            ", raft loop {:.0} us/Ready, longest stall {:.1} ms",
-            r.us_per_ready,
-            r.longest_stall_us as f64 / 1e3
-        )
-    });
     format!(
-        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op{raft}",
+        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op",
         p.name,
         achieved,
         out.elapsed.as_secs_f64(),
         out.generator_cpu_us_per_op
     )
+}
+
+/// The raft loops' cost per phase, for the run's closing lines (phases are printed as they
+/// end, before the once-a-second samples are all in): `None` when no node answered.
+pub fn harness_line(phases: &[PhaseOutput]) -> Option<String> {
+    let parts: Vec<String> = phases
+        .iter()
+        .filter_map(|p| {
+            let r = p.raft_loop?;
+            let per_ready = r
+                .us_per_ready
+                .map_or(String::new(), |u| format!("{u:.0} us/Ready, "));
+            Some(format!(
+                "{}: {per_ready}longest stall {:.1} ms",
+                p.name,
+                r.longest_stall_us as f64 / 1e3
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "raft loop cost (harness, from /status): {}",
+            parts.join("; ")
+        )
+    })
 }
 
 fn measured_secs(out: &PhaseOutput) -> f64 {
@@ -220,11 +238,7 @@ pub fn raft_loop_cost(
     }
     Some(RaftLoopCost {
         longest_stall_us,
-        us_per_ready: if readies > 0 {
-            busy as f64 / readies as f64
-        } else {
-            0.0
-        },
+        us_per_ready: (readies > 0).then(|| busy as f64 / readies as f64),
     })
 }
 

@@ -53,6 +53,33 @@ fn smoke(backend: &str) {
     assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(!csv_rows(&out.join("timeline.csv")).is_empty());
     assert!(!csv_rows(&out.join("resources.csv")).is_empty());
+    // The harness's own cost, per phase: the raft loops' time per Ready and longest stall
+    // (from the nodes' /status), beside the generator's CPU per operation.
+    for phase in run["phases"].as_array().unwrap() {
+        let raft = &phase["raft_loop"];
+        if phase["elapsed_s"].as_f64().unwrap() >= 2.0 {
+            assert!(raft["us_per_ready"].as_f64().unwrap() > 0.0, "{phase}");
+        }
+        let stall = raft["longest_stall_us"].as_u64().unwrap();
+        assert!(stall > 0, "{phase}");
+        assert!(
+            phase["generator_cpu_us_per_op"].as_f64().unwrap() > 0.0,
+            "{phase}"
+        );
+    }
+    let header = std::fs::read_to_string(out.join("resources.csv")).unwrap();
+    assert!(
+        header
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("raft_readies,raft_busy_us,raft_stall_us"),
+        "{header}"
+    );
+    assert!(
+        stderr.contains("raft loop") && stderr.contains("longest stall"),
+        "{stderr}"
+    );
     let hlog = std::fs::read_to_string(out.join("latency.hlog")).unwrap();
     assert!(hlog.contains("Tag=mixed.get,"), "{hlog}");
 }

@@ -220,6 +220,11 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     for p in &mut phases {
         p.raft_loop = output::raft_loop_cost(p.offset_s, p.elapsed.as_secs_f64(), &resources);
     }
+    if !shared.quiet
+        && let Some(line) = output::harness_line(&phases)
+    {
+        eprintln!("{line}");
+    }
     let disk = cluster.lock().await.disk_layer();
     cluster.lock().await.shutdown();
 
