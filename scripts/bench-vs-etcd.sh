@@ -5,6 +5,7 @@
 #
 #   scripts/bench-vs-etcd.sh                 # 15 s per run, 64 and 256 connections
 #   DUR=5 CONNS="64" scripts/bench-vs-etcd.sh
+#   BACKENDS=memwal INTERVALS=100000 ETCD=0 scripts/bench-vs-etcd.sh   # one row
 #
 # Load: wrk, 2 threads, PUT of 256-byte values under random keys out of 100k, against the
 # leader (raftbench: PUT /kv/k<n>; etcd 3.x: POST /v3/kv/put through its JSON gateway).
@@ -14,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-15}
 CONNS=${CONNS:-"64 256"}
+BACKENDS=${BACKENDS:-"memwal rocksdb"}
+INTERVALS=${INTERVALS:-"100000 0"}
+ETCD=${ETCD:-1}
 BIN=${RAFTBENCH:-${CARGO_TARGET_DIR:-/var/tmp/raftbench-target}/release/raftbench}
 for tool in etcd wrk fio python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y etcd-server wrk fio" >&2; exit 1; }
@@ -70,6 +74,16 @@ row() { # name conns url lua
   printf '%-28s %6s %10s %9s %9s %9s %7s\n' "$1" "$2" "$rps" "$p50" "$p99" "$max" "$errors"
 }
 
+raft_loop() { # url: the leader's raft-loop cost during the run, from its /status
+  python3 - "$1" <<'PY' || true
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/status", timeout=5))
+per_ready = s["busy_us"] / max(s["readies"], 1)
+print(f"  leader's raft loop: longest turn {s['longest_turn_us'] / 1e3:.1f} ms, {per_ready:.0f} us/Ready, "
+      f"{s.get('snapshots_built', 0)} snapshots built off the raft thread (last {s.get('last_snapshot_ms', 0):.0f} ms)")
+PY
+}
+
 raftbench_leader() { # dir -> http://addr of the leader
   for _ in $(seq 300); do
     grep -q 'Ctrl-C' "$1/up.log" 2>/dev/null && break
@@ -79,8 +93,8 @@ raftbench_leader() { # dir -> http://addr of the leader
 }
 
 printf '%-28s %6s %10s %9s %9s %9s %7s\n' target conns writes/s p50_ms p99_ms max_ms errors
-for backend in memwal rocksdb; do
-  for interval in 100000 0; do
+for backend in $BACKENDS; do
+  for interval in $INTERVALS; do
     for c in $CONNS; do
       d="$work/rb-$backend-$interval-$c"
       mkdir -p "$d"
@@ -92,12 +106,14 @@ for backend in memwal rocksdb; do
       label="raftbench $backend"
       [ "$interval" = 0 ] && label="$label, no snapshots" || label="$label, snap $interval"
       row "$label" "$c" "$url" "$work/raftbench.lua"
+      raft_loop "$url"
       kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
     done
   done
 done
 
 for c in $CONNS; do
+  [ "$ETCD" = 1 ] || break
   d="$work/etcd-$c"
   mkdir -p "$d"
   declare -a cp=() pp=()

@@ -131,6 +131,9 @@ pub struct RaftLoop {
     window_longest_us: u64,
     previous_window_longest_us: u64,
     window_start: Instant,
+    /// Where the current turn's time went, for the warning about a slow turn.
+    turn: TurnCost,
+    last_slow_warning: Instant,
     /// The snapshot being built off this thread, if any (one at a time).
     building: Option<Building>,
     /// `POST /admin/snapshot` calls that arrived during a build: answered by the next one.
@@ -152,6 +155,19 @@ struct Building {
     /// Admin calls to answer when it is done.
     replies: Vec<Reply<SnapshotReport>>,
 }
+
+/// Where one raft-loop turn's time went (µs), logged when the turn is slow.
+#[derive(Default)]
+struct TurnCost {
+    persist_us: u64,
+    apply_us: u64,
+    /// Beginning a snapshot (its view), then adopting one and compacting behind it.
+    snapshot_us: u64,
+    compact_us: u64,
+}
+
+/// A turn at least this long is logged with where its time went.
+const SLOW_TURN_US: u64 = 50_000;
 
 /// How long to wait before building again after a build failed.
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
@@ -235,6 +251,10 @@ impl RaftLoop {
             window_longest_us: 0,
             previous_window_longest_us: 0,
             window_start: Instant::now(),
+            turn: TurnCost::default(),
+            last_slow_warning: Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
             building: None,
             snapshot_requests: Vec::new(),
             snapshot_retry_at: Instant::now(),
@@ -289,6 +309,21 @@ impl RaftLoop {
                 return self.fatal(e);
             }
             let took = busy.elapsed().as_micros() as u64;
+            let t = std::mem::take(&mut self.turn);
+            // At most one warning a second (a slow disk would make every turn slow).
+            if took >= SLOW_TURN_US && self.last_slow_warning.elapsed() >= Duration::from_secs(1) {
+                self.last_slow_warning = Instant::now();
+                warn!(
+                    id = self.id,
+                    turn_ms = took / 1000,
+                    inputs = drained,
+                    persist_ms = t.persist_us / 1000,
+                    apply_ms = t.apply_us / 1000,
+                    snapshot_ms = t.snapshot_us / 1000,
+                    compact_ms = t.compact_us / 1000,
+                    "slow raft-loop turn (no write is acknowledged through it)"
+                );
+            }
             self.turns += 1;
             self.busy_us += took;
             self.longest_turn_us = self.longest_turn_us.max(took);
@@ -400,7 +435,13 @@ impl RaftLoop {
                     self.begin_snapshot(vec![reply])?;
                 }
             }
-            Input::SnapshotBuilt { result } => self.snapshot_built(result)?,
+            Input::SnapshotBuilt { result } => {
+                let t = Instant::now();
+                let compact_before = self.turn.compact_us;
+                self.snapshot_built(result)?;
+                self.turn.snapshot_us += (t.elapsed().as_micros() as u64)
+                    .saturating_sub(self.turn.compact_us - compact_before);
+            }
             Input::TransferLeader { to, reply } => {
                 if !self.is_leader() {
                     let _ = reply.send(Err(self.not_leader()));
@@ -483,9 +524,11 @@ impl RaftLoop {
         self.readies += 1;
         self.synced_persists += u64::from(rd.must_sync());
         self.entries_appended += rd.entries().len() as u64;
+        let t = Instant::now();
         self.raw
             .mut_store()
             .persist(snapshot.as_ref(), rd.entries(), rd.hs())?;
+        self.turn.persist_us += t.elapsed().as_micros() as u64;
         if let Some(s) = &snapshot {
             self.on_snapshot_installed(s.get_metadata().index);
         }
@@ -505,7 +548,9 @@ impl RaftLoop {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.serve_reads();
+        let t = Instant::now();
         self.maybe_snapshot()?;
+        self.turn.snapshot_us += t.elapsed().as_micros() as u64;
         Ok(())
     }
 
@@ -533,6 +578,13 @@ impl RaftLoop {
 
     /// Apply committed entries as one atomic batch, then answer their proposals.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let t = Instant::now();
+        let r = self.apply_entries(entries);
+        self.turn.apply_us += t.elapsed().as_micros() as u64;
+        r
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
         let applied = self.raw.store().applied_index();
         let entries: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
         let Some(last) = entries.last().map(|e| e.index) else {
@@ -755,6 +807,7 @@ impl RaftLoop {
         let spawned = std::thread::Builder::new()
             .name("snapshot-build".into())
             .spawn(move || {
+                crate::storage::snapshots::background_priority();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
                     .unwrap_or_else(|panic| {
                         Err(StorageError::Invalid(format!(
@@ -806,7 +859,9 @@ impl RaftLoop {
         let finished = store.finish_snapshot(built)?;
         let duration_ms = b.started.elapsed().as_secs_f64() * 1e3;
         if finished == Finished::Adopted {
+            let t = Instant::now();
             store.compact(index.saturating_sub(self.compact_lag))?;
+            self.turn.compact_us += t.elapsed().as_micros() as u64;
             self.snapshot_index = index;
             self.snapshots_built += 1;
             self.last_snapshot_ms = duration_ms;

@@ -159,6 +159,85 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Where a data directory's files that are no longer needed wait to be deleted.
+pub fn trash_dir(dir: &Path) -> PathBuf {
+    dir.join("trash")
+}
+
+/// Create `trash` if needed and delete what it holds (at open: files discarded before a
+/// crash or stop). Synchronous: opening is not on the write path.
+pub fn empty_trash(trash: &Path) -> Result<()> {
+    create_dir_durable(trash)?;
+    for ent in fs::read_dir(trash).map_err(StorageError::io("list", trash))? {
+        let p = ent.map_err(StorageError::io("list", trash))?.path();
+        // The background deleter may have got there first (a reopen in one process).
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::io("delete", &p)(e));
+            }
+            _ => {}
+        }
+    }
+    sync_dir(trash)
+}
+
+/// Remove `path` by moving it into `trash` (a rename: metadata only) and have a
+/// background thread, at the lowest CPU priority, delete it. Why: unlinking a large file
+/// frees its page cache synchronously — tens of milliseconds for a 64 MiB WAL segment —
+/// and on the raft thread that is a stall no write is acknowledged through.
+///
+/// Durability: as an unlink; a caller that needs the removal durable syncs `path`'s
+/// directory afterwards. After a crash the file is either still where it was (as if not
+/// yet removed) or in the trash, which the next open empties.
+pub fn discard(path: &Path, trash: &Path) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc::{Sender, channel};
+    use std::sync::{Mutex, OnceLock};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static JANITOR: OnceLock<Mutex<Sender<PathBuf>>> = OnceLock::new();
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let to = trash.join(format!("{}-{name}", SEQ.fetch_add(1, Ordering::Relaxed)));
+    match fs::rename(path, &to) {
+        Ok(()) => {}
+        // The file's directory is on another file system than the trash: delete it here.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            return fs::remove_file(path).map_err(StorageError::io("delete", path));
+        }
+        Err(e) => return Err(StorageError::io("discard", path)(e)),
+    }
+    // The rename leaves `path`'s directory (the caller syncs it) and enters the trash: sync
+    // the trash too, so that file systems that order directory changes strictly (faultfs's
+    // default) do not bring the file back after a power cut.
+    sync_dir(trash)?;
+    let janitor = JANITOR.get_or_init(|| {
+        let (tx, rx) = channel::<PathBuf>();
+        let _ = std::thread::Builder::new()
+            .name("trash".into())
+            .spawn(move || {
+                super::snapshots::background_priority();
+                for p in rx {
+                    if let Err(e) = fs::remove_file(&p)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!("deleting {}: {e}", p.display());
+                    }
+                    if let Some(dir) = p.parent() {
+                        let _ = sync_dir(dir);
+                    }
+                }
+            });
+        Mutex::new(tx)
+    });
+    let sent = janitor.lock().is_ok_and(|tx| tx.send(to.clone()).is_ok());
+    if !sent {
+        // No janitor thread: delete here.
+        fs::remove_file(&to).map_err(StorageError::io("delete", &to))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,7 +215,10 @@ fn drop_elsewhere(entries: VecDeque<Entry>) {
     }
     let _ = std::thread::Builder::new()
         .name("free-log".into())
-        .spawn(move || drop(entries));
+        .spawn(move || {
+            super::snapshots::background_priority();
+            drop(entries)
+        });
 }
 
 fn entry_bytes(e: &Entry) -> u64 {

@@ -173,6 +173,7 @@ impl RocksBackend {
         let snap_dir = config.dir.join("snap");
         datadir::create_dir_durable(&snap_dir)?;
         remove_files_below(&snap_dir, u64::MAX)?;
+        datadir::empty_trash(&datadir::trash_dir(&config.dir))?;
         let db_started = Instant::now();
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(rocks("open"))?;
         let replay_ms = db_started.elapsed().as_secs_f64() * 1e3;
@@ -805,9 +806,13 @@ fn remove_files_below(dir: &Path, keep: u64) -> Result<()> {
     if keep == u64::MAX {
         snapfile::delete_leftovers(&mut listing)?;
     }
+    let trash = datadir::trash_dir(dir.parent().unwrap_or(dir));
     for i in listing.finals {
-        if i < keep {
-            snapshots::remove_superseded(&snapfile::final_path(dir, i))?;
+        let path = snapfile::final_path(dir, i);
+        if keep == u64::MAX {
+            snapshots::remove_superseded(&path)?;
+        } else if i < keep {
+            datadir::discard(&path, &trash)?;
         }
     }
     Ok(())

@@ -64,7 +64,8 @@ impl SnapshotJob {
     }
 
     /// Build the snapshot: scan the view, write the file (synced under every fsync policy,
-    /// with its directory), map it. Blocking; run it off the raft thread.
+    /// with its directory), map it. Blocking; run it off the raft thread, at
+    /// [`background_priority`].
     pub fn run(self) -> Result<BuiltSnapshot> {
         let started = Instant::now();
         let mut built = (self.build)()?;
@@ -250,4 +251,21 @@ fn names(cs: &ConfState, id: u64) -> bool {
             .chain(&cs.voters_outgoing)
             .chain(&cs.learners_next)
             .any(|v| *v == id)
+}
+
+/// Lower the calling thread's CPU priority to the least (nice 19), for work that must not
+/// compete with raft threads: a snapshot build is CPU-bound for as long as it scans, and at
+/// equal priority it takes the cores raft needs (on a machine running several nodes, all
+/// of them build at the same index at once) — the raft loops then stall as long as the
+/// builds, as if they ran on the raft thread. At nice 19 it still progresses on a busy
+/// machine (unlike `SCHED_IDLE`), only more slowly. Linux only; elsewhere a no-op.
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on this thread's own id; no memory is passed.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
+    }
 }

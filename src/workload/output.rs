@@ -223,8 +223,8 @@ pub fn raft_loop_cost(
             continue;
         };
         match last.get(&r.node) {
-            Some(&(pb, pn)) if n >= pn => {
-                busy += b.saturating_sub(pb);
+            Some(&(pb, pn)) if n >= pn && b >= pb => {
+                busy += b - pb;
                 readies += n - pn;
             }
             Some(_) => {

@@ -180,7 +180,7 @@ fn remove_snapshots_below(dir: &Path, keep: u64) -> Result<()> {
     for i in snapfile::list(dir)?.finals {
         if i < keep {
             let p = snapfile::final_path(dir, i);
-            std::fs::remove_file(&p).map_err(StorageError::io("delete", &p))?;
+            datadir::discard(&p, &datadir::trash_dir(dir.parent().unwrap_or(dir)))?;
         }
     }
     Ok(())

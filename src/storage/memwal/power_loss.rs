@@ -18,11 +18,15 @@ use super::wal::durable;
 use crate::kv::KvCommand;
 use crate::storage::{BackendConfig, BackendKind, FsyncPolicy, StorageBackend};
 
-/// Every file under `dir`, by path relative to it.
+/// Every file under `dir`, by path relative to it, except the trash (discarded files a
+/// background thread is deleting; the next open empties it anyway).
 fn image(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             let p = e.path();
+            if p == crate::storage::datadir::trash_dir(root) {
+                continue;
+            }
             if p.is_dir() {
                 walk(root, &p, out);
             } else {

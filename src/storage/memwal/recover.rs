@@ -56,6 +56,8 @@ impl MemwalBackend {
         let started = Instant::now();
         let dir = config.dir.clone();
         let fresh = datadir::claim(&dir, BackendKind::Memwal, FORMAT_VERSION)?;
+        // Before recovery, which may discard superseded snapshots into it.
+        datadir::empty_trash(&datadir::trash_dir(&dir))?;
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [&wal_dir, &snap_dir] {

@@ -32,7 +32,7 @@ use bytes::Buf;
 use tracing::{debug, info, warn};
 
 use super::record::{RecordType, StateRecord, encode_state};
-use crate::storage::datadir::sync_dir;
+use crate::storage::datadir::{self, sync_dir};
 use crate::storage::error::{Result, StorageError};
 
 const SEGMENT_MAGIC: &[u8; 8] = b"RBWALSG1";
@@ -320,6 +320,8 @@ pub(super) mod durable {
 /// Appends records to the newest segment, rotates segments and deletes obsolete ones.
 pub struct WalWriter {
     dir: PathBuf,
+    /// Where deleted segments go (`<data dir>/trash`, see `datadir::discard`).
+    trash: PathBuf,
     file: File,
     len: u64,
     segment_size: u64,
@@ -356,8 +358,11 @@ impl WalWriter {
                 .map_err(StorageError::io("fsync", &path))?;
         }
         let (file, len) = Self::new_segment(dir, seq, state)?;
+        let trash = datadir::trash_dir(dir.parent().unwrap_or(dir));
+        datadir::create_dir_durable(&trash)?;
         Ok(WalWriter {
             dir: dir.to_path_buf(),
+            trash,
             file,
             len,
             segment_size: segment_size.max(4096),
@@ -483,7 +488,7 @@ impl WalWriter {
         for _ in 0..n {
             let seq = self.sealed[0].seq;
             let path = segment_path(&self.dir, seq);
-            fs::remove_file(&path).map_err(StorageError::io("delete segment", &path))?;
+            datadir::discard(&path, &self.trash)?;
             self.sealed.remove(0);
             info!(seq, "deleted obsolete WAL segment");
         }

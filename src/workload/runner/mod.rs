@@ -218,7 +218,10 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     let resources = sampler.await.unwrap_or_default();
     let mut phases = phases;
     for p in &mut phases {
-        p.raft_loop = output::raft_loop_cost(p.offset_s, p.elapsed.as_secs_f64(), &resources);
+        // Over the measured window, after the warm-up, as the phase's other figures.
+        let warm = p.warmup.map_or(0.0, |w| w.as_secs_f64());
+        let measured = (p.elapsed.as_secs_f64() - warm).max(0.0);
+        p.raft_loop = output::raft_loop_cost(p.offset_s + warm, measured, &resources);
     }
     if !shared.quiet
         && let Some(line) = output::harness_line(&phases)
