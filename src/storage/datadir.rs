@@ -181,6 +181,28 @@ pub fn empty_trash(trash: &Path) -> Result<()> {
     sync_dir(trash)
 }
 
+/// Truncate a discarded file a few MiB at a time, pausing in between, before it is
+/// unlinked: freeing a large file's blocks at once is one big journal transaction that
+/// the nodes' fsyncs queue behind (seen as a 100+ ms persist on every node at once, the
+/// moment WAL segments of the same size were deleted). RocksDB's delete scheduler does the
+/// same (`bytes_max_delete_chunk`). Best effort: the unlink follows whatever happens.
+fn shrink_gradually(path: &Path) {
+    const CHUNK: u64 = 4 << 20;
+    let Ok(f) = fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let Ok(mut len) = f.metadata().map(|m| m.len()) else {
+        return;
+    };
+    while len > CHUNK {
+        len -= CHUNK;
+        if f.set_len(len).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Remove `path` by moving it into `trash` (a rename: metadata only) and have a
 /// background thread, at the lowest CPU priority, delete it. Why: unlinking a large file
 /// frees its page cache synchronously — tens of milliseconds for a 64 MiB WAL segment —
@@ -218,6 +240,7 @@ pub fn discard(path: &Path, trash: &Path) -> Result<()> {
             .spawn(move || {
                 super::snapshots::background_priority();
                 for p in rx {
+                    shrink_gradually(&p);
                     if let Err(e) = fs::remove_file(&p)
                         && e.kind() != std::io::ErrorKind::NotFound
                     {
