@@ -133,7 +133,7 @@ pub struct RaftLoop {
     window_start: Instant,
     /// Where the current turn's time went, for the warning about a slow turn.
     turn: TurnCost,
-    last_slow_warning: Instant,
+    last_slow_warning: Option<Instant>,
     /// The snapshot being built off this thread, if any (one at a time).
     building: Option<Building>,
     /// `POST /admin/snapshot` calls that arrived during a build: answered by the next one.
@@ -252,9 +252,7 @@ impl RaftLoop {
             previous_window_longest_us: 0,
             window_start: Instant::now(),
             turn: TurnCost::default(),
-            last_slow_warning: Instant::now()
-                .checked_sub(Duration::from_secs(1))
-                .unwrap_or_else(Instant::now),
+            last_slow_warning: None,
             building: None,
             snapshot_requests: Vec::new(),
             snapshot_retry_at: Instant::now(),
@@ -311,8 +309,12 @@ impl RaftLoop {
             let took = busy.elapsed().as_micros() as u64;
             let t = std::mem::take(&mut self.turn);
             // At most one warning a second (a slow disk would make every turn slow).
-            if took >= SLOW_TURN_US && self.last_slow_warning.elapsed() >= Duration::from_secs(1) {
-                self.last_slow_warning = Instant::now();
+            if took >= SLOW_TURN_US
+                && self
+                    .last_slow_warning
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                self.last_slow_warning = Some(Instant::now());
                 warn!(
                     id = self.id,
                     turn_ms = took / 1000,
@@ -435,13 +437,7 @@ impl RaftLoop {
                     self.begin_snapshot(vec![reply])?;
                 }
             }
-            Input::SnapshotBuilt { result } => {
-                let t = Instant::now();
-                let compact_before = self.turn.compact_us;
-                self.snapshot_built(result)?;
-                self.turn.snapshot_us += (t.elapsed().as_micros() as u64)
-                    .saturating_sub(self.turn.compact_us - compact_before);
-            }
+            Input::SnapshotBuilt { result } => self.snapshot_built(result)?,
             Input::TransferLeader { to, reply } => {
                 if !self.is_leader() {
                     let _ = reply.send(Err(self.not_leader()));
@@ -856,7 +852,9 @@ impl RaftLoop {
         let (index, term) = (built.index(), built.snapshot.get_metadata().term);
         let bytes = built.snapshot.data.len() as u64;
         let store = self.raw.mut_store();
+        let t = Instant::now();
         let finished = store.finish_snapshot(built)?;
+        self.turn.snapshot_us += t.elapsed().as_micros() as u64;
         let duration_ms = b.started.elapsed().as_secs_f64() * 1e3;
         if finished == Finished::Adopted {
             let t = Instant::now();

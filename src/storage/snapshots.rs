@@ -24,8 +24,6 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use std::time::Instant;
-
 use std::path::Path;
 
 use raft::eraftpb::{ConfState, Snapshot};
@@ -67,12 +65,7 @@ impl SnapshotJob {
     /// with its directory), map it. Blocking; run it off the raft thread, at
     /// [`background_priority`].
     pub fn run(self) -> Result<BuiltSnapshot> {
-        let started = Instant::now();
-        let mut built = (self.build)()?;
-        if built.build_ms == 0.0 {
-            built.build_ms = started.elapsed().as_secs_f64() * 1e3;
-        }
-        Ok(built)
+        (self.build)()
     }
 }
 
@@ -95,10 +88,6 @@ pub struct BuiltSnapshot {
     pub snapshot: Snapshot,
     /// The file it lives in.
     pub path: PathBuf,
-    /// Size of the file.
-    pub file_bytes: u64,
-    /// How long building it took (0 for a snapshot that already existed).
-    pub build_ms: f64,
 }
 
 impl BuiltSnapshot {
@@ -153,8 +142,6 @@ impl SnapshotCache {
             SnapshotJob::ready(BuiltSnapshot {
                 snapshot: current.clone(),
                 path,
-                file_bytes: 0,
-                build_ms: 0.0,
             })
         })
     }
@@ -212,12 +199,11 @@ pub(crate) fn write_file(
     conf_state: &ConfState,
     fill: impl FnOnce(&mut SnapshotDataWriter) -> Result<()>,
 ) -> Result<BuiltSnapshot> {
-    let started = Instant::now();
     let mut w = SnapshotDataWriter::new(index);
     fill(&mut w)?;
     let meta = super::make_snapshot(index, term, conf_state, Vec::new()).take_metadata();
     let data = w.finish();
-    let (file_bytes, mapped) = snapfile::write_mapped(path, &meta, &data)?;
+    let (_, mapped) = snapfile::write_mapped(path, &meta, &data)?;
     drop(data);
     let mut snapshot = Snapshot::default();
     snapshot.set_metadata(meta);
@@ -225,8 +211,6 @@ pub(crate) fn write_file(
     Ok(BuiltSnapshot {
         snapshot,
         path: path.to_path_buf(),
-        file_bytes,
-        build_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }
 
