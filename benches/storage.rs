@@ -10,7 +10,10 @@
 //!   10k-entry log (outside RocksDB's tail cache for most positions).
 //! - `apply/<backend>-<fsync>/16-puts` and `get/<backend>`: state-machine writes and reads.
 //! - `snapshot/<backend>-<fsync>/create-<keys>` and `.../install-<keys>`: at 10k and 100k
-//!   keys of 128 B values.
+//!   keys of 128 B values; `.../begin-<keys>`, the raft thread's share of a snapshot (the
+//!   view the background build reads); `.../persist-1x256-during-build-<keys>`, one fsynced
+//!   write while a build of that state runs on its own thread (snapshot cost under load:
+//!   compare with `persist/<backend>-always/1x256`).
 //! - `compact/<backend>-<fsync>/1000-entries`.
 //! - `open/<backend>/1M-entries-128B`: reopening a 1M-entry log (the restart cost).
 //! - `faultfs/memwal-always-{plain,faultfs}/1x256`: the same memwal persist in a plain
@@ -36,7 +39,8 @@ use raft::{GetEntriesContext, Storage};
 use raftbench::kv::KvCommand;
 use raftbench::storage::conformance::snapshot_with;
 use raftbench::storage::{
-    AnyBackend, BackendConfig, BackendKind, FsyncPolicy, StorageBackend, open_backend, stress,
+    AnyBackend, BackendConfig, BackendKind, BuiltSnapshot, FsyncPolicy, StorageBackend,
+    open_backend, stress,
 };
 use std::hint::black_box;
 use tempfile::TempDir;
@@ -361,6 +365,39 @@ fn bench_snapshot(c: &mut Criterion) {
                         })
                     })
                 });
+                // The raft thread's share of a snapshot: taking the view the build reads.
+                let id = BenchmarkId::new(format!("{kind}-{fsync}"), format!("begin-{label}"));
+                g.bench_function(id, |bench| {
+                    bench.iter_custom(|iters| {
+                        sum_of(iters, || {
+                            let t = Instant::now();
+                            let job = black_box(b.begin_snapshot().unwrap());
+                            let d = t.elapsed();
+                            drop(job);
+                            d
+                        })
+                    })
+                });
+                // Snapshot cost under load: one fsynced write while a build of this state
+                // runs on its own thread (compare with persist/<backend>-always/1x256).
+                if fsync == FsyncPolicy::Always {
+                    let id = BenchmarkId::new(
+                        format!("{kind}-{fsync}"),
+                        format!("persist-1x256-during-build-{label}"),
+                    );
+                    let mut build = None;
+                    g.bench_function(id, |bench| {
+                        bench.iter_custom(|iters| {
+                            sum_of(iters, || {
+                                keep_building(&mut b, &mut build);
+                                timed_persist(&mut b, 1, 256)
+                            })
+                        })
+                    });
+                    if let Some(h) = build.take() {
+                        b.finish_snapshot(h.join().unwrap().unwrap()).unwrap();
+                    }
+                }
                 let id = BenchmarkId::new(format!("{kind}-{fsync}"), format!("install-{label}"));
                 g.bench_function(id, |bench| {
                     bench.iter_custom(|iters| {
@@ -378,6 +415,21 @@ fn bench_snapshot(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// A snapshot build running on its own thread, as the raft loop runs one: when the last
+/// one is done, adopt it and begin the next.
+type Build = std::thread::JoinHandle<raftbench::storage::Result<BuiltSnapshot>>;
+
+fn keep_building(b: &mut AnyBackend, build: &mut Option<Build>) {
+    if build.as_ref().is_some_and(|h| !h.is_finished()) {
+        return;
+    }
+    if let Some(h) = build.take() {
+        b.finish_snapshot(h.join().unwrap().unwrap()).unwrap();
+    }
+    let job = b.begin_snapshot().unwrap();
+    *build = Some(std::thread::spawn(move || job.run()));
 }
 
 fn bench_compact(c: &mut Criterion) {

@@ -67,11 +67,18 @@ request = function()
 end
 LUA
 
+cpu_busy() { # the machine's busy and total CPU ticks so far (/proc/stat)
+  awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat
+}
+
 row() { # name conns url lua
-  local out
-  out=$(wrk -t2 -c"$2" -d"${DUR}s" --timeout 10s -s "$4" "$3" | grep '^RESULT' || true)
+  local out before after
+  before=$(cpu_busy)
+  out=$(wrk -t"$(( $2 < 2 ? $2 : 2 ))" -c"$2" -d"${DUR}s" --timeout 10s -s "$4" "$3" | grep '^RESULT' || true)
+  after=$(cpu_busy)
   read -r _ rps p50 p99 max errors <<<"${out:-RESULT 0 0 0 0 -1}"
-  printf '%-28s %6s %10s %9s %9s %9s %7s\n' "$1" "$2" "$rps" "$p50" "$p99" "$max" "$errors"
+  cpu=$(awk -v b="$before" -v a="$after" 'BEGIN{split(b,x," ");split(a,y," ");printf "%.0f", 100*(y[1]-x[1])/(y[2]-x[2])}')
+  printf '%-28s %6s %10s %9s %9s %9s %7s %5s%%\n' "$1" "$2" "$rps" "$p50" "$p99" "$max" "$errors" "$cpu"
 }
 
 raft_loop() { # url: the leader's raft-loop cost during the run, from its /status
@@ -79,7 +86,9 @@ raft_loop() { # url: the leader's raft-loop cost during the run, from its /statu
 import json, sys, urllib.request
 s = json.load(urllib.request.urlopen(sys.argv[1] + "/status", timeout=5))
 per_ready = s["busy_us"] / max(s["readies"], 1)
-print(f"  leader's raft loop: longest turn {s['longest_turn_us'] / 1e3:.1f} ms, {per_ready:.0f} us/Ready, "
+share = lambda k: 100 * s.get(k, 0) / max(s["busy_us"], 1)
+print(f"  leader's raft loop: longest turn {s['longest_turn_us'] / 1e3:.1f} ms, {per_ready:.0f} us/Ready "
+      f"(persist {share('persist_us'):.0f}%, apply {share('apply_us'):.0f}%), "
       f"{s.get('snapshots_built', 0)} snapshots built off the raft thread (last {s.get('last_snapshot_ms', 0):.0f} ms)")
 PY
 }
@@ -92,7 +101,7 @@ raftbench_leader() { # dir -> http://addr of the leader
   grep '(leader)' "$1/up.log" | grep -o 'http://[0-9.:]*' | head -1
 }
 
-printf '%-28s %6s %10s %9s %9s %9s %7s\n' target conns writes/s p50_ms p99_ms max_ms errors
+printf '%-28s %6s %10s %9s %9s %9s %7s %6s\n' target conns writes/s p50_ms p99_ms max_ms errors cpu
 for backend in $BACKENDS; do
   for interval in $INTERVALS; do
     for c in $CONNS; do

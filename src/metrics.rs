@@ -117,6 +117,25 @@ pub struct Second {
 /// Why merging a recorder's histograms cannot fail (see [`Recorder::merge`]).
 const SAME_BOUNDS: &str = "recorder histograms share histogram()'s bounds";
 
+/// Per-second histograms by (second since the run started, op): see [`Recorder::timeline`].
+pub type Timeline = BTreeMap<(u64, Op), Second>;
+
+/// Add `src`'s seconds into `dst`, moving in those `dst` does not have yet.
+pub fn absorb_seconds(dst: &mut Timeline, src: Timeline) {
+    for (k, s) in src {
+        match dst.entry(k) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(s);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let d = o.get_mut();
+                merge_into(&mut d.ok, &s.ok).expect(SAME_BOUNDS);
+                d.errors += s.errors;
+            }
+        }
+    }
+}
+
 /// Everything one worker (or, merged, one phase) measured.
 #[derive(Clone, Default)]
 pub struct Recorder {
@@ -126,7 +145,7 @@ pub struct Recorder {
     pub warmup: BTreeMap<(Op, Outcome), Pair>,
     /// Per second since the run started (by completion time), per op (corrected latency of
     /// successes).
-    pub timeline: BTreeMap<(u64, Op), Second>,
+    pub timeline: Timeline,
     /// Acknowledged writes as (sent, acknowledged) µs since the run started, for recovery
     /// windows ("writes resumed").
     pub write_acks: Vec<(u64, u64)>,
@@ -187,15 +206,18 @@ impl Recorder {
                 merge_into(&mut d.service, &p.service).expect(SAME_BOUNDS);
             }
         }
-        for (k, s) in &other.timeline {
-            let d = self.timeline.entry(*k).or_insert_with(|| Second {
-                ok: histogram(),
-                errors: 0,
-            });
-            merge_into(&mut d.ok, &s.ok).expect(SAME_BOUNDS);
-            d.errors += s.errors;
-        }
+        absorb_seconds(&mut self.timeline, other.timeline.clone());
         self.write_acks.extend_from_slice(&other.write_acks);
+    }
+
+    /// Remove and return the timeline's seconds before `second`. A worker's operations
+    /// complete in time order, so once one completes in `second` the earlier ones are
+    /// final and can go to the phase's shared timeline: a worker keeping its own
+    /// histogram per second and op for a whole phase would hold tens of KiB per second per
+    /// worker (hundreds of MiB for a long run with many workers).
+    pub fn take_seconds_before(&mut self, second: u64) -> Timeline {
+        let keep = self.timeline.split_off(&(second, Op::Put));
+        std::mem::replace(&mut self.timeline, keep)
     }
 
     /// Successful operations of all kinds in the measured window.
@@ -259,5 +281,37 @@ mod tests {
             a.p99_between(1, 1),
             Some(p.corrected.value_at_quantile(1.0))
         );
+    }
+
+    #[test]
+    fn finished_seconds_move_to_a_shared_timeline_and_add_up() {
+        let mut shared = Timeline::new();
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        for (r, us) in [(&mut a, 100), (&mut b, 300)] {
+            r.record(Op::Put, Outcome::Ok, us, us, 0, 200_000, false);
+            r.record(Op::Get, Outcome::Error, us, us, 0, 900_000, false);
+            r.record(Op::Put, Outcome::Ok, us, us, 0, 1_100_000, false);
+        }
+        let done = a.take_seconds_before(1);
+        assert_eq!(
+            done.keys().copied().collect::<Vec<_>>(),
+            [(0, Op::Put), (0, Op::Get)]
+        );
+        assert_eq!(
+            a.timeline.keys().copied().collect::<Vec<_>>(),
+            [(1, Op::Put)]
+        );
+        absorb_seconds(&mut shared, done);
+        absorb_seconds(&mut shared, b.take_seconds_before(5));
+        assert!(b.timeline.is_empty());
+        absorb_seconds(&mut shared, std::mem::take(&mut a.timeline));
+        assert_eq!(shared[&(0, Op::Put)].ok.len(), 2);
+        assert_eq!(
+            shared[&(0, Op::Put)].ok.max(),
+            shared[&(0, Op::Put)].ok.highest_equivalent(300)
+        );
+        assert_eq!(shared[&(0, Op::Get)].errors, 2);
+        assert_eq!(shared[&(1, Op::Put)].ok.len(), 2);
     }
 }

@@ -125,6 +125,8 @@ pub struct RaftLoop {
     entries_appended: u64,
     turns: u64,
     busy_us: u64,
+    persist_us: u64,
+    apply_us: u64,
     longest_turn_us: u64,
     /// Longest turn of the current one-second window, of the previous one, and when the
     /// current one began (see `RaftStatus::recent_longest_turn_us`).
@@ -247,6 +249,8 @@ impl RaftLoop {
             entries_appended: 0,
             turns: 0,
             busy_us: 0,
+            persist_us: 0,
+            apply_us: 0,
             longest_turn_us: 0,
             window_longest_us: 0,
             previous_window_longest_us: 0,
@@ -328,6 +332,8 @@ impl RaftLoop {
             }
             self.turns += 1;
             self.busy_us += took;
+            self.persist_us += t.persist_us;
+            self.apply_us += t.apply_us;
             self.longest_turn_us = self.longest_turn_us.max(took);
             if self.window_start.elapsed() >= Duration::from_secs(1) {
                 self.previous_window_longest_us = self.window_longest_us;
@@ -935,6 +941,8 @@ impl RaftLoop {
             entries_appended: self.entries_appended,
             turns: self.turns,
             busy_us: self.busy_us,
+            persist_us: self.persist_us,
+            apply_us: self.apply_us,
             longest_turn_us: self.longest_turn_us,
             recent_longest_turn_us: self.window_longest_us.max(self.previous_window_longest_us),
             snapshots_built: self.snapshots_built,
@@ -969,6 +977,8 @@ fn placeholder_status() -> RaftStatus {
         entries_appended: 0,
         turns: 0,
         busy_us: 0,
+        persist_us: 0,
+        apply_us: 0,
         longest_turn_us: 0,
         recent_longest_turn_us: 0,
         snapshots_built: 0,

@@ -380,6 +380,10 @@ mod tests {
         assert_eq!(wl.remove("expect_loss"), Some(false.into()));
         let cl = wl["cluster"].as_object_mut().unwrap();
         assert_eq!(cl.remove("faultfs_metadata"), Some("strict".into()));
+        // Phases gained `unsent` (open-loop operations never sent) after the fixture.
+        for p in written["phases"].as_array_mut().unwrap() {
+            assert_eq!(p.as_object_mut().unwrap().remove("unsent"), Some(0.into()));
+        }
         // Events gained `cache` (restart events' page-cache state) after the fixture.
         for p in written["workload"]["phase"].as_array_mut().unwrap() {
             for e in p["event"].as_array_mut().unwrap() {

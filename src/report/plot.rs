@@ -130,6 +130,11 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
         ("started", i.started_at.clone()),
         ("duration", format!("{:.1} s", i.duration_s)),
         (
+            "load generator peak RSS",
+            i.generator_peak_rss_bytes
+                .map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        ),
+        (
             "raftbench",
             format!("{} ({})", i.raftbench_version, i.git_revision),
         ),
@@ -141,18 +146,18 @@ pub fn run_sections(page: &mut Page, run: &RunData) {
         .phases
         .iter()
         .map(|p| {
-            let behind = matches!(p.target_rate, Some(t) if p.achieved_rate < 0.95 * t);
+            let behind = match p.target_rate {
+                Some(_) if p.unsent > 0 => format!(" (BEHIND: {} never sent)", p.unsent),
+                Some(t) if p.achieved_rate < 0.95 * t => " (BEHIND)".into(),
+                _ => String::new(),
+            };
             vec![
                 p.name.clone(),
                 format!("{:.1}", p.elapsed_s),
                 p.warmup_s.map_or("-".into(), |w| format!("{w:.1}")),
                 p.target_rate
                     .map_or("closed loop".into(), |t| format!("{t:.0}")),
-                format!(
-                    "{:.0}{}",
-                    p.achieved_rate,
-                    if behind { " (BEHIND)" } else { "" }
-                ),
+                format!("{:.0}{behind}", p.achieved_rate),
                 format!("{:.1}", p.generator_cpu_us_per_op),
                 p.raft_loop
                     .and_then(|r| r.us_per_ready)

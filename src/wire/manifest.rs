@@ -81,6 +81,11 @@ pub struct RunManifest<W> {
     /// per-key figures. Absent in manifests of early versions.
     #[serde(default)]
     pub keys_written: Option<u64>,
+    /// The load generator's (the `raftbench run` process's) largest resident set size,
+    /// sampled once a second and at the end: its own memory cost. A merged result has the
+    /// largest of its generators'; absent in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_peak_rss_bytes: Option<u64>,
     /// `run --cluster` only.
     #[serde(default)]
     pub live_cluster: Option<LiveCluster>,
@@ -152,6 +157,12 @@ pub struct PhaseRecord {
     /// CPU time the load generator spent per operation, in µs: its own cost, to check it
     /// was not the bottleneck.
     pub generator_cpu_us_per_op: f64,
+    /// Open loop: operations of the schedule never sent, because the target could not keep
+    /// up with the rate (the workers send late operations for up to the phase's duration
+    /// after its end, at most 10 s, then stop). Their latencies are missing from the histograms, which therefore
+    /// understate; 0 in closed loop and in older results.
+    #[serde(default)]
+    pub unsent: u64,
     /// The raft loops' own cost during the phase, from the nodes' `/status` once a second
     /// (absent when no node answered, and in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +370,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             duration_s: 1.5,
             keys_written: Some(10),
+            generator_peak_rss_bytes: Some(20 << 20),
             live_cluster: None,
             disk: None,
             verify_phases: Vec::new(),
@@ -370,6 +382,7 @@ mod tests {
                 target_rate: Some(100.0),
                 achieved_rate: 99.0,
                 generator_cpu_us_per_op: 3.0,
+                unsent: 0,
                 raft_loop: None,
             }],
             verify: Some(VerifyReport {

@@ -48,6 +48,13 @@ pub struct RaftStatus {
     /// per turn): the harness's own cost on the write path, apart from waiting.
     #[serde(default)]
     pub busy_us: u64,
+    /// Of `busy_us`: microseconds in the storage engine's `persist` (the log append and
+    /// its fsync) and in applying committed entries. What is left is stepping raft and
+    /// sending messages: the share a pipelined persist could overlap with the fsync.
+    #[serde(default)]
+    pub persist_us: u64,
+    #[serde(default)]
+    pub apply_us: u64,
     /// The raft loop's longest turn since start, in microseconds: its longest stall (a
     /// snapshot built on the raft thread shows here), during which no write is acknowledged.
     #[serde(default)]

@@ -29,6 +29,9 @@ pub struct PhaseOutput {
     /// CPU time the load generator (this process) spent per operation, in µs: its own
     /// cost, to check it is not the bottleneck.
     pub generator_cpu_us_per_op: f64,
+    /// Open loop: operations of the schedule that were never sent, because the target (or
+    /// the generator) could not keep up until the drain time after the phase's end ran out.
+    pub unsent: u64,
     /// The raft loops' cost during the phase ([`raft_loop_cost`], filled in once the run's
     /// resource samples are in).
     pub raft_loop: Option<RaftLoopCost>,
@@ -105,6 +108,10 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
         .sum();
     let achieved = ok as f64 / secs;
     let behind = match out.target_rate {
+        Some(r) if out.unsent > 0 => format!(
+            " (BEHIND target {r:.0}/s: {} scheduled ops never sent)",
+            out.unsent
+        ),
         Some(r) if achieved < 0.95 * r => format!(" (BEHIND target {r:.0}/s)"),
         Some(r) => format!(" (target {r:.0}/s)"),
         None => String::new(),
@@ -118,10 +125,11 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
     )
 }
 
-/// The raft loops' cost per phase, for the run's closing lines (phases are printed as they
-/// end, before the once-a-second samples are all in): `None` when no node answered.
-pub fn harness_line(phases: &[PhaseOutput]) -> Option<String> {
-    let parts: Vec<String> = phases
+/// The harness's own cost, for the run's closing line (phases are printed as they end,
+/// before the once-a-second samples are all in): the load generator's peak RSS, and the
+/// raft loops' cost per phase when nodes answered `/status`.
+pub fn harness_line(phases: &[PhaseOutput], generator_peak_rss_bytes: u64) -> String {
+    let loops: Vec<String> = phases
         .iter()
         .filter_map(|p| {
             let r = p.raft_loop?;
@@ -135,12 +143,14 @@ pub fn harness_line(phases: &[PhaseOutput]) -> Option<String> {
             ))
         })
         .collect();
-    (!parts.is_empty()).then(|| {
-        format!(
-            "raft loop cost (harness, from /status): {}",
-            parts.join("; ")
-        )
-    })
+    let mut line = format!(
+        "harness cost: generator peak RSS {:.1} MiB",
+        generator_peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    if !loops.is_empty() {
+        line += &format!("; raft loops (from /status): {}", loops.join("; "));
+    }
+    line
 }
 
 fn measured_secs(out: &PhaseOutput) -> f64 {
@@ -194,6 +204,7 @@ pub fn phase_record(p: &PhaseOutput) -> PhaseRecord {
         target_rate: p.target_rate,
         achieved_rate: p.recorder.ok_count() as f64 / measured_secs(p),
         generator_cpu_us_per_op: p.generator_cpu_us_per_op,
+        unsent: p.unsent,
         raft_loop: p.raft_loop,
     }
 }

@@ -337,20 +337,20 @@ async fn snapshot_catch_up(kind: BackendKind) {
         s.busy_us >= s.longest_turn_us && s.turns >= s.readies,
         "{s:?}"
     );
+    assert!(
+        s.persist_us > 0 && s.apply_us > 0 && s.persist_us + s.apply_us <= s.busy_us,
+        "{s:?}"
+    );
 }
 
-/// A snapshot is built off the raft thread: while one is being written (made slow here by
-/// delaying every write to the leader's snapshot files), writes keep being acknowledged,
-/// and `/status` shows the build in progress. Asserted on behaviour, not on timings.
-async fn writes_continue_during_a_snapshot(kind: BackendKind) {
-    let raft = RaftSettings {
-        snapshot_interval: 0,
-        ..RaftSettings::default()
-    };
-    let (_t, mut c) = start_on_fault_disks(kind, 3, raft);
-    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
-    let client = client_for(&c, &[leader]);
-    // ~1 MiB of state: a snapshot file of several writes, each delayed below.
+/// ~1 MiB of state written through `client`, every write to `leader`'s snapshot files
+/// delayed by 50 ms (a snapshot file takes several writes), and a snapshot of it forced on
+/// `leader`: the request, answered once the build is done.
+async fn slow_forced_snapshot(
+    c: &mut Cluster<Processes>,
+    client: &Client,
+    leader: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     for i in 0..1000 {
         client
             .put(&format!("big{i}"), Bytes::from(vec![b'v'; 1024]))
@@ -368,7 +368,21 @@ async fn writes_continue_during_a_snapshot(kind: BackendKind) {
     )
     .unwrap();
     let url = format!("{}/admin/snapshot", c.url(leader).unwrap());
-    let forced = tokio::spawn(async move { http().post(url).send().await });
+    tokio::spawn(async move { http().post(url).send().await })
+}
+
+/// A snapshot is built off the raft thread: while one is being written (made slow here by
+/// delaying every write to the leader's snapshot files), writes keep being acknowledged,
+/// and `/status` shows the build in progress. Asserted on behaviour, not on timings.
+async fn writes_continue_during_a_snapshot(kind: BackendKind) {
+    let raft = RaftSettings {
+        snapshot_interval: 0,
+        ..RaftSettings::default()
+    };
+    let (_t, mut c) = start_on_fault_disks(kind, 3, raft);
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let client = client_for(&c, &[leader]);
+    let forced = slow_forced_snapshot(&mut c, &client, leader).await;
     let building = |s: &raftbench::wire::StatusReport| s.raft.snapshot_building.clone();
     let mut seen = None;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -429,6 +443,77 @@ async fn writes_continue_during_a_snapshot(kind: BackendKind) {
             .get("during0", Consistency::Linearizable)
             .await
             .unwrap(),
+        Some(Bytes::from("x"))
+    );
+}
+
+/// Kill -9 of the leader while its background snapshot is being written (made slow, as
+/// above): nothing acknowledged is lost, the half-written snapshot is never adopted (the
+/// node restarts from its log, and no temporary snapshot file is left behind), and the
+/// node catches up.
+async fn kill_during_a_background_snapshot(kind: BackendKind) {
+    let raft = RaftSettings {
+        snapshot_interval: 0,
+        ..RaftSettings::default()
+    };
+    let (_t, mut c) = start_on_fault_disks(kind, 3, raft);
+    let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    let client = all_client(&c);
+    let before = c.status(leader).await.unwrap().raft.snapshot_index;
+    let forced = slow_forced_snapshot(&mut c, &client, leader).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut building = None;
+    while building.is_none() && Instant::now() < deadline {
+        building = c.status(leader).await.unwrap().raft.snapshot_building;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let building = building.expect("/status never showed the snapshot being built");
+    // Acknowledged during the build, then the kill while it is still in progress.
+    for i in 0..5 {
+        client
+            .put(&format!("during{i}"), Bytes::from("x"))
+            .await
+            .unwrap();
+    }
+    let still = c.status(leader).await.unwrap().raft.snapshot_building;
+    assert!(
+        still.is_some(),
+        "the build ended before the kill: {still:?}"
+    );
+    c.kill(leader).unwrap();
+    let _ = forced.await;
+    c.disk_fault(leader, &DiskFault::Heal).unwrap();
+    let current = c.wait_for_leader(LEADER_WAIT).await.unwrap();
+    for (k, v) in [("big999", vec![b'v'; 1024]), ("during4", b"x".to_vec())] {
+        assert_eq!(
+            client.get(k, Consistency::Linearizable).await.unwrap(),
+            Some(Bytes::from(v)),
+            "acknowledged write {k} lost"
+        );
+    }
+    let commit = c.status(current).await.unwrap().raft.commit_index;
+    c.spawn(leader).unwrap();
+    wait_applied(&c, leader, commit).await;
+    let s = c.status(leader).await.unwrap().raft;
+    assert!(
+        s.snapshot_index < building.from_index && s.snapshot_index == before,
+        "the interrupted snapshot (from index {}) was adopted: {s:?}",
+        building.from_index
+    );
+    let snap_dir = c.node(leader).unwrap().data_dir.join("storage/snap");
+    let leftovers: Vec<_> = std::fs::read_dir(&snap_dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".tmp")),
+        "half-written snapshot left in {}: {leftovers:?}",
+        snap_dir.display()
+    );
+    let local = client_for(&c, &[leader]);
+    assert_eq!(
+        local.get("during4", Consistency::Local).await.unwrap(),
         Some(Bytes::from("x"))
     );
 }
@@ -745,6 +830,7 @@ cluster_tests!(
     kill_leader_under_writes,
     snapshot_catch_up,
     writes_continue_during_a_snapshot,
+    kill_during_a_background_snapshot,
     membership_changes,
     partitioned_leader,
     bad_input_is_a_json_4xx,

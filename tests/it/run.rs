@@ -232,3 +232,120 @@ read_consistency = "local"
         "service-time p99.9 {service} us should not show the stall (only 4 requests were in flight)"
     );
 }
+
+/// Open loop at the edges other tools stumble on: rates of a few operations per second (and
+/// one slower than the phase), and a rate far past what the cluster can do. At low rates each
+/// operation counts from its own slot (never from the previous one, never including the
+/// sleep before it) and the throughput is over the whole phase; past saturation the phase
+/// still ends (the backlog drains for at most the phase's duration), the operations never
+/// sent are counted and reported, and the corrected latency shows the backlog.
+#[test]
+fn open_loop_at_very_low_rates_and_past_saturation() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = t.path().join("pacing.toml");
+    std::fs::write(
+        &wl,
+        r#"
+name = "pacing-edges"
+seed = 3
+[cluster]
+nodes = 1
+[data]
+keys = 100
+[[phase]]
+name = "slow"
+duration = "3s"
+concurrency = 8
+rate = 2
+mix = { put = 1.0 }
+[[phase]]
+name = "slower"
+duration = "2s"
+concurrency = 4
+rate = 0.2
+mix = { put = 1.0 }
+[[phase]]
+name = "flood"
+duration = "2s"
+concurrency = 2
+rate = 200000
+timeout = "5s"
+mix = { put = 1.0 }
+[[phase]]
+name = "verify"
+verify = true
+"#,
+    )
+    .unwrap();
+    let out = t.path().join("results");
+    let o = run(&wl, &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let summary = csv_rows(&out.join("summary.csv"));
+    let row = |phase: &str, kind: &str| {
+        summary
+            .iter()
+            .find(|r| &r[0] == phase && &r[1] == "put" && &r[2] == "ok" && &r[12] == kind)
+            .unwrap_or_else(|| panic!("no {phase} {kind} row: {summary:?}"))
+            .clone()
+    };
+    let num = |r: &csv::StringRecord, i: usize| -> f64 { r[i].parse().unwrap() };
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let phase = |name: &str| {
+        run["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no phase {name}"))
+            .clone()
+    };
+
+    // 2 ops/s for 3 s: slots at 0, 0.5, ..., 2.5 s, all sent, none late.
+    let (c, s) = (row("slow", "corrected"), row("slow", "service"));
+    assert_eq!(&c[3], "6", "{c:?}");
+    let slow = phase("slow");
+    let achieved = slow["achieved_rate"].as_f64().unwrap();
+    assert!((1.9..=2.1).contains(&achieved), "achieved {achieved}/s");
+    assert_eq!(slow["unsent"], 0);
+    for i in 6..=11 {
+        assert!(
+            num(&c, i) >= num(&s, i),
+            "corrected below service: {c:?} {s:?}"
+        );
+    }
+    // The 0.5 s between slots is never counted as latency.
+    assert!(num(&c, 11) < 250_000.0, "corrected max {} us", &c[11]);
+
+    // 0.2 ops/s for 2 s: slot 0 only.
+    let c = row("slower", "corrected");
+    assert_eq!(&c[3], "1", "{c:?}");
+    assert!(num(&c, 6) > 0.0 && num(&c, 6) == num(&c, 11), "{c:?}");
+
+    // 200,000 ops/s: far past one node's capacity.
+    let flood = phase("flood");
+    let unsent = flood["unsent"].as_u64().unwrap();
+    let (c, s) = (row("flood", "corrected"), row("flood", "service"));
+    let sent = num(&c, 3) as u64;
+    assert!(sent > 0 && unsent > 0, "sent {sent}, unsent {unsent}");
+    assert!(sent + unsent <= 400_000, "sent {sent} + unsent {unsent}");
+    assert!(
+        stderr.contains("scheduled ops never sent"),
+        "no warning about the unsent operations: {stderr}"
+    );
+    // The phase ended: 2 s, then at most 2 s of draining (and the last requests' own time),
+    // not the minutes its backlog would take.
+    let elapsed = flood["elapsed_s"].as_f64().unwrap();
+    assert!(elapsed < 9.0, "flood phase ran {elapsed} s");
+    // The backlog is in the corrected latency, not in the service time.
+    assert!(
+        num(&c, 6) > 10.0 * num(&s, 6) && num(&c, 6) > 100_000.0,
+        "corrected p50 {} us vs service p50 {} us",
+        &c[6],
+        &s[6]
+    );
+    assert!(run["generator_peak_rss_bytes"].as_u64().unwrap() > 0);
+    let verify = csv_rows(&out.join("verify.csv"));
+    assert_eq!(&verify[0][3], "0", "lost writes");
+}

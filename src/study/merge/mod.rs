@@ -373,6 +373,12 @@ fn run_json(
         p.achieved_rate = same().map(|x| x.achieved_rate).sum();
         p.target_rate = same().map(|x| x.target_rate).sum();
         p.elapsed_s = same().map(|x| x.elapsed_s).fold(0.0, f64::max);
+        p.unsent = same().map(|x| x.unsent).sum();
     }
+    // Each generator is its own process: the largest of them is what one host must hold.
+    run.generator_peak_rss_bytes = runs
+        .iter()
+        .filter_map(|r| r.manifest.generator_peak_rss_bytes)
+        .max();
     run
 }

@@ -1,8 +1,8 @@
 //! `raftbench run`: replay a workload against a local cluster and write `results/<run-id>/`.
 //!
 //! Each phase runs `concurrency` workers. Closed loop: a worker sends its next operation when
-//! the previous one completes. Open loop (`rate`): operation `k` of worker `w` is *intended*
-//! to start at `(k * concurrency + w) / rate` seconds into the phase — a global schedule —
+//! the previous one completes. Open loop (`rate`): operation `k` is *intended* to start at
+//! `k / rate` seconds into the phase — a global schedule, taken by whichever worker is free —
 //! and its corrected latency counts from that instant, so a stalled cluster shows up in the
 //! numbers instead of silently slowing the load (coordinated omission). Service time (from
 //! the actual send) is recorded beside it. Writes carry a unique id in their first 8 bytes
@@ -12,13 +12,14 @@
 //! - `overrides`: the command line's edits to the workload; [`split`]: a split generator's
 //!   share of it;
 //! - `live`: the checks before running against a live cluster ([`check_controls`]);
-//! - `phase`: one load phase — pacer, workers, operations; `recovery`: its events and their
-//!   recovery figures;
+//! - `phase`: one load phase — workers, operations; `pacer`: the open-loop schedule and its
+//!   precise sleep; `recovery`: its events and their recovery figures;
 //! - `readback`: the verify phase; `sample`: resource sampling; `progress`: the terminal's
 //!   progress bars.
 
 mod live;
 mod overrides;
+mod pacer;
 mod phase;
 mod progress;
 mod readback;
@@ -215,7 +216,10 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         verify,
     } = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync).await;
     stop_sampling.store(true, Ordering::Relaxed);
-    let resources = sampler.await.unwrap_or_default();
+    let sample::Samples {
+        rows: resources,
+        generator_peak_rss_bytes,
+    } = sampler.await.unwrap_or_default();
     let mut phases = phases;
     for p in &mut phases {
         // Over the measured window, after the warm-up, as the phase's other figures.
@@ -223,10 +227,11 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         let measured = (p.elapsed.as_secs_f64() - warm).max(0.0);
         p.raft_loop = output::raft_loop_cost(p.offset_s + warm, measured, &resources);
     }
-    if !shared.quiet
-        && let Some(line) = output::harness_line(&phases)
-    {
-        eprintln!("{line}");
+    if !shared.quiet {
+        eprintln!(
+            "{}",
+            output::harness_line(&phases, generator_peak_rss_bytes)
+        );
     }
     let disk = cluster.lock().await.disk_layer();
     cluster.lock().await.shutdown();
@@ -244,6 +249,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_s: shared.run_start.elapsed().as_secs_f64(),
         keys_written: Some(shared.model.key_count()),
+        generator_peak_rss_bytes: Some(generator_peak_rss_bytes),
         live_cluster: live,
         disk,
         verify_phases: verifies,

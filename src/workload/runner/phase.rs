@@ -2,8 +2,9 @@
 //! injected alongside ([`super::recovery`]).
 //!
 //! Closed loop: a worker sends its next operation when the previous one completes. Open
-//! loop (`rate`): a pacer thread releases operation `k` at `k / rate` seconds into the phase,
-//! round-robin over the workers, and its corrected latency counts from that instant.
+//! loop (`rate`): operation `k` is intended to start `k / rate` seconds into the phase; the
+//! first free worker takes it ([`super::pacer`]), and its corrected latency counts from that
+//! instant.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,15 +14,15 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::Shared;
+use super::pacer::{Schedule, Sleeper};
 use super::progress::{Live, Progress};
 use super::recovery::{self, EventLog};
 use super::sample::self_cpu_time;
 use crate::client::{ClientError, Consistency};
 use crate::cluster::Cluster;
-use crate::metrics::{Op, Outcome, Recorder};
+use crate::metrics::{Op, Outcome, Recorder, Timeline, absorb_seconds};
 use crate::workload::keys::{KeyChooser, key_name};
 use crate::workload::output::PhaseOutput;
 use crate::workload::spec::{KeyDistribution, Mix, Phase, ReadConsistency};
@@ -34,10 +35,12 @@ struct Plan {
     /// The generator's seed (see [`super::split::generator_seed`]).
     seed: u64,
     start: Instant,
-    /// `duration` phases stop at this instant…
+    /// Closed loop: `duration` phases stop at this instant…
     end: Option<Instant>,
     /// …`ops` phases when this reaches zero.
     budget: Arc<AtomicU64>,
+    /// Open loop: the intended starts, claimed by the workers.
+    schedule: Option<Schedule>,
     /// Operations intended to start before this are warm-up.
     warmup_end: Instant,
     chooser: KeyChooser,
@@ -46,9 +49,22 @@ struct Plan {
     timeout: Option<Duration>,
     /// The progress display's counters (`None` with `--quiet`).
     live: Option<Arc<Live>>,
+    /// The phase's per-second histograms: each worker hands over its finished seconds.
+    timeline: std::sync::Mutex<Timeline>,
 }
 
 impl Plan {
+    /// Add a worker's finished seconds to the phase's timeline (a lock once a second per
+    /// worker, not per operation).
+    fn hand_over(&self, seconds: Timeline) {
+        if !seconds.is_empty() {
+            absorb_seconds(
+                &mut self.timeline.lock().unwrap_or_else(|e| e.into_inner()),
+                seconds,
+            );
+        }
+    }
+
     /// Take one operation from the budget; `false` when it is spent.
     fn take_one(&self) -> bool {
         self.budget
@@ -78,6 +94,9 @@ pub(super) async fn run_phase(
         start,
         end: p.duration.map(|d| start + d.0),
         budget: Arc::new(AtomicU64::new(p.ops.unwrap_or(u64::MAX))),
+        schedule: p
+            .rate
+            .map(|rate| Schedule::new(start, rate, p.duration.map(|d| start + d.0), p.ops)),
         warmup_end: start + p.warmup.map_or(Duration::ZERO, |w| w.0),
         chooser: KeyChooser::new(
             p.key_distribution.as_ref().unwrap_or(default_keys),
@@ -91,15 +110,10 @@ pub(super) async fn run_phase(
         },
         timeout: p.timeout.map(|t| t.0),
         live,
+        timeline: std::sync::Mutex::default(),
     });
-    let tickets = match p.rate {
-        Some(rate) => spawn_pacer(&plan, rate, p.concurrency),
-        None => (0..p.concurrency).map(|_| None).collect(),
-    };
-    let workers: Vec<_> = tickets
-        .into_iter()
-        .enumerate()
-        .map(|(w, ticket)| tokio::spawn(worker(shared.clone(), plan.clone(), w, ticket)))
+    let workers: Vec<_> = (0..p.concurrency)
+        .map(|w| tokio::spawn(worker(shared.clone(), plan.clone(), w)))
         .collect();
 
     let pending = recovery::inject(shared, cluster, log, p, start).await;
@@ -112,8 +126,13 @@ pub(super) async fn run_phase(
             finished = finished.max(last);
         }
     }
+    rec.timeline = std::mem::take(&mut *plan.timeline.lock().unwrap_or_else(|e| e.into_inner()));
     // The load's own span: events still finishing after the last operation do not count.
-    let elapsed = finished.duration_since(start);
+    // A `duration` phase offered its load over all of its duration, even when its last
+    // operation (at a low rate) ended well before it: its throughput is over the whole span.
+    let elapsed = finished
+        .duration_since(start)
+        .max(p.duration.map_or(Duration::ZERO, |d| d.0));
     if let Some(progress) = progress {
         progress.finish();
     }
@@ -135,65 +154,28 @@ pub(super) async fn run_phase(
         target_rate: p.rate,
         recorder: rec,
         generator_cpu_us_per_op,
+        unsent: plan.schedule.as_ref().map_or(0, Schedule::unsent),
         raft_loop: None,
     }
 }
 
-/// Open loop: a pacer thread releases each operation at its intended time (OS sleeps are
-/// accurate to ~0.1 ms; tokio's timer wheel only to 1 ms, which would show up as latency),
-/// round-robin over the workers. A busy worker's tickets queue up — that waiting is exactly
-/// what corrected latency must include. Returns each worker's ticket queue.
-fn spawn_pacer(
-    plan: &Arc<Plan>,
-    rate: f64,
-    concurrency: usize,
-) -> Vec<Option<UnboundedReceiver<Instant>>> {
-    let (senders, tickets): (Vec<_>, Vec<_>) = (0..concurrency)
-        .map(|_| {
-            let (tx, rx) = unbounded_channel();
-            (tx, Some(rx))
-        })
-        .unzip();
-    let plan = plan.clone();
-    std::thread::spawn(move || {
-        for k in 0u64.. {
-            let intended = plan.start + Duration::from_secs_f64(k as f64 / rate);
-            if plan.end.is_some_and(|e| intended >= e) || !plan.take_one() {
-                break;
-            }
-            let now = Instant::now();
-            if intended > now {
-                std::thread::sleep(intended - now);
-            }
-            if senders[(k % senders.len() as u64) as usize]
-                .send(intended)
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    tickets
-}
-
-/// Worker `w`: operations until the phase ends (its tickets run out, in open loop); returns
-/// what it measured and when its last operation completed.
-async fn worker(
-    shared: Arc<Shared>,
-    plan: Arc<Plan>,
-    w: usize,
-    mut ticket: Option<UnboundedReceiver<Instant>>,
-) -> (Recorder, Instant) {
+/// Worker `w`: operations until the phase ends (in open loop: until the schedule is spent);
+/// returns what it measured and when its last operation completed.
+async fn worker(shared: Arc<Shared>, plan: Arc<Plan>, w: usize) -> (Recorder, Instant) {
     let mut rng = StdRng::seed_from_u64(plan.seed ^ ((plan.index as u64) << 32) ^ w as u64);
     let mut rec = Recorder::default();
     let mut last_done = plan.start;
+    let mut sleeper = plan.schedule.as_ref().map(|_| Sleeper::new());
+    // The timeline's seconds before this one have been handed to the plan.
+    let mut flushed = 0;
     loop {
-        let intended = match &mut ticket {
-            Some(rx) => match rx.recv().await {
-                Some(t) => t,
-                None => break,
-            },
-            None => {
+        let intended = match (&plan.schedule, &mut sleeper) {
+            (Some(schedule), Some(sleeper)) => {
+                let Some(t) = schedule.claim() else { break };
+                sleeper.until(t).await;
+                t
+            }
+            _ => {
                 let now = Instant::now();
                 if plan.end.is_some_and(|e| now >= e) || !plan.take_one() {
                     break;
@@ -229,7 +211,13 @@ async fn worker(
             intended < plan.warmup_end,
         );
         last_done = done;
+        let second = done.duration_since(shared.run_start).as_secs();
+        if second > flushed {
+            plan.hand_over(rec.take_seconds_before(second));
+            flushed = second;
+        }
     }
+    plan.hand_over(std::mem::take(&mut rec.timeline));
     (rec, last_done)
 }
 

@@ -12,18 +12,30 @@ use crate::cluster::{Cluster, ProcResources};
 use crate::wire::RaftStatus;
 use crate::workload::output::ResourceRow;
 
-/// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set.
+/// What the sampler collected: every node's samples, and the load generator's (this
+/// process's) largest resident set size seen.
+#[derive(Default)]
+pub(super) struct Samples {
+    pub rows: Vec<ResourceRow>,
+    pub generator_peak_rss_bytes: u64,
+}
+
+/// Sample every node's RSS, disk, I/O and CPU once a second until `stop` is set, and this
+/// process's own RSS (a study runs several runs in one process, so its lifetime peak from
+/// `getrusage` would not be this run's).
 pub(super) async fn sample_resources(
     cluster: Arc<Mutex<Cluster>>,
     run_start: Instant,
     stop: Arc<AtomicBool>,
-) -> Vec<ResourceRow> {
+) -> Samples {
     let mut rows = Vec::new();
+    let mut peak = 0;
     let mut cpu = CpuMeter::default();
     let http = crate::client::http_client();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
+        peak = peak.max(generator_rss_bytes());
         for (id, pid, r, raft) in sample_nodes(&cluster, &http).await {
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
             rows.push(ResourceRow {
@@ -40,7 +52,15 @@ pub(super) async fn sample_resources(
             });
         }
     }
-    rows
+    Samples {
+        rows,
+        generator_peak_rss_bytes: peak.max(generator_rss_bytes()),
+    }
+}
+
+/// This process's resident set size now.
+pub(super) fn generator_rss_bytes() -> u64 {
+    crate::procinfo::rss_bytes(std::process::id())
 }
 
 /// One sample of every node that can be sampled: (id, pid of a local node, figures, its
