@@ -183,7 +183,7 @@ pub async fn run(opts: &LoadtestOptions) -> LoadtestReport {
                 };
                 let us = t.elapsed().as_micros() as u64;
                 match r {
-                    Ok(()) => h.saturating_record(us.max(1)),
+                    Ok(()) => crate::metrics::record_us(&mut h, us),
                     Err(_) => errors += 1,
                 }
             }
@@ -226,7 +226,7 @@ pub fn fdatasync_p50_us(dir: &Path, bytes: usize, n: usize) -> std::io::Result<u
         let t = Instant::now();
         f.write_all(&buf)?;
         f.sync_data()?;
-        h.saturating_record((t.elapsed().as_micros() as u64).max(1));
+        crate::metrics::record_us(&mut h, t.elapsed().as_micros() as u64);
     }
     drop(f);
     std::fs::remove_file(&path)?;

@@ -57,9 +57,28 @@ impl Outcome {
     }
 }
 
-/// A histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.
+/// The largest latency recorded, in µs (10 minutes): longer ones are recorded as this.
+pub const MAX_US: u64 = 600_000_000;
+
+/// A histogram in microseconds, 3 significant digits, that grows to the largest value
+/// recorded in it (at most [`MAX_US`], through [`record_us`]). A histogram sized for 10
+/// minutes from the start holds 172 KiB of counters, and a run keeps one per worker, op,
+/// outcome and second: hundreds of MiB of the load generator's memory for a one-minute
+/// quickstart. Grown to the values seen (a few ms to a few s), it holds 40–90 KiB.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid bounds");
+    h.auto(true);
+    h
+}
+
+/// Record `us` into `h`, within 1 µs to [`MAX_US`].
+pub fn record_us(h: &mut Histogram<u64>, us: u64) {
+    // An auto-resizing histogram grows to the value (`saturating_record` would not grow
+    // it); a fixed one that cannot hold it saturates at its highest value.
+    let us = us.clamp(1, MAX_US);
+    if h.record(us).is_err() {
+        h.saturating_record(us);
+    }
 }
 
 /// Adding one histogram into another failed: the added one holds values beyond the range
@@ -115,7 +134,7 @@ pub struct Second {
 }
 
 /// Why merging a recorder's histograms cannot fail (see [`Recorder::merge`]).
-const SAME_BOUNDS: &str = "recorder histograms share histogram()'s bounds";
+const SAME_BOUNDS: &str = "recorder histograms grow to what is added (histogram())";
 
 /// Per-second histograms by (second since the run started, op): see [`Recorder::timeline`].
 pub type Timeline = BTreeMap<(u64, Op), Second>;
@@ -172,8 +191,8 @@ impl Recorder {
             &mut self.ops
         };
         let p = map.entry((op, outcome)).or_insert_with(Pair::new);
-        p.corrected.saturating_record(corrected_us.max(1));
-        p.service.saturating_record(service_us.max(1));
+        record_us(&mut p.corrected, corrected_us);
+        record_us(&mut p.service, service_us);
         let s = self
             .timeline
             .entry((at_us / 1_000_000, op))
@@ -182,7 +201,7 @@ impl Recorder {
                 errors: 0,
             });
         if outcome == Outcome::Ok {
-            s.ok.saturating_record(corrected_us.max(1));
+            record_us(&mut s.ok, corrected_us);
             if op != Op::Get {
                 self.write_acks.push((sent_us, at_us));
             }
@@ -193,8 +212,8 @@ impl Recorder {
 
     /// Add `other` into `self`.
     ///
-    /// Cannot fail: every histogram of a recorder comes from [`histogram()`] and is filled
-    /// by `saturating_record`, so each fits in every other's range.
+    /// Cannot fail: every histogram of a recorder comes from [`histogram()`], which grows to
+    /// whatever is added into it.
     pub fn merge(&mut self, other: &Recorder) {
         for (dst, src) in [
             (&mut self.ops, &other.ops),
@@ -258,6 +277,21 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some());
         assert!(small.is_empty());
         merge_into(&mut big, &small).unwrap();
+    }
+
+    #[test]
+    fn histograms_grow_to_what_they_hold_up_to_the_maximum() {
+        let mut h = histogram();
+        record_us(&mut h, 0);
+        record_us(&mut h, 10_000);
+        record_us(&mut h, u64::MAX);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), 1);
+        assert_eq!(h.value_at_quantile(0.5), h.highest_equivalent(10_000));
+        assert_eq!(h.max(), h.highest_equivalent(MAX_US));
+        let mut fixed = Histogram::<u64>::new_with_bounds(1, 1000, 3).unwrap();
+        record_us(&mut fixed, 5000);
+        assert_eq!(fixed.max(), fixed.highest_equivalent(1000));
     }
 
     #[test]

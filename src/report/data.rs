@@ -100,13 +100,16 @@ fn read_intervals(path: &Path) -> Result<Vec<Interval>, ReportError> {
             tag: tag.clone(),
             source,
         })?;
-        let histogram: Histogram<u64> =
+        // Stored at the size it had grown to: it grows again when more is added into it
+        // (merging generators, repetitions or seconds), as the histograms it came from did.
+        let mut histogram: Histogram<u64> =
             de.deserialize(&mut bytes.as_slice())
                 .map_err(|source| ReportError::HlogHistogram {
                     path: path.to_path_buf(),
                     tag: tag.clone(),
                     source,
                 })?;
+        histogram.auto(true);
         out.push(Interval {
             tag,
             start: iv.start_timestamp(),
