@@ -86,6 +86,17 @@ pub fn kernel() -> String {
         .to_string()
 }
 
+/// Raise this process's open-file limit to its hard maximum (a load generator with
+/// thousands of open-loop workers holds a timer and a connection for each).
+pub fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,17 +312,6 @@ fn check_dirs(src: &Path, mnt: &Path) -> Result<(PathBuf, PathBuf), FaultFsError
     Ok((src, mnt_r))
 }
 
-/// Raises the open-file limit to its hard maximum: the model keeps a handle on every file
-/// with unsynced data.
-fn raise_nofile() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
-
 /// In-process mounts.
 #[derive(Debug)]
 pub struct FaultFs;
@@ -339,7 +328,8 @@ impl FaultFs {
     ) -> Result<MountedFaultFs, FaultFsError> {
         preflight()?;
         let (src, mnt) = check_dirs(src, mnt)?;
-        raise_nofile();
+        // The model keeps a handle on every file with unsynced data.
+        crate::procinfo::raise_nofile();
         let core = Arc::new(
             Core::new(&src, &mnt, opts.metadata)
                 .map_err(FaultFsError::io("preparing the source directory", &src))?,

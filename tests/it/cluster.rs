@@ -344,12 +344,13 @@ async fn snapshot_catch_up(kind: BackendKind) {
 }
 
 /// ~1 MiB of state written through `client`, every write to `leader`'s snapshot files
-/// delayed by 50 ms (a snapshot file takes several writes), and a snapshot of it forced on
+/// delayed by `per_write` (a snapshot file takes several writes), and a snapshot of it forced on
 /// `leader`: the request, answered once the build is done.
 async fn slow_forced_snapshot(
     c: &mut Cluster<Processes>,
     client: &Client,
     leader: u64,
+    per_write: Duration,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     for i in 0..1000 {
         client
@@ -360,7 +361,7 @@ async fn slow_forced_snapshot(
     c.disk_fault(
         leader,
         &DiskFault::Slow {
-            latency: Duration::from_millis(50),
+            latency: per_write,
             duration: None,
             writes: true,
             files: Some("storage/snap/".into()),
@@ -382,7 +383,7 @@ async fn writes_continue_during_a_snapshot(kind: BackendKind) {
     let (_t, mut c) = start_on_fault_disks(kind, 3, raft);
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let client = client_for(&c, &[leader]);
-    let forced = slow_forced_snapshot(&mut c, &client, leader).await;
+    let forced = slow_forced_snapshot(&mut c, &client, leader, Duration::from_millis(50)).await;
     let building = |s: &raftbench::wire::StatusReport| s.raft.snapshot_building.clone();
     let mut seen = None;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -460,7 +461,7 @@ async fn kill_during_a_background_snapshot(kind: BackendKind) {
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     let client = all_client(&c);
     let before = c.status(leader).await.unwrap().raft.snapshot_index;
-    let forced = slow_forced_snapshot(&mut c, &client, leader).await;
+    let forced = slow_forced_snapshot(&mut c, &client, leader, Duration::from_secs(2)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut building = None;
     while building.is_none() && Instant::now() < deadline {
@@ -502,8 +503,10 @@ async fn kill_during_a_background_snapshot(kind: BackendKind) {
     );
     let snap_dir = c.node(leader).unwrap().data_dir.join("storage/snap");
     let leftovers: Vec<_> = std::fs::read_dir(&snap_dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", snap_dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
     assert!(
         leftovers
             .iter()

@@ -158,6 +158,8 @@ struct Shared {
 /// Run a workload end to end.
 pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     let w = prepare_workload(&o)?;
+    // Every open-loop worker holds a timer and a connection.
+    crate::procinfo::raise_nofile();
     let f = &w.file;
     let started_at = SystemTime::now();
     let dir = results_dir(&o, f, started_at)?;
@@ -249,7 +251,9 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_s: shared.run_start.elapsed().as_secs_f64(),
         keys_written: Some(shared.model.key_count()),
-        generator_peak_rss_bytes: Some(generator_peak_rss_bytes),
+        // 0: /proc could not be read (or the sampler failed): unknown, not nothing.
+        generator_peak_rss_bytes: (generator_peak_rss_bytes > 0)
+            .then_some(generator_peak_rss_bytes),
         live_cluster: live,
         disk,
         verify_phases: verifies,

@@ -89,11 +89,18 @@ impl Schedule {
     }
 }
 
-/// Slots `k` with `k / rate < span`.
+/// Slots `k` with `k / rate < span`: those intended to start before the phase's end.
 fn slots_before(span: Duration, rate: f64) -> u64 {
-    let n = span.as_secs_f64() * rate;
-    // k / rate < span  <=>  k < n: the count is ceil(n) (exact multiples excluded).
-    n.ceil().max(0.0) as u64
+    // ceil(span * rate), then corrected for floating-point rounding (1.1 s at 100/s is
+    // 110.00000000000001, whose ceiling would add a slot at the end itself).
+    let mut n = (span.as_secs_f64() * rate).ceil().max(0.0) as u64;
+    while n > 0 && (n - 1) as f64 / rate >= span.as_secs_f64() {
+        n -= 1;
+    }
+    while (n as f64) / rate < span.as_secs_f64() {
+        n += 1;
+    }
+    n
 }
 
 /// A worker's sleep until an instant, precise to microseconds (see the module's notes).
@@ -120,6 +127,11 @@ impl Sleeper {
         match timer {
             Ok(t) => Sleeper::Precise(t),
             Err(e) => {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    return Sleeper::Coarse;
+                }
                 tracing::warn!(
                     "no timerfd for an open-loop worker ({e}): its sleeps use tokio's 1 ms timer, \
                      so its corrected latencies may read up to 1 ms high"
@@ -150,7 +162,11 @@ impl Sleeper {
             };
             // Reading the expiry count re-arms readiness; EAGAIN means a spurious wake.
             match ready.try_io(|fd| fd.get_ref().read_expirations()) {
-                Ok(Ok(_)) => return,
+                Ok(Ok(_)) => {
+                    // The expiry is consumed: the next sleep starts from "not ready".
+                    ready.clear_ready();
+                    return;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!("reading an open-loop worker's timer failed ({e})");
                     return tokio::time::sleep_until(t.into()).await;
@@ -203,6 +219,10 @@ mod tests {
         assert_eq!(slots_before(Duration::from_millis(2500), 2.0), 5);
         // Slot 0 starts at once, so even a rate slower than the phase gets one operation.
         assert_eq!(slots_before(Duration::from_secs(3), 0.1), 1);
+        // Not one too many where span * rate rounds up past an exact multiple.
+        assert_eq!(slots_before(Duration::from_millis(1100), 100.0), 110);
+        assert_eq!(slots_before(Duration::from_millis(8300), 30.0), 249);
+        assert_eq!(slots_before(Duration::from_millis(70), 100.0), 7);
         let s = Schedule::new(t0, 4.0, Some(t0 + Duration::from_secs(1)), None);
         let got: Vec<_> = std::iter::from_fn(|| s.claim()).collect();
         let want: Vec<_> = (0..4)
@@ -229,15 +249,19 @@ mod tests {
     #[test]
     fn no_slot_is_claimed_after_the_drain_time() {
         // A 1 s phase drains for 1 s: 2.5 s after its start, nothing more is sent.
-        let t0 = Instant::now() - Duration::from_millis(2500);
+        let Some(t0) = Instant::now().checked_sub(Duration::from_millis(2500)) else {
+            return;
+        };
         let s = Schedule::new(t0, 100.0, Some(t0 + Duration::from_secs(1)), None);
         assert_eq!(s.claim(), None);
         assert_eq!(s.unsent(), 100);
         // A long phase drains for DRAIN_LIMIT at most.
         assert_eq!(drain_time(Duration::from_secs(600)), DRAIN_LIMIT);
-        let t0 = Instant::now() - Duration::from_secs(61);
-        let s = Schedule::new(t0, 1.0, Some(t0 + Duration::from_secs(60)), None);
-        assert!(s.claim().is_some(), "1 s after the end: still draining");
+        // (Instants in the past: a machine up for less than a minute has none that early.)
+        if let Some(t0) = Instant::now().checked_sub(Duration::from_secs(61)) {
+            let s = Schedule::new(t0, 1.0, Some(t0 + Duration::from_secs(60)), None);
+            assert!(s.claim().is_some(), "1 s after the end: still draining");
+        }
     }
 
     #[tokio::test]

@@ -126,6 +126,11 @@ pub(super) async fn run_phase(
             finished = finished.max(last);
         }
     }
+    // A phase that finished its schedule early (a low rate) still lasts its duration, so
+    // the next phase starts where this one's span ends.
+    if let Some(d) = p.duration {
+        tokio::time::sleep_until((start + d.0).into()).await;
+    }
     rec.timeline = std::mem::take(&mut *plan.timeline.lock().unwrap_or_else(|e| e.into_inner()));
     // The load's own span: events still finishing after the last operation do not count.
     // A `duration` phase offered its load over all of its duration, even when its last
