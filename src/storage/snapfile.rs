@@ -126,7 +126,7 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
             .open(&tmp)
             .map_err(StorageError::io("create", &tmp))?;
         f.write_all(&head)
-            .and_then(|_| f.write_all(data))
+            .and_then(|_| write_in_synced_ranges(&mut f, head.len() as u64, data))
             .and_then(|_| f.write_all(&crc.to_le_bytes()))
             .map_err(StorageError::io("write", &tmp))?;
         f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
@@ -144,6 +144,45 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
         sync_dir(dir)?;
     }
     Ok(((head.len() + data.len() + 4) as u64, f))
+}
+
+/// Bytes of a snapshot written between two range syncs (see [`write_in_synced_ranges`]).
+const SYNC_RANGE: usize = 4 << 20;
+
+/// Write `data` at offset `at` of `f` (its current position), asking the kernel to write
+/// each 4 MiB out as soon as it is written and waiting for the one before, as RocksDB's
+/// `bytes_per_sync` does. Why: a snapshot of a large state (280 MB for 1M keys) written in
+/// one go leaves hundreds of MB dirty for the final fsync, and with ext4's ordered data
+/// every other file's fsync on that disk (the nodes' WALs) waits behind that flush: writes
+/// stalled for up to half a second while three nodes wrote their snapshots. The range
+/// syncs are only a hint (where unsupported, as on FUSE, they are skipped); durability
+/// still comes from the fsync after the whole file is written.
+fn write_in_synced_ranges(f: &mut fs::File, at: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let range_sync = |off: u64, len: usize, flags: libc::c_uint| {
+        // SAFETY: a plain syscall on an open descriptor this function borrows; it reads no
+        // memory of ours.
+        unsafe { libc::sync_file_range(fd, off as i64, len as i64, flags) }
+    };
+    let mut off = at;
+    let mut previous: Option<(u64, usize)> = None;
+    for chunk in data.chunks(SYNC_RANGE) {
+        f.write_all(chunk)?;
+        range_sync(off, chunk.len(), libc::SYNC_FILE_RANGE_WRITE);
+        if let Some((o, l)) = previous {
+            range_sync(
+                o,
+                l,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+        }
+        previous = Some((off, chunk.len()));
+        off += chunk.len() as u64;
+    }
+    Ok(())
 }
 
 /// Read and verify a snapshot file, returning its metadata and data blob.
