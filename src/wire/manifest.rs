@@ -147,7 +147,8 @@ pub struct Generator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseRecord {
     pub name: String,
-    /// The load's own span: from the phase's start to its last operation's completion.
+    /// The load's own span: from the phase's start to its last operation's completion, and
+    /// for a `duration` phase at least its duration (a low rate's schedule may be done early).
     pub elapsed_s: f64,
     pub warmup_s: Option<f64>,
     /// Offered ops/s of an open-loop phase; `null` in closed loop.

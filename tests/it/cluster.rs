@@ -372,6 +372,22 @@ async fn slow_forced_snapshot(
     tokio::spawn(async move { http().post(url).send().await })
 }
 
+/// The snapshot build `/status` shows on node `id`, polled for up to 20 s (`None`: none
+/// showed).
+async fn build_in_progress(
+    c: &Cluster<Processes>,
+    id: u64,
+) -> Option<raftbench::wire::SnapshotBuilding> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(b) = c.status(id).await.unwrap().raft.snapshot_building {
+            return Some(b);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
 /// A snapshot is built off the raft thread: while one is being written (made slow here by
 /// delaying every write to the leader's snapshot files), writes keep being acknowledged,
 /// and `/status` shows the build in progress. Asserted on behaviour, not on timings.
@@ -385,13 +401,7 @@ async fn writes_continue_during_a_snapshot(kind: BackendKind) {
     let client = client_for(&c, &[leader]);
     let forced = slow_forced_snapshot(&mut c, &client, leader, Duration::from_millis(50)).await;
     let building = |s: &raftbench::wire::StatusReport| s.raft.snapshot_building.clone();
-    let mut seen = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while seen.is_none() && Instant::now() < deadline {
-        seen = building(&c.status(leader).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let Some(first) = seen else {
+    let Some(first) = build_in_progress(&c, leader).await else {
         let r = forced.await.unwrap().unwrap();
         let status = r.status();
         panic!(
@@ -462,13 +472,9 @@ async fn kill_during_a_background_snapshot(kind: BackendKind) {
     let client = all_client(&c);
     let before = c.status(leader).await.unwrap().raft.snapshot_index;
     let forced = slow_forced_snapshot(&mut c, &client, leader, Duration::from_secs(2)).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut building = None;
-    while building.is_none() && Instant::now() < deadline {
-        building = c.status(leader).await.unwrap().raft.snapshot_building;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let building = building.expect("/status never showed the snapshot being built");
+    let building = build_in_progress(&c, leader)
+        .await
+        .expect("/status never showed the snapshot being built");
     // Acknowledged during the build, then the kill while it is still in progress.
     for i in 0..5 {
         client

@@ -11,20 +11,11 @@ use crate::workload::spec::Phase;
 /// Live figures for the progress display: counters, and the last half second's latencies.
 /// Every worker records into it, so it takes no lock: atomic counters and coarse buckets
 /// (the display's p99 is within 1/16 of the value; the results' own histograms are exact).
+#[derive(Default)]
 pub(super) struct Live {
     ok: AtomicU64,
     errors: AtomicU64,
     window: Buckets,
-}
-
-impl Default for Live {
-    fn default() -> Self {
-        Live {
-            ok: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            window: Buckets::default(),
-        }
-    }
 }
 
 impl Live {
