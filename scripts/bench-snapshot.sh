@@ -7,6 +7,7 @@
 #
 #   scripts/bench-snapshot.sh                         # memwal, 1M keys, 5000 writes/s
 #   BACKEND=rocksdb KEYS=200000 RATE=2000 scripts/bench-snapshot.sh
+#   SNAP_RATE=0 scripts/bench-snapshot.sh             # snapshot files written at full speed
 #
 # Snapshots are only taken when the workload asks (snapshot_interval = 0), so the first
 # phase has none. Results stay in OUT (default: a temporary directory, removed).
@@ -16,6 +17,7 @@ KEYS=${KEYS:-1000000}
 RATE=${RATE:-5000}
 DUR=${DUR:-20s}
 BACKEND=${BACKEND:-memwal}
+SNAP_RATE=${SNAP_RATE:-32MiB}   # the nodes' snapshot_write_rate (0: no limit)
 BIN=${RAFTBENCH:-${CARGO_TARGET_DIR:-/var/tmp/raftbench-target}/release/raftbench}
 [ -x "$BIN" ] || { echo "no raftbench binary at $BIN (run scripts/quickstart.sh or cargo build --release)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "missing python3" >&2; exit 1; }
@@ -29,6 +31,7 @@ seed = 11
 [cluster]
 nodes = 3
 snapshot_interval = 0
+snapshot_write_rate = "$SNAP_RATE"
 [data]
 keys = $KEYS
 key_size = 16
@@ -59,7 +62,7 @@ mix = { put = 1.0 }
   target = "all"
 TOML
 
-echo "loading $KEYS keys on $BACKEND, then $RATE writes/s for $DUR without and with a snapshot..."
+echo "loading $KEYS keys on $BACKEND (snapshot_write_rate $SNAP_RATE), then $RATE writes/s for $DUR without and with a snapshot..."
 "$BIN" run "$work/snapshot.toml" --backend "$BACKEND" --out "$out" --quiet >"$work/run.log" 2>&1 || {
   cat "$work/run.log" >&2
   exit 1

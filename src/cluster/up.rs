@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// When writes are forced to disk: always | never.
     #[arg(long, default_value = "always")]
     pub fsync: FsyncPolicy,
+    /// How fast a background snapshot may write its file, per second (0: no limit).
+    #[arg(long, default_value = "32MiB")]
+    pub snapshot_write_rate: bytesize::ByteSize,
     /// Directory for the nodes' data and logs (created; must not hold another cluster).
     #[arg(long)]
     pub dir: PathBuf,
@@ -76,7 +79,10 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
     let rt = tokio::runtime::Runtime::new().map_err(io("starting the tokio runtime"))?;
     let spec = ClusterSpec {
         nodes: args.nodes,
-        backend: BackendConfig::new(args.backend, "").with_fsync(args.fsync),
+        backend: BackendConfig {
+            snapshot_write_rate: args.snapshot_write_rate,
+            ..BackendConfig::new(args.backend, "").with_fsync(args.fsync)
+        },
         raft: args.raft.apply(RaftSettings::default()),
         dir: args.dir.clone(),
         binary,

@@ -74,6 +74,10 @@ pub struct NodeArgs {
     /// When writes are forced to disk: always | never.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
+    /// How fast a background snapshot may write its file, per second (0: no limit;
+    /// default: the cluster file's, else 32MiB).
+    #[arg(long)]
+    pub snapshot_write_rate: Option<bytesize::ByteSize>,
     /// The cluster secret (default: the cluster file's `secret_file`). Without one, peers
     /// are not authenticated: a warning at start-up and in /status.
     #[arg(long)]
@@ -172,6 +176,9 @@ impl NodeConfig {
         }
         if let Some(fsync) = args.fsync {
             backend.fsync = fsync;
+        }
+        if let Some(rate) = args.snapshot_write_rate {
+            backend.snapshot_write_rate = rate;
         }
         let raft = args
             .raft

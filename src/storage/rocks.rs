@@ -653,8 +653,9 @@ impl StorageBackend for RocksBackend {
         let db = self.db.clone();
         let snap_dir = self.snap_dir.clone();
         let db_path = db_path(&self.config.dir);
+        let rate = self.config.snapshot_write_rate.as_u64();
         Ok(SnapshotJob::new(applied, move || {
-            build_from_view(&db, &db_path, &snap_dir)
+            build_from_view(&db, &db_path, &snap_dir, rate)
         }))
     }
 
@@ -745,8 +746,9 @@ impl StorageBackend for RocksBackend {
     }
 }
 
-/// The job of [`RocksBackend::begin_snapshot`]: view, sync, scan, write, map.
-fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path) -> Result<BuiltSnapshot> {
+/// The job of [`RocksBackend::begin_snapshot`]: view, sync, scan, write (at most `rate`
+/// bytes a second), map.
+fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path, rate: u64) -> Result<BuiltSnapshot> {
     let view = db.snapshot();
     // Everything the view holds must be durable before the snapshot is.
     db.flush_wal(true).map_err(rocks("sync the WAL"))?;
@@ -785,14 +787,14 @@ fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path) -> Result<BuiltSnap
             .term
     };
     let path = snapfile::final_path(snap_dir, applied);
-    snapshots::write_file(&path, applied, term, &conf_state, |w| {
+    snapshots::write_file(&path, applied, term, &conf_state, rate, |w| {
         let mut ro = ReadOptions::default();
         // A one-off scan: keep the block cache for the request path.
         ro.fill_cache(false);
         let mut it = view.raw_iterator_cf_opt(cf(CF_KV), ro);
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            w.push(k, v);
+            w.push(k, v)?;
             it.next();
         }
         it.status().map_err(rocks("scan kv"))

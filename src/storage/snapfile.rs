@@ -22,6 +22,7 @@ use raft::eraftpb::SnapshotMetadata;
 
 use crate::storage::datadir::{sync_dir, tmp_path};
 use crate::storage::error::{Result, StorageError};
+use crate::storage::snapshot_data::{HEADER_LEN, SnapshotDataWriter};
 
 const MAGIC: &[u8; 8] = b"RBSNAPF1";
 
@@ -99,13 +100,19 @@ pub fn write(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<u64> {
 /// so a concurrent deletion of the new name cannot fail the mapping).
 pub fn write_mapped(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64, Bytes)> {
     let (n, f) = write_file(path, meta, data)?;
-    // SAFETY: as in `map`: snapshot files are never truncated or rewritten in place.
-    let mmap = unsafe { memmap2::Mmap::map(&f) }.map_err(StorageError::io("map", path))?;
-    let (_, range) = parse(path, &mmap, false)?;
-    Ok((n, Bytes::from_owner(mmap).slice(range)))
+    Ok((n, map_written(path, &f)?))
 }
 
-fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64, fs::File)> {
+/// Map the data blob of a snapshot file just written through `f`.
+fn map_written(path: &Path, f: &fs::File) -> Result<Bytes> {
+    // SAFETY: as in `map`: snapshot files are never truncated or rewritten in place.
+    let mmap = unsafe { memmap2::Mmap::map(f) }.map_err(StorageError::io("map", path))?;
+    let (_, range) = parse(path, &mmap, false)?;
+    Ok(Bytes::from_owner(mmap).slice(range))
+}
+
+/// The file's first bytes up to its data blob, with the blob's length.
+fn file_head(meta: &SnapshotMetadata, data_len: u64) -> Result<Vec<u8>> {
     let meta_bytes = meta
         .write_to_bytes()
         .map_err(StorageError::codec("snapshot metadata"))?;
@@ -113,9 +120,17 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
     head.extend_from_slice(MAGIC);
     head.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
     head.extend_from_slice(&meta_bytes);
-    head.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&head), data);
+    head.extend_from_slice(&data_len.to_le_bytes());
+    Ok(head)
+}
 
+/// Create `path`'s temporary file, let `fill` write it, sync it and rename it to `path`,
+/// then sync the directory. A failed write leaves no temporary file behind (when it can be
+/// deleted). Returns `fill`'s answer and the handle that wrote the file.
+fn write_via_tmp<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut fs::File, &Path) -> Result<T>,
+) -> Result<(T, fs::File)> {
     let tmp = tmp_path(path);
     let written = (|| {
         let mut f = fs::OpenOptions::new()
@@ -125,16 +140,13 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
             .truncate(true)
             .open(&tmp)
             .map_err(StorageError::io("create", &tmp))?;
-        f.write_all(&head)
-            .and_then(|_| write_in_synced_ranges(&mut f, head.len() as u64, data))
-            .and_then(|_| f.write_all(&crc.to_le_bytes()))
-            .map_err(StorageError::io("write", &tmp))?;
+        let out = fill(&mut f, &tmp)?;
         f.sync_all().map_err(StorageError::io("fsync", &tmp))?;
         fs::rename(&tmp, path).map_err(StorageError::io("rename", &tmp))?;
-        Ok(f)
+        Ok((out, f))
     })();
-    let f = match written {
-        Ok(f) => f,
+    let written = match written {
+        Ok(w) => w,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -143,34 +155,167 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
-    Ok(((head.len() + data.len() + 4) as u64, f))
+    Ok(written)
 }
 
-/// Bytes of a snapshot written between two range syncs (see [`write_in_synced_ranges`]).
-const SYNC_RANGE: usize = 4 << 20;
+fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64, fs::File)> {
+    let head = file_head(meta, data.len() as u64)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head), data);
+    write_via_tmp(path, |f, tmp| {
+        let mut out = RangeWriter::new(f);
+        out.write(&head)
+            .and_then(|()| out.write(data))
+            .and_then(|()| out.write(&crc.to_le_bytes()))
+            .map_err(StorageError::io("write", tmp))?;
+        Ok(out.written())
+    })
+}
 
-/// Write `data` at offset `at` of `f` (its current position), asking the kernel to write
-/// each 4 MiB out as soon as it is written and waiting for the one before, as RocksDB's
-/// `bytes_per_sync` does. Why: a snapshot of a large state (280 MB for 1M keys) written in
-/// one go leaves hundreds of MB dirty for the final fsync, and with ext4's ordered data
-/// every other file's fsync on that disk (the nodes' WALs) waits behind that flush: writes
-/// stalled for up to half a second while three nodes wrote their snapshots. The range
-/// syncs are only a hint (where unsupported, as on FUSE, they are skipped); durability
-/// still comes from the fsync after the whole file is written.
-fn write_in_synced_ranges(f: &mut fs::File, at: u64, data: &[u8]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    let range_sync = |off: u64, len: usize, flags: libc::c_uint| {
-        // SAFETY: a plain syscall on an open descriptor this function borrows; it reads no
-        // memory of ours.
-        unsafe { libc::sync_file_range(fd, off as i64, len as i64, flags) }
-    };
-    let mut off = at;
-    let mut previous: Option<(u64, usize)> = None;
-    for chunk in data.chunks(SYNC_RANGE) {
-        f.write_all(chunk)?;
-        range_sync(off, chunk.len(), libc::SYNC_FILE_RANGE_WRITE);
-        if let Some((o, l)) = previous {
+/// Stream a snapshot file of the state as of `applied_index` at `path`: `fill` pushes the
+/// pairs (ascending keys) into the sink, which writes them out as they accumulate, so the
+/// file is written with a bounded buffer (4 MiB) however large the state — a 1M-key
+/// snapshot built in memory first held a 280 MB heap copy per node. At most `rate` bytes
+/// are written a second (0: no limit; see [`RangeWriter`]). Durable as [`write`]; returns
+/// the file's size and its data blob, mapped.
+pub fn write_streamed(
+    path: &Path,
+    meta: &SnapshotMetadata,
+    applied_index: u64,
+    rate: u64,
+    fill: impl FnOnce(&mut PairSink<'_>) -> Result<()>,
+) -> Result<(u64, Bytes)> {
+    let mut head = file_head(meta, 0)?;
+    let (n, f) = write_via_tmp(path, |f, tmp| {
+        let mut out = RangeWriter::new(f).rate(rate);
+        // The blob's length and header are known at the end: placeholders until then.
+        out.write(&head)
+            .and_then(|()| out.write(&[0; HEADER_LEN]))
+            .map_err(StorageError::io("write", tmp))?;
+        let mut sink = PairSink {
+            w: SnapshotDataWriter::streaming(applied_index),
+            out,
+            tmp,
+        };
+        fill(&mut sink)?;
+        let PairSink { mut w, mut out, .. } = sink;
+        w.drain(|b| out.write(b))
+            .map_err(StorageError::io("write", tmp))?;
+        let blob = w.finish_streamed();
+        let len_at = head.len() - 8;
+        head[len_at..].copy_from_slice(&blob.len().to_le_bytes());
+        let crc = blob.crc_after(crc32c::crc32c(&head));
+        out.write(&blob.trailer)
+            .and_then(|()| out.write(&crc.to_le_bytes()))
+            .map_err(StorageError::io("write", tmp))?;
+        let n = out.written();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&head, 0)
+            .and_then(|()| f.write_all_at(&blob.header, head.len() as u64))
+            .map_err(StorageError::io("write", tmp))?;
+        Ok(n)
+    })?;
+    Ok((n, map_written(path, &f)?))
+}
+
+/// Where [`write_streamed`]'s `fill` pushes the pairs.
+pub struct PairSink<'a> {
+    w: SnapshotDataWriter,
+    out: RangeWriter<'a>,
+    tmp: &'a Path,
+}
+
+impl PairSink<'_> {
+    /// Append one pair (keys ascending); written out once 4 MiB have accumulated.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.w.push(key, value);
+        if self.w.pending() >= SYNC_RANGE {
+            let out = &mut self.out;
+            self.w
+                .drain(|b| out.write(b))
+                .map_err(StorageError::io("write", self.tmp))?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of a snapshot written between two range syncs (see [`RangeWriter`]), as
+/// RocksDB's usual `bytes_per_sync`.
+const SYNC_RANGE: usize = 1 << 20;
+
+/// Writes a file front to back, asking the kernel to write each 1 MiB out as soon as it is
+/// written and waiting for the one before, as RocksDB's `bytes_per_sync` does, and, with a
+/// rate, sleeping between ranges so as to write no faster (as RocksDB's rate limiter). Why: a
+/// snapshot of a large state (280 MB for 1M keys) written in one go leaves hundreds of MB
+/// dirty for the final fsync, and with ext4's ordered data every other file's fsync on that
+/// disk (the nodes' WALs) waits behind that flush: writes stalled for up to half a second
+/// while three nodes wrote their snapshots. The range syncs are only a hint (where
+/// unsupported, as on FUSE, they are skipped); durability still comes from the fsync after
+/// the whole file is written. Why the rate: the range syncs bound what is dirty, not how
+/// much the disk is asked to write; at full speed three nodes' snapshots still saturated a
+/// 500 MB/s virtual disk for seconds, and every WAL fsync (a cache flush of everything
+/// written before it) waited behind them: 50 ms persists, and writes backed up for a
+/// second behind them.
+struct RangeWriter<'f> {
+    f: &'f mut fs::File,
+    /// Bytes written so far (the file's current position: writing starts at 0).
+    off: u64,
+    /// Where the range being written began.
+    range_start: u64,
+    /// The range whose writeback was started last, not yet awaited.
+    previous: Option<(u64, u64)>,
+    /// Bytes a second at most (0: no limit), counted from `started`.
+    rate: u64,
+    started: std::time::Instant,
+}
+
+impl<'f> RangeWriter<'f> {
+    fn new(f: &'f mut fs::File) -> Self {
+        RangeWriter {
+            f,
+            off: 0,
+            range_start: 0,
+            previous: None,
+            rate: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Write at most `rate` bytes a second (0: no limit).
+    fn rate(mut self, rate: u64) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    fn written(&self) -> u64 {
+        self.off
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let room = SYNC_RANGE - (self.off - self.range_start) as usize;
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.f.write_all(now)?;
+            self.off += now.len() as u64;
+            data = rest;
+            if self.off - self.range_start == SYNC_RANGE as u64 {
+                self.end_range();
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the writeback of the range just written; wait for the one before.
+    fn end_range(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.f.as_raw_fd();
+        let range_sync = |off: u64, len: u64, flags: libc::c_uint| {
+            // SAFETY: a plain syscall on an open descriptor this writer borrows; it reads
+            // no memory of ours. Its result is ignored: it is a hint (see above).
+            unsafe { libc::sync_file_range(fd, off as i64, len as i64, flags) }
+        };
+        let len = self.off - self.range_start;
+        range_sync(self.range_start, len, libc::SYNC_FILE_RANGE_WRITE);
+        if let Some((o, l)) = self.previous {
             range_sync(
                 o,
                 l,
@@ -179,10 +324,15 @@ fn write_in_synced_ranges(f: &mut fs::File, at: u64, data: &[u8]) -> std::io::Re
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER,
             );
         }
-        previous = Some((off, chunk.len()));
-        off += chunk.len() as u64;
+        self.previous = Some((self.range_start, len));
+        self.range_start = self.off;
+        if self.rate > 0 {
+            let due = std::time::Duration::from_secs_f64(self.off as f64 / self.rate as f64);
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
-    Ok(())
 }
 
 /// Read and verify a snapshot file, returning its metadata and data blob.

@@ -30,7 +30,7 @@ use raft::eraftpb::{ConfState, Snapshot};
 
 use super::error::{Result, StorageError};
 use super::snapfile;
-use super::snapshot_data::SnapshotDataWriter;
+use super::snapfile::PairSink;
 
 /// A snapshot build captured by `begin_snapshot`, to be run on another thread.
 pub struct SnapshotJob {
@@ -191,20 +191,18 @@ impl SnapshotCache {
 
 /// Write the pairs `fill` pushes (a point-in-time view, ascending keys) as the snapshot at
 /// `(index, term)` with `conf_state`, to `path` (temporary file, fsync, rename, directory
-/// fsync: durable under every fsync policy when this returns), and map it.
+/// fsync: durable under every fsync policy when this returns), at most `rate` bytes a
+/// second (0: unlimited), and map it.
 pub(crate) fn write_file(
     path: &Path,
     index: u64,
     term: u64,
     conf_state: &ConfState,
-    fill: impl FnOnce(&mut SnapshotDataWriter) -> Result<()>,
+    rate: u64,
+    fill: impl FnOnce(&mut PairSink<'_>) -> Result<()>,
 ) -> Result<BuiltSnapshot> {
-    let mut w = SnapshotDataWriter::new(index);
-    fill(&mut w)?;
     let meta = super::make_snapshot(index, term, conf_state, Vec::new()).take_metadata();
-    let data = w.finish();
-    let (_, mapped) = snapfile::write_mapped(path, &meta, &data)?;
-    drop(data);
+    let (_, mapped) = snapfile::write_streamed(path, &meta, index, rate, fill)?;
     let mut snapshot = Snapshot::default();
     snapshot.set_metadata(meta);
     snapshot.data = mapped;

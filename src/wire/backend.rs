@@ -130,6 +130,13 @@ pub struct BackendConfig {
     /// Durability of writes (see [`FsyncPolicy`]).
     #[serde(default)]
     pub fsync: FsyncPolicy,
+    /// How fast a snapshot built in the background may write its file, per second (`0`:
+    /// as fast as the disk takes it). Why a limit: every WAL fsync on the disk waits for
+    /// the snapshot bytes written before it (a cache flush writes them all), so a
+    /// snapshot written at the disk's full speed holds every write of every node on that
+    /// disk behind it for as long as it lasts.
+    #[serde(default = "default_snapshot_write_rate")]
+    pub snapshot_write_rate: ByteSize,
     /// Options of the memwal engine (ignored by others).
     #[serde(default)]
     pub memwal: MemwalOptions,
@@ -145,6 +152,7 @@ impl BackendConfig {
             kind,
             dir: dir.into(),
             fsync: FsyncPolicy::default(),
+            snapshot_write_rate: default_snapshot_write_rate(),
             memwal: MemwalOptions::default(),
             rocksdb: RocksdbOptions::default(),
         }
@@ -163,6 +171,10 @@ impl BackendConfig {
             ..self.clone()
         }
     }
+}
+
+fn default_snapshot_write_rate() -> ByteSize {
+    ByteSize::mib(32)
 }
 
 /// memwal engine options.

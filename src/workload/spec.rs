@@ -78,6 +78,8 @@ pub struct ClusterSection {
     pub compact_lag: u64,
     pub tick_ms: u64,
     pub election_ticks: usize,
+    /// How fast a background snapshot may write its file, per second ("0": no limit).
+    pub snapshot_write_rate: bytesize::ByteSize,
     pub memwal: MemwalOptions,
     pub rocksdb: RocksdbOptions,
     /// When the nodes' data is on the fault file system (workloads with power-loss or disk
@@ -100,6 +102,7 @@ impl ClusterSection {
     /// The backend section the nodes run with (no directory: each node has its own).
     pub fn backend(&self) -> crate::wire::BackendConfig {
         let mut b = crate::wire::BackendConfig::new(self.backend, "").with_fsync(self.fsync);
+        b.snapshot_write_rate = self.snapshot_write_rate;
         b.memwal = self.memwal.clone();
         b.rocksdb = self.rocksdb.clone();
         b
@@ -117,6 +120,8 @@ impl Default for ClusterSection {
             compact_lag: raft.compact_lag,
             tick_ms: raft.tick_ms,
             election_ticks: raft.election_ticks,
+            snapshot_write_rate: crate::wire::BackendConfig::new(BackendKind::Memwal, "")
+                .snapshot_write_rate,
             memwal: MemwalOptions::default(),
             rocksdb: RocksdbOptions::default(),
             faultfs_metadata: Default::default(),

@@ -434,10 +434,11 @@ impl StorageBackend for MemwalBackend {
         })?;
         let view = self.shared.map.read().clone();
         let conf_state = self.conf_state.clone();
+        let rate = self.config.snapshot_write_rate.as_u64();
         Ok(SnapshotJob::new(applied, move || {
-            snapshots::write_file(&path, applied, term, &conf_state, |w| {
+            snapshots::write_file(&path, applied, term, &conf_state, rate, |w| {
                 for (k, v) in view.iter() {
-                    w.push(k, v);
+                    w.push(k, v)?;
                 }
                 Ok(())
             })

@@ -6,19 +6,26 @@
 //! classified the way a benchmark must count them: a write that timed out or whose
 //! connection broke after sending is **indeterminate**, never "failed".
 
+mod http;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::{Method, StatusCode};
 use parking_lot::RwLock;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::StatusCode;
 use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::wire::{ErrorBody, ErrorCode};
+use http::{Pool, Response, SendError};
 
 /// How long one attempt at one node may take before the client stops trusting that node.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Kept-alive connections per node: one per concurrent request of the largest runs, so
+/// that connections are reused rather than redialled.
+const MAX_IDLE_PER_NODE: usize = 1024;
 
 /// Characters left as-is in a key's path segment (RFC 3986 unreserved).
 const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
@@ -66,7 +73,7 @@ pub enum Consistency {
 
 /// A cluster client. Cheap to share behind an `Arc`; safe to use from many tasks.
 pub struct Client {
-    http: reqwest::Client,
+    http: Pool,
     endpoints: Vec<String>,
     leader: RwLock<String>,
     timeout: Duration,
@@ -97,7 +104,7 @@ impl Client {
             "a client needs at least one endpoint"
         );
         Client {
-            http: http_client(),
+            http: Pool::new(MAX_IDLE_PER_NODE),
             leader: RwLock::new(endpoints[0].clone()),
             endpoints,
             timeout,
@@ -109,8 +116,14 @@ impl Client {
         self.leader.read().clone()
     }
 
-    fn url(base: &str, key: &str) -> String {
-        format!("{base}/kv/{}", utf8_percent_encode(key, KEY_SET))
+    /// The origin-form path of `key`.
+    fn path(key: &str) -> String {
+        format!("/kv/{}", utf8_percent_encode(key, KEY_SET))
+    }
+
+    /// `host:port` of a base URL.
+    fn addr(base: &str) -> &str {
+        base.strip_prefix("http://").unwrap_or(base)
     }
 
     /// Store `value` under `key`; returns once the cluster applied it.
@@ -124,14 +137,17 @@ impl Client {
     }
 
     async fn write(&self, key: &str, value: Option<Bytes>) -> Result<(), ClientError> {
+        let path = Self::path(key);
+        let (method, body) = match value {
+            Some(v) => (Method::PUT, v),
+            None => (Method::DELETE, Bytes::new()),
+        };
         self.retrying(true, true, |base| {
-            let req = match &value {
-                Some(v) => self.http.put(Self::url(base, key)).body(v.clone()),
-                None => self.http.delete(Self::url(base, key)),
-            };
+            let (addr, method, body) = (Self::addr(base).to_string(), method.clone(), body.clone());
+            let path = &path;
             async move {
-                let resp = req.send().await;
-                Self::classify(resp, true, |_| async { Ok(()) }).await
+                let sent = self.http.send(&addr, method, path, body).await;
+                Self::classify(sent, true, |_| ())
             }
         })
         .await
@@ -147,27 +163,21 @@ impl Client {
             Consistency::Linearizable => "linearizable",
             Consistency::Local => "local",
         };
+        let path = format!("{}?consistency={q}", Self::path(key));
         self.retrying(consistency == Consistency::Linearizable, false, |base| {
-            let req = self
-                .http
-                .get(format!("{}?consistency={q}", Self::url(base, key)));
+            let addr = Self::addr(base).to_string();
+            let path = &path;
             async move {
-                match req.send().await {
-                    Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                        let body: Option<ErrorBody> = r.json().await.ok();
+                match self.http.send(&addr, Method::GET, path, Bytes::new()).await {
+                    Ok(r) if r.status == StatusCode::NOT_FOUND => {
+                        let body: Option<ErrorBody> = serde_json::from_slice(&r.body).ok();
                         if body.is_some_and(|b| b.code == ErrorCode::KeyNotFound) {
                             Ok(Attempt::Done(None))
                         } else {
                             Ok(Attempt::Retry(None))
                         }
                     }
-                    resp => {
-                        Self::classify(resp, false, |r| async move {
-                            // A body cut short is not an empty value: ask again.
-                            r.bytes().await.map(Some).map_err(|_| ())
-                        })
-                        .await
-                    }
+                    resp => Self::classify(resp, false, |r| Some(r.body)),
                 }
             }
         })
@@ -179,37 +189,34 @@ impl Client {
     /// refused, or the node answered 503 (no leader, proposal dropped, shutting down).
     /// Anything else after the request may have reached the leader is indeterminate —
     /// retrying it could apply the write twice.
-    async fn classify<T, F, Fut>(
-        resp: reqwest::Result<reqwest::Response>,
+    fn classify<T>(
+        resp: Result<Response, SendError>,
         write: bool,
-        ok: F,
-    ) -> Result<Attempt<T>, ClientError>
-    where
-        F: FnOnce(reqwest::Response) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ()>>,
-    {
+        ok: impl FnOnce(Response) -> T,
+    ) -> Result<Attempt<T>, ClientError> {
         let resp = match resp {
             Ok(r) => r,
-            Err(e) if write && !e.is_connect() => {
+            Err(SendError::Invalid { what, why }) => {
+                return Err(ClientError::Rejected {
+                    status: 0,
+                    code: "invalid_request".into(),
+                    message: format!("cannot send {what}: {why}"),
+                });
+            }
+            Err(e @ SendError::Broken { .. }) if write => {
                 return Err(ClientError::Indeterminate(format!(
                     "connection failed after the write was sent: {e}"
                 )));
             }
             Err(_) => return Ok(Attempt::Retry(None)),
         };
-        let status = resp.status();
+        let status = resp.status;
         if status.is_success() {
-            return match ok(resp).await {
-                Ok(v) => Ok(Attempt::Done(v)),
-                Err(()) if write => Err(ClientError::Indeterminate(
-                    "the answer was cut short".into(),
-                )),
-                Err(()) => Ok(Attempt::Retry(None)),
-            };
+            return Ok(Attempt::Done(ok(resp)));
         }
         // Read as JSON first: the server's code is kept verbatim for the error message,
         // and classified through `ErrorCode`.
-        let raw: serde_json::Value = resp.json().await.unwrap_or_default();
+        let raw: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         let raw_code = raw
             .get("code")
             .and_then(|c| c.as_str())
