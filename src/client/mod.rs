@@ -437,4 +437,66 @@ mod tests {
         assert_eq!(leader_calls.load(Ordering::SeqCst), 1);
         assert_eq!(c.leader(), format!("http://{leader}"));
     }
+
+    /// A raw node: answers each connection's first request with `answer` (or nothing),
+    /// then closes it after `linger`; counts connections.
+    async fn raw_node(
+        answer: Option<&'static str>,
+        linger: Duration,
+    ) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let seen = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    // Headers and the 1-byte body of the test's PUT.
+                    while !got.windows(5).any(|w| w == b"\r\n\r\nv") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if let Some(a) = answer {
+                        let _ = s.write_all(a.as_bytes()).await;
+                    }
+                    tokio::time::sleep(linger).await;
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    /// A kept-alive connection the node closed while idle is not a failed write: the next
+    /// write goes on a new connection and succeeds.
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_redialled_not_counted_as_a_failure() {
+        let (addr, conns) = raw_node(
+            Some("HTTP/1.1 204 No Content\r\n\r\n"),
+            Duration::from_millis(20),
+        )
+        .await;
+        let c = client(std::slice::from_ref(&addr), 2000);
+        for _ in 0..3 {
+            c.put("k", Bytes::from_static(b"v")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+    }
+
+    /// A write whose connection breaks after it was sent may have been applied: it is
+    /// indeterminate, and not sent again.
+    #[tokio::test]
+    async fn a_write_whose_connection_breaks_unanswered_is_indeterminate() {
+        let (addr, conns) = raw_node(None, Duration::ZERO).await;
+        let c = client(std::slice::from_ref(&addr), 2000);
+        let e = c.put("k", Bytes::from_static(b"v")).await.unwrap_err();
+        assert!(e.is_indeterminate(), "{e}");
+        assert_eq!(conns.load(Ordering::SeqCst), 1, "never retried");
+    }
 }

@@ -402,6 +402,85 @@ fn parse(path: &Path, buf: &[u8], verify: bool) -> Result<(SnapshotMetadata, Ran
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::snapshot_data::SnapshotData;
+
+    fn meta(index: u64) -> SnapshotMetadata {
+        let mut meta = SnapshotMetadata::default();
+        meta.index = index;
+        meta.term = 2;
+        meta.mut_conf_state().voters = vec![1, 2, 3];
+        meta
+    }
+
+    #[test]
+    fn a_streamed_file_is_the_file_written_from_memory() {
+        let t = tempfile::tempdir().unwrap();
+        // More than three buffers' worth, so drains, range syncs and the patched header
+        // all happen.
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000u32)
+            .map(|i| {
+                (
+                    format!("key{i:08}").into_bytes(),
+                    vec![(i % 251) as u8; 200],
+                )
+            })
+            .collect();
+        let mut mem = SnapshotDataWriter::new(9);
+        for (k, v) in &pairs {
+            mem.push(k, v);
+        }
+        let from_memory = final_path(t.path(), 8);
+        write(&from_memory, &meta(9), &mem.finish()).unwrap();
+        let streamed = final_path(t.path(), 9);
+        let (n, mapped) = write_streamed(&streamed, &meta(9), 9, 0, |w| {
+            for (k, v) in &pairs {
+                w.push(k, v)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(n > 3 * SYNC_RANGE as u64);
+        assert_eq!(
+            fs::read(&streamed).unwrap(),
+            fs::read(&from_memory).unwrap()
+        );
+        assert_eq!(n, fs::metadata(&streamed).unwrap().len());
+        let (m, data) = map(&streamed, true).unwrap();
+        assert_eq!((m.index, m.term), (9, 2));
+        assert_eq!(data, mapped);
+        let d = SnapshotData::parse(&data).unwrap();
+        assert_eq!((d.applied_index, d.pairs), (9, 20_000));
+        assert!(d.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).eq(pairs));
+        assert!(list(t.path()).unwrap().temporaries.is_empty());
+    }
+
+    #[test]
+    fn a_failed_stream_leaves_no_file_and_a_rate_slows_the_write() {
+        let t = tempfile::tempdir().unwrap();
+        let path = final_path(t.path(), 4);
+        let err = write_streamed(&path, &meta(4), 4, 0, |w| {
+            w.push(b"a", b"1")?;
+            Err(StorageError::Invalid("the scan failed".into()))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("the scan failed"), "{err}");
+        assert!(
+            fs::read_dir(t.path()).unwrap().next().is_none(),
+            "nothing left"
+        );
+
+        // 3 MiB at 8 MiB/s cannot take less than 3/8 s (the limiter only ever sleeps).
+        let started = std::time::Instant::now();
+        write_streamed(&path, &meta(4), 4, 8 << 20, |w| {
+            for i in 0..3 * 1024u32 {
+                w.push(&i.to_be_bytes(), &[7; 1016])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(350));
+        map(&path, true).unwrap();
+    }
 
     #[test]
     fn a_write_in_progress_is_listed_not_deleted_and_only_open_deletes_leftovers() {
