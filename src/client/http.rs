@@ -46,6 +46,14 @@ pub enum SendError {
         #[source]
         source: std::io::Error,
     },
+    /// A new connection closed before the request was written (hyper handed it back): it
+    /// was never sent.
+    #[error("connection to {addr} closed before the request was sent: {source}")]
+    NotSent {
+        addr: String,
+        #[source]
+        source: hyper::Error,
+    },
     /// The connection broke after the request may have been written (or while its answer
     /// was read): the server may have acted on it.
     #[error("connection to {addr} failed: {source}")]
@@ -94,7 +102,13 @@ impl Pool {
                 Ok(resp) => break (sender, resp),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if !fresh => req = unsent,
-                    _ => {
+                    Some(_) => {
+                        return Err(SendError::NotSent {
+                            addr: addr.to_string(),
+                            source: e.into_error(),
+                        });
+                    }
+                    None => {
                         return Err(SendError::Broken {
                             addr: addr.to_string(),
                             source: e.into_error(),

@@ -152,6 +152,8 @@ struct Building {
     /// The build's thread: joined when the loop stops, so that nothing the build holds
     /// (RocksDB's handle and lock) outlives the node.
     thread: std::thread::JoinHandle<()>,
+    /// Stops the build early when the loop stops.
+    cancel: crate::storage::snapshots::Cancel,
     from_index: u64,
     started: Instant,
     /// Admin calls to answer when it is done.
@@ -372,7 +374,12 @@ impl RaftLoop {
             let _ = r.send(Err(NodeError::ShuttingDown));
         }
         let (thread, replies) = match self.building.take() {
-            Some(b) => (Some(b.thread), b.replies),
+            Some(b) => {
+                // Its file is not needed any more, and at its write rate it could outlast
+                // the stop's grace period.
+                b.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                (Some(b.thread), b.replies)
+            }
             None => (None, Vec::new()),
         };
         for r in replies.into_iter().chain(self.snapshot_requests.drain(..)) {
@@ -805,6 +812,7 @@ impl RaftLoop {
             Err(e) => return Err(e),
         };
         let from_index = job.applied_at_begin();
+        let cancel = job.canceller();
         let inbox = self.inbox.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot-build".into())
@@ -824,6 +832,7 @@ impl RaftLoop {
                 debug!(id = self.id, from_index, "snapshot build begun");
                 self.building = Some(Building {
                     thread,
+                    cancel,
                     from_index,
                     started: Instant::now(),
                     replies,

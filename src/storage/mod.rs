@@ -212,6 +212,14 @@ pub enum AnyBackend {
 /// Refuses a data directory made by another backend or a newer format version, or a
 /// non-empty directory that is not a raftbench data directory; nothing is overwritten.
 pub fn open_backend(config: &BackendConfig) -> Result<AnyBackend> {
+    let rate = config.snapshot_write_rate.as_u64();
+    if rate != 0 && rate < 1 << 20 {
+        return Err(StorageError::Config(format!(
+            "snapshot_write_rate {} is below 1 MiB a second: a snapshot would take hours (0 \
+             means no limit)",
+            config.snapshot_write_rate
+        )));
+    }
     match config.kind {
         BackendKind::Memwal => Ok(AnyBackend::Memwal(memwal::MemwalBackend::open(
             config.clone(),

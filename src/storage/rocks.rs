@@ -654,8 +654,9 @@ impl StorageBackend for RocksBackend {
         let snap_dir = self.snap_dir.clone();
         let db_path = db_path(&self.config.dir);
         let rate = self.config.snapshot_write_rate.as_u64();
-        Ok(SnapshotJob::new(applied, move || {
-            build_from_view(&db, &db_path, &snap_dir, rate)
+        Ok(SnapshotJob::new(applied, move |cancel| {
+            let limit = snapfile::Limit { rate, cancel };
+            build_from_view(&db, &db_path, &snap_dir, limit)
         }))
     }
 
@@ -746,9 +747,14 @@ impl StorageBackend for RocksBackend {
     }
 }
 
-/// The job of [`RocksBackend::begin_snapshot`]: view, sync, scan, write (at most `rate`
-/// bytes a second), map.
-fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path, rate: u64) -> Result<BuiltSnapshot> {
+/// The job of [`RocksBackend::begin_snapshot`]: view, sync, scan, write (within `limit`),
+/// map.
+fn build_from_view(
+    db: &DB,
+    db_path: &Path,
+    snap_dir: &Path,
+    limit: snapfile::Limit<'_>,
+) -> Result<BuiltSnapshot> {
     let view = db.snapshot();
     // Everything the view holds must be durable before the snapshot is.
     db.flush_wal(true).map_err(rocks("sync the WAL"))?;
@@ -787,7 +793,7 @@ fn build_from_view(db: &DB, db_path: &Path, snap_dir: &Path, rate: u64) -> Resul
             .term
     };
     let path = snapfile::final_path(snap_dir, applied);
-    snapshots::write_file(&path, applied, term, &conf_state, rate, |w| {
+    snapshots::write_file(&path, applied, term, &conf_state, limit, |w| {
         let mut ro = ReadOptions::default();
         // A one-off scan: keep the block cache for the request path.
         ro.fill_cache(false);

@@ -173,20 +173,20 @@ fn write_file(path: &Path, meta: &SnapshotMetadata, data: &[u8]) -> Result<(u64,
 
 /// Stream a snapshot file of the state as of `applied_index` at `path`: `fill` pushes the
 /// pairs (ascending keys) into the sink, which writes them out as they accumulate, so the
-/// file is written with a bounded buffer (4 MiB) however large the state — a 1M-key
-/// snapshot built in memory first held a 280 MB heap copy per node. At most `rate` bytes
-/// are written a second (0: no limit; see [`RangeWriter`]). Durable as [`write`]; returns
-/// the file's size and its data blob, mapped.
+/// file is written through a buffer of [`SYNC_RANGE`] (plus one pair) however large the state — a 1M-key
+/// snapshot built in memory first held a 280 MB heap copy per node. Written within
+/// `limit` (see [`RangeWriter`]). Durable as [`write`]; returns the file's size and its
+/// data blob, mapped.
 pub fn write_streamed(
     path: &Path,
     meta: &SnapshotMetadata,
     applied_index: u64,
-    rate: u64,
+    limit: Limit<'_>,
     fill: impl FnOnce(&mut PairSink<'_>) -> Result<()>,
 ) -> Result<(u64, Bytes)> {
     let mut head = file_head(meta, 0)?;
     let (n, f) = write_via_tmp(path, |f, tmp| {
-        let mut out = RangeWriter::new(f).rate(rate);
+        let mut out = RangeWriter::new(f).limit(limit);
         // The blob's length and header are known at the end: placeholders until then.
         out.write(&head)
             .and_then(|()| out.write(&[0; HEADER_LEN]))
@@ -225,7 +225,8 @@ pub struct PairSink<'a> {
 }
 
 impl PairSink<'_> {
-    /// Append one pair (keys ascending); written out once 4 MiB have accumulated.
+    /// Append one pair (keys ascending); written out once [`SYNC_RANGE`] bytes have
+    /// accumulated. Fails once the write is cancelled.
     pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.w.push(key, value);
         if self.w.pending() >= SYNC_RANGE {
@@ -236,6 +237,14 @@ impl PairSink<'_> {
         }
         Ok(())
     }
+}
+
+/// How a background snapshot write is held back: at most `rate` bytes a second (0: no
+/// limit), and given up (an error, no file left) once `cancel` is set.
+#[derive(Clone, Copy)]
+pub struct Limit<'a> {
+    pub rate: u64,
+    pub cancel: &'a std::sync::atomic::AtomicBool,
 }
 
 /// Bytes of a snapshot written between two range syncs (see [`RangeWriter`]), as
@@ -266,6 +275,7 @@ struct RangeWriter<'f> {
     /// Bytes a second at most (0: no limit), counted from `started`.
     rate: u64,
     started: std::time::Instant,
+    cancel: Option<&'f std::sync::atomic::AtomicBool>,
 }
 
 impl<'f> RangeWriter<'f> {
@@ -277,13 +287,24 @@ impl<'f> RangeWriter<'f> {
             previous: None,
             rate: 0,
             started: std::time::Instant::now(),
+            cancel: None,
         }
     }
 
-    /// Write at most `rate` bytes a second (0: no limit).
-    fn rate(mut self, rate: u64) -> Self {
-        self.rate = rate;
+    /// Write within `limit`.
+    fn limit(mut self, limit: Limit<'f>) -> Self {
+        self.rate = limit.rate;
+        self.cancel = Some(limit.cancel);
         self
+    }
+
+    fn cancelled(&self) -> std::io::Result<()> {
+        match self.cancel {
+            Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(std::io::Error::other("cancelled: the node is stopping"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn written(&self) -> u64 {
@@ -298,14 +319,15 @@ impl<'f> RangeWriter<'f> {
             self.off += now.len() as u64;
             data = rest;
             if self.off - self.range_start == SYNC_RANGE as u64 {
-                self.end_range();
+                self.end_range()?;
             }
         }
         Ok(())
     }
 
-    /// Start the writeback of the range just written; wait for the one before.
-    fn end_range(&mut self) {
+    /// Start the writeback of the range just written; wait for the one before; keep to the
+    /// rate, in short sleeps so that a cancellation is seen within 50 ms.
+    fn end_range(&mut self) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
         let fd = self.f.as_raw_fd();
         let range_sync = |off: u64, len: u64, flags: libc::c_uint| {
@@ -326,12 +348,15 @@ impl<'f> RangeWriter<'f> {
         }
         self.previous = Some((self.range_start, len));
         self.range_start = self.off;
+        self.cancelled()?;
         if self.rate > 0 {
             let due = std::time::Duration::from_secs_f64(self.off as f64 / self.rate as f64);
-            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-                std::thread::sleep(wait);
+            while let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait.min(std::time::Duration::from_millis(50)));
+                self.cancelled()?;
             }
         }
+        Ok(())
     }
 }
 
@@ -432,7 +457,12 @@ mod tests {
         let from_memory = final_path(t.path(), 8);
         write(&from_memory, &meta(9), &mem.finish()).unwrap();
         let streamed = final_path(t.path(), 9);
-        let (n, mapped) = write_streamed(&streamed, &meta(9), 9, 0, |w| {
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let unlimited = Limit {
+            rate: 0,
+            cancel: &cancel,
+        };
+        let (n, mapped) = write_streamed(&streamed, &meta(9), 9, unlimited, |w| {
             for (k, v) in &pairs {
                 w.push(k, v)?;
             }
@@ -455,10 +485,15 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_stream_leaves_no_file_and_a_rate_slows_the_write() {
+    fn a_failed_or_cancelled_stream_leaves_no_file_and_a_rate_slows_the_write() {
         let t = tempfile::tempdir().unwrap();
         let path = final_path(t.path(), 4);
-        let err = write_streamed(&path, &meta(4), 4, 0, |w| {
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let limit = |rate| Limit {
+            rate,
+            cancel: &cancel,
+        };
+        let err = write_streamed(&path, &meta(4), 4, limit(0), |w| {
             w.push(b"a", b"1")?;
             Err(StorageError::Invalid("the scan failed".into()))
         })
@@ -470,16 +505,26 @@ mod tests {
         );
 
         // 3 MiB at 8 MiB/s cannot take less than 3/8 s (the limiter only ever sleeps).
-        let started = std::time::Instant::now();
-        write_streamed(&path, &meta(4), 4, 8 << 20, |w| {
+        let three_mib = |w: &mut PairSink<'_>| {
             for i in 0..3 * 1024u32 {
                 w.push(&i.to_be_bytes(), &[7; 1016])?;
             }
             Ok(())
-        })
-        .unwrap();
+        };
+        let started = std::time::Instant::now();
+        write_streamed(&path, &meta(4), 4, limit(8 << 20), three_mib).unwrap();
         assert!(started.elapsed() >= std::time::Duration::from_millis(350));
         map(&path, true).unwrap();
+
+        // Cancelled (the node stops): the write fails at its next range, leaving nothing.
+        fs::remove_file(&path).unwrap();
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        let err = write_streamed(&path, &meta(4), 4, limit(1 << 20), three_mib).unwrap_err();
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert!(
+            fs::read_dir(t.path()).unwrap().next().is_none(),
+            "nothing left"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@
 
 use std::cell::Cell;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use std::path::Path;
 
@@ -35,17 +37,26 @@ use super::snapfile::PairSink;
 /// A snapshot build captured by `begin_snapshot`, to be run on another thread.
 pub struct SnapshotJob {
     applied_at_begin: u64,
-    build: Box<dyn FnOnce() -> Result<BuiltSnapshot> + Send>,
+    cancel: Cancel,
+    build: Build,
 }
 
+/// A job's build step.
+type Build = Box<dyn FnOnce(&Cancel) -> Result<BuiltSnapshot> + Send>;
+
+/// Set to stop a build early (the node is stopping): its file write fails at the next
+/// range, leaving no file.
+pub type Cancel = Arc<AtomicBool>;
+
 impl SnapshotJob {
-    /// A job that runs `build`.
+    /// A job that runs `build`, which gives up when the flag it is handed is set.
     pub(crate) fn new(
         applied_at_begin: u64,
-        build: impl FnOnce() -> Result<BuiltSnapshot> + Send + 'static,
+        build: impl FnOnce(&Cancel) -> Result<BuiltSnapshot> + Send + 'static,
     ) -> Self {
         SnapshotJob {
             applied_at_begin,
+            cancel: Cancel::default(),
             build: Box::new(build),
         }
     }
@@ -53,7 +64,13 @@ impl SnapshotJob {
     /// A job whose snapshot already exists (the applied index has not moved since it was
     /// built): running it builds nothing.
     pub(crate) fn ready(built: BuiltSnapshot) -> Self {
-        SnapshotJob::new(built.index(), move || Ok(built))
+        SnapshotJob::new(built.index(), move |_| Ok(built))
+    }
+
+    /// The flag that cancels this job once it runs: a rate-limited build of a large state
+    /// takes seconds, longer than a node may take to stop.
+    pub fn canceller(&self) -> Cancel {
+        self.cancel.clone()
     }
 
     /// The applied index when the job was begun; the built snapshot is at least this new.
@@ -65,7 +82,7 @@ impl SnapshotJob {
     /// with its directory), map it. Blocking; run it off the raft thread, at
     /// [`background_priority`].
     pub fn run(self) -> Result<BuiltSnapshot> {
-        (self.build)()
+        (self.build)(&self.cancel)
     }
 }
 
@@ -191,18 +208,17 @@ impl SnapshotCache {
 
 /// Write the pairs `fill` pushes (a point-in-time view, ascending keys) as the snapshot at
 /// `(index, term)` with `conf_state`, to `path` (temporary file, fsync, rename, directory
-/// fsync: durable under every fsync policy when this returns), at most `rate` bytes a
-/// second (0: unlimited), and map it.
+/// fsync: durable under every fsync policy when this returns), within `limit`, and map it.
 pub(crate) fn write_file(
     path: &Path,
     index: u64,
     term: u64,
     conf_state: &ConfState,
-    rate: u64,
+    limit: snapfile::Limit<'_>,
     fill: impl FnOnce(&mut PairSink<'_>) -> Result<()>,
 ) -> Result<BuiltSnapshot> {
     let meta = super::make_snapshot(index, term, conf_state, Vec::new()).take_metadata();
-    let (_, mapped) = snapfile::write_streamed(path, &meta, index, rate, fill)?;
+    let (_, mapped) = snapfile::write_streamed(path, &meta, index, limit, fill)?;
     let mut snapshot = Snapshot::default();
     snapshot.set_metadata(meta);
     snapshot.data = mapped;

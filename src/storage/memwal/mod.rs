@@ -435,8 +435,9 @@ impl StorageBackend for MemwalBackend {
         let view = self.shared.map.read().clone();
         let conf_state = self.conf_state.clone();
         let rate = self.config.snapshot_write_rate.as_u64();
-        Ok(SnapshotJob::new(applied, move || {
-            snapshots::write_file(&path, applied, term, &conf_state, rate, |w| {
+        Ok(SnapshotJob::new(applied, move |cancel| {
+            let limit = snapfile::Limit { rate, cancel };
+            snapshots::write_file(&path, applied, term, &conf_state, limit, |w| {
                 for (k, v) in view.iter() {
                     w.push(k, v)?;
                 }
