@@ -551,7 +551,9 @@ impl RaftLoop {
         let mut light = self.raw.advance(rd);
         if light.commit_index().is_some() {
             let hs = self.raw.raft.hard_state();
+            let t = Instant::now();
             self.raw.mut_store().persist(None, &[], Some(&hs))?;
+            self.turn.persist_us += t.elapsed().as_micros() as u64;
         }
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;

@@ -383,6 +383,11 @@ mod tests {
         assert_eq!(wl.remove("expect_loss"), Some(false.into()));
         let cl = wl["cluster"].as_object_mut().unwrap();
         assert_eq!(cl.remove("faultfs_metadata"), Some("strict".into()));
+        // The snapshot write rate came later (a run before it wrote at full speed; read
+        // back, it shows the default).
+        assert_eq!(cl.remove("snapshot_write_rate"), Some("32.0 MiB".into()));
+        let b = o["backend"].as_object_mut().unwrap();
+        assert_eq!(b.remove("snapshot_write_rate"), Some("32.0 MiB".into()));
         // Phases gained `unsent` (open-loop operations never sent) after the fixture.
         for p in written["phases"].as_array_mut().unwrap() {
             assert_eq!(p.as_object_mut().unwrap().remove("unsent"), Some(0.into()));

@@ -87,12 +87,17 @@ async fn sample_nodes(
             }
         }
     }
-    let mut statuses = HashMap::new();
-    for (id, url) in running {
-        if let Ok(s) = crate::cluster::fetch_status(http, &url, id).await {
-            statuses.insert(id, s);
-        }
-    }
+    // All at once: one paused or partitioned node (whose query times out) must not delay
+    // the others' samples by its timeout.
+    let answers =
+        futures::future::join_all(running.iter().map(|(id, url)| async move {
+            (*id, crate::cluster::fetch_status(http, url, *id).await)
+        }))
+        .await;
+    let mut statuses: HashMap<_, _> = answers
+        .into_iter()
+        .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
+        .collect();
     if attached {
         return statuses
             .into_values()
