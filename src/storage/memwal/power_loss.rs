@@ -140,7 +140,7 @@ fn all_keys() -> Vec<Vec<u8>> {
         .collect()
 }
 
-const STEPS: u64 = 80;
+const STEPS: u64 = 84;
 
 /// The value of every key once the applies up to `applied` are in.
 fn model(applied: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -188,6 +188,7 @@ fn record(dir: &Path, fsync: FsyncPolicy) -> Vec<Point> {
     };
     take("bootstrap".into(), &synced);
     let mut term = 1;
+    let mut building = None;
     for i in 1..=STEPS {
         if i % 25 == 0 {
             term += 1;
@@ -205,7 +206,7 @@ fn record(dir: &Path, fsync: FsyncPolicy) -> Vec<Point> {
             b.apply(i - 1, &puts(i - 1), None).unwrap();
             take(format!("apply {}", i - 1), &synced);
         }
-        if i % 27 == 0 {
+        if i % 27 == 0 && building.is_none() {
             // kill -9: no sync on close (a poisoned WAL skips it), then recovery, which
             // reads the unsynced tail from the page cache and must sync it before writing
             // on (durability-findings F1).
@@ -218,11 +219,23 @@ fn record(dir: &Path, fsync: FsyncPolicy) -> Vec<Point> {
             b.persist(None, &[], Some(&hs(term, i))).unwrap();
             take(format!("commit {i}"), &synced);
         }
+        // A snapshot as the raft loop takes one: begun (the view), built while persists and
+        // applies go on, then adopted and the log compacted behind it; a cut may fall
+        // anywhere in between.
         if i % 20 == 0 {
-            b.create_snapshot().unwrap();
-            take(format!("snapshot at {}", i - 1), &synced);
-            b.compact(i - 5).unwrap();
-            take(format!("compact to {}", i - 5), &synced);
+            building = Some(b.begin_snapshot().unwrap());
+            take(format!("snapshot begun at {}", i - 1), &synced);
+        }
+        if i % 20 == 3
+            && let Some(job) = building.take()
+        {
+            let at = job.applied_at_begin();
+            let built = job.run().unwrap();
+            take(format!("snapshot at {at} built, not adopted"), &synced);
+            b.finish_snapshot(built).unwrap();
+            take(format!("snapshot at {at} adopted"), &synced);
+            b.compact(at - 4).unwrap();
+            take(format!("compact to {}", at - 4), &synced);
         }
     }
     drop(b);
