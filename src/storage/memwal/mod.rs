@@ -52,22 +52,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bytes of bookkeeping we charge per map entry in memory estimates.
 const MAP_ENTRY_OVERHEAD: u64 = 64;
 
-/// The applied KV map: a persistent hash trie, so that a snapshot can take a point-in-time
+/// The applied KV map: a persistent B-tree, so that a snapshot can take a point-in-time
 /// view of it in O(1) (a clone shares every node; a later write copies only the nodes on its
-/// path that the view still shares) and write it out on another thread. Hashed rather than
-/// ordered (imbl's `OrdMap`): an insert into the B-tree cost a binary search of key
-/// comparisons per level, each a cache miss into another key's allocation, about 9% of a
-/// leader's CPU under load; the order a snapshot needs is made by sorting the view on the
-/// builder's thread.
-type KvMap = imbl::HashMap<Bytes, Bytes>;
-
-/// The pairs of `map` in ascending key order (snapshots and scans are sorted, so that two
-/// replicas, of any backend, holding the same state produce the same bytes).
-fn sorted(map: &KvMap) -> Vec<(&Bytes, &Bytes)> {
-    let mut pairs: Vec<_> = map.iter().collect();
-    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    pairs
-}
+/// path that the view still shares) and write it out on another thread.
+type KvMap = imbl::OrdMap<Bytes, Bytes>;
 
 /// The applied state, shared with readers on other threads.
 ///
@@ -94,10 +82,7 @@ impl KvRead for Shared {
     }
     fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let view = self.map.read().clone();
-        Ok(sorted(&view)
-            .into_iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect())
+        Ok(view.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
     }
     fn applied_index(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
@@ -453,7 +438,7 @@ impl StorageBackend for MemwalBackend {
         Ok(SnapshotJob::new(applied, move |cancel| {
             let limit = snapfile::Limit { rate, cancel };
             snapshots::write_file(&path, applied, term, &conf_state, limit, |w| {
-                for (k, v) in sorted(&view) {
+                for (k, v) in view.iter() {
                     w.push(k, v)?;
                 }
                 Ok(())
