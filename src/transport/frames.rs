@@ -150,8 +150,8 @@ impl Reassembler {
 /// the input shorter, so a ten-byte frame could cost megabytes (found by
 /// `tests/fuzz`'s `raft_frame_stream`). The limit alone does not cover `bytes` fields
 /// (entry data, context) read from a slice, which are still reserved first (a ten-byte
-/// frame cost 48 KiB, found by the same target): read from [`Bytes`], they are slices of
-/// the frame, bounds-checked and never copied.
+/// frame cost 48 KiB, found by the same target): read from [`Bytes`], they are bounds-
+/// checked slices of the frame before anything is allocated.
 fn decode_message(bytes: &Bytes) -> Result<Message, FrameError> {
     let bad = |e: protobuf::ProtobufError| FrameError::Decode(e.to_string());
     let mut input = protobuf::CodedInputStream::from_carllerche_bytes(bytes);
@@ -159,6 +159,13 @@ fn decode_message(bytes: &Bytes) -> Result<Message, FrameError> {
     let mut msg = Message::default();
     msg.merge_from(&mut input).map_err(bad)?;
     input.pop_limit(outer);
+    // The decoded fields are slices of the connection's read buffer, which holds other
+    // frames too (up to 32 MiB after a snapshot chunk): entries live in the log until it
+    // is compacted, so each gets its own exact-sized copy rather than pinning the buffer.
+    for e in msg.mut_entries() {
+        e.data = Bytes::copy_from_slice(&e.data);
+        e.context = Bytes::copy_from_slice(&e.context);
+    }
     Ok(msg)
 }
 
