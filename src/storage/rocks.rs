@@ -267,6 +267,7 @@ impl RocksBackend {
                 replayed_records: 0,
                 replayed_entries: 0,
                 torn_bytes_truncated: 0,
+                log_restarted_at_snapshot: false,
             },
             config,
         };

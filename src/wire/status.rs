@@ -183,4 +183,9 @@ pub struct OpenReport {
     pub replayed_entries: u64,
     /// Bytes cut off a torn tail of the log, if any.
     pub torn_bytes_truncated: u64,
+    /// Whether recovery found the log short of, or conflicting with, the newest snapshot and
+    /// restarted it there (memwal, after a power cut under `fsync = "never"` that lost log
+    /// records a snapshot had covered; never when snapshots sync the log first).
+    #[serde(default)]
+    pub log_restarted_at_snapshot: bool,
 }

@@ -247,6 +247,12 @@ fn check(dir: &Path, fsync: FsyncPolicy, p: &Point, how: Cut) {
     let what = format!("{fsync} after {}, cut {how:?}", p.step);
     let b = MemwalBackend::open(config(dir, fsync))
         .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    // Snapshots sync the log before their file exists, so no cut leaves a snapshot ahead of
+    // (or conflicting with) the log that recovery would have to repair.
+    assert!(
+        !b.open_report().log_restarted_at_snapshot,
+        "{what}: the log was behind the snapshot"
+    );
     let last = b.last_index().unwrap();
     let first = b.first_index().unwrap();
     let applied = b.applied_index();

@@ -111,6 +111,7 @@ impl MemwalBackend {
                 replayed_records: st.records,
                 replayed_entries: st.entries,
                 torn_bytes_truncated: torn_bytes,
+                log_restarted_at_snapshot: st.log_restarted,
             },
             config,
         };
@@ -315,6 +316,8 @@ fn cut_torn_tail(wal_dir: &Path, seq: u64, read: &SegmentRead) -> Result<()> {
 /// State rebuilt by replay.
 #[derive(Default)]
 struct Replay {
+    /// `reconcile` restarted the log at the snapshot.
+    log_restarted: bool,
     map: KvMap,
     applied: u64,
     log: MemLog,
@@ -503,6 +506,7 @@ impl Replay {
                 ));
             }
             self.log.reset(self.applied, self.snapshot_term);
+            self.log_restarted = true;
         }
         if self.snapshot_index > 0
             && self.snapshot_index >= self.log.first_index()
@@ -527,6 +531,7 @@ impl Replay {
                 "the log conflicts with the snapshot; restarting the log at the snapshot"
             );
             self.log.reset(self.snapshot_index, self.snapshot_term);
+            self.log_restarted = true;
         }
         if self.applied + 1 < self.log.first_index() {
             // raft would have to re-apply entries the log no longer holds.
