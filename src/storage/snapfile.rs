@@ -202,7 +202,7 @@ pub fn write_streamed(
             .map_err(StorageError::io("write", tmp))?;
         let blob = w.finish_streamed();
         let len_at = head.len() - 8;
-        head[len_at..].copy_from_slice(&blob.len().to_le_bytes());
+        head[len_at..].copy_from_slice(&blob.blob_len().to_le_bytes());
         let crc = blob.crc_after(crc32c::crc32c(&head));
         out.write(&blob.trailer)
             .and_then(|()| out.write(&crc.to_le_bytes()))

@@ -44,21 +44,16 @@ pub struct StreamedBlob {
     /// The blob's first [`HEADER_LEN`] bytes, to be written before the drained pairs.
     pub header: [u8; HEADER_LEN],
     /// Checksum and length of all the pair bytes (everything drained).
-    pub pairs_crc: u32,
-    pub pairs_len: u64,
+    pairs_crc: u32,
+    pairs_len: u64,
     /// The blob's last 4 bytes, to be written after the pairs.
     pub trailer: [u8; 4],
 }
 
 impl StreamedBlob {
     /// The blob's whole length.
-    pub fn len(&self) -> u64 {
+    pub fn blob_len(&self) -> u64 {
         (HEADER_LEN + 4) as u64 + self.pairs_len
-    }
-
-    /// A blob is never empty (it has a header and a checksum).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// `crc32c` continued from `crc` over the whole blob, without its bytes at hand.
@@ -332,7 +327,7 @@ mod tests {
         blob.extend_from_slice(&body);
         blob.extend_from_slice(&end.trailer);
         assert_eq!(blob, mem.finish());
-        assert_eq!(end.len(), blob.len() as u64);
+        assert_eq!(end.blob_len(), blob.len() as u64);
         assert_eq!(end.crc_after(crc32c::crc32c(b"head")), {
             let mut all = b"head".to_vec();
             all.extend_from_slice(&blob);
