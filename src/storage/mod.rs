@@ -21,6 +21,7 @@
 //!   before they return: a snapshot install (`persist` with a snapshot), a built snapshot
 //!   (with everything it reflects, see `begin_snapshot`) and `set_conf_state`.
 
+pub mod composed;
 pub mod conformance;
 pub mod datadir;
 mod error;
@@ -40,7 +41,8 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
 
 pub use crate::wire::backend::{
-    BackendConfig, BackendKind, Compression, FsyncPolicy, MemwalOptions, RocksdbOptions,
+    BackendConfig, BackendKind, Compression, FsyncPolicy, LogEngine, MemwalOptions,
+    RaftEngineOptions, RedbDurability, RedbOptions, RocksdbOptions, StateEngine,
 };
 pub use crate::wire::status::{BackendStats, OpenReport};
 pub use error::{Result, StorageError};
@@ -99,6 +101,16 @@ pub trait StorageBackend: raft::Storage + Send + 'static {
         commands: &[KvCommand],
         conf_state: Option<&ConfState>,
     ) -> Result<()>;
+
+    /// Whether applies survive a restart (a clean close, or `kill -9`) without a sync.
+    /// Fused engines write every apply to the OS before returning, so they do. A state
+    /// machine that keeps applies in memory until it syncs (composed modes with `memory`,
+    /// redb, or RocksDB without its WAL) comes back at an older applied index, never below
+    /// the log's truncation point, and raft re-applies the entries above it: a longer
+    /// recovery, not a loss.
+    fn applies_survive_restart(&self) -> bool {
+        true
+    }
 
     /// A cheap, cloneable handle reading the applied state from any thread.
     fn reader(&self) -> KvReader;
@@ -203,6 +215,7 @@ impl KvReader {
 /// [`StorageBackend`] and this enum is what configuration-driven code instantiates it with.
 pub enum AnyBackend {
     Memwal(memwal::MemwalBackend),
+    Composed(composed::ComposedBackend),
     #[cfg(feature = "rocksdb")]
     Rocksdb(rocks::RocksBackend),
 }
@@ -212,6 +225,14 @@ pub enum AnyBackend {
 /// Refuses a data directory made by another backend or a newer format version, or a
 /// non-empty directory that is not a raftbench data directory; nothing is overwritten.
 pub fn open_backend(config: &BackendConfig) -> Result<AnyBackend> {
+    config.validate().map_err(StorageError::Config)?;
+    #[cfg(not(feature = "rocksdb"))]
+    if config.kind.uses_rocksdb() {
+        return Err(StorageError::Config(format!(
+            "{} needs RocksDB, and this build of raftbench has none (cargo feature `rocksdb`)",
+            config.kind
+        )));
+    }
     let rate = config.snapshot_write_rate.as_u64();
     if rate != 0 && rate < 1 << 20 {
         return Err(StorageError::Config(format!(
@@ -229,8 +250,9 @@ pub fn open_backend(config: &BackendConfig) -> Result<AnyBackend> {
             config.clone(),
         )?)),
         #[cfg(not(feature = "rocksdb"))]
-        BackendKind::Rocksdb => Err(StorageError::Config(
-            "this build of raftbench has no RocksDB support (cargo feature `rocksdb`)".into(),
+        BackendKind::Rocksdb => unreachable!("refused above"),
+        BackendKind::Composed(..) => Ok(AnyBackend::Composed(
+            composed::ComposedBackend::open(config.clone())?,
         )),
     }
 }
@@ -240,6 +262,7 @@ macro_rules! dispatch {
     ($self:expr, $b:ident => $body:expr) => {
         match $self {
             AnyBackend::Memwal($b) => $body,
+            AnyBackend::Composed($b) => $body,
             #[cfg(feature = "rocksdb")]
             AnyBackend::Rocksdb($b) => $body,
         }
@@ -302,6 +325,9 @@ impl StorageBackend for AnyBackend {
     }
     fn reader(&self) -> KvReader {
         dispatch!(self, b => b.reader())
+    }
+    fn applies_survive_restart(&self) -> bool {
+        dispatch!(self, b => b.applies_survive_restart())
     }
     fn applied_index(&self) -> u64 {
         dispatch!(self, b => b.applied_index())

@@ -11,25 +11,133 @@ use std::path::PathBuf;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
-/// Which storage engine holds a replica's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// In-memory log and map, made durable by a write-ahead log and snapshot files.
-    Memwal,
-    /// RocksDB with column families for the log, raft metadata and the KV data.
+/// Where a replica's raft log lives, in a composed (`LOG+STATE`) mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogEngine {
+    /// raftbench's own write-ahead log segments, with the log in memory (memwal's WAL,
+    /// holding only the log).
+    Wal,
+    /// A RocksDB database of its own (`raft_log` and `raft_meta` column families): TiKV's
+    /// raftdb before 6.1.
     Rocksdb,
+    /// TiKV's log engine (crate `raft-engine`): append-only files, an in-memory index, and
+    /// purging by rewriting whole files (TiKV 6.1+).
+    RaftEngine,
 }
 
+impl LogEngine {
+    /// Every log engine, in a stable order.
+    pub const ALL: [LogEngine; 3] = [LogEngine::Wal, LogEngine::Rocksdb, LogEngine::RaftEngine];
+
+    /// The name used in mode names (`LOG+STATE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogEngine::Wal => "wal",
+            LogEngine::Rocksdb => "rocksdb",
+            LogEngine::RaftEngine => "raft-engine",
+        }
+    }
+}
+
+/// Where a replica's applied key-value state lives, in a composed (`LOG+STATE`) mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StateEngine {
+    /// An in-memory ordered map, durable only as snapshot files (restart replays the log
+    /// above the newest one): etcd's raftexample.
+    Memory,
+    /// A RocksDB database of its own (TiKV's kvdb).
+    Rocksdb,
+    /// redb, a copy-on-write B+tree in one file (the closest well-kept Rust analogue of
+    /// etcd's bbolt).
+    Redb,
+}
+
+impl StateEngine {
+    /// Every state machine engine, in a stable order.
+    pub const ALL: [StateEngine; 3] = [StateEngine::Memory, StateEngine::Rocksdb, StateEngine::Redb];
+
+    /// The name used in mode names (`LOG+STATE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateEngine::Memory => "memory",
+            StateEngine::Rocksdb => "rocksdb",
+            StateEngine::Redb => "redb",
+        }
+    }
+}
+
+/// A storage mode: which engines hold a replica's state.
+///
+/// `memwal` and `rocksdb` are *fused* modes: one engine holds both the log and the applied
+/// state, and one write (one WAL record, one `WriteBatch`) carries an apply with its
+/// applied index. The composed modes, spelled `LOG+STATE` (`raft-engine+rocksdb`,
+/// `wal+redb`, ...), keep the log and the state machine in two engines, each syncing on
+/// its own; `storage::composed` states what that guarantees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// In-memory log and map, made durable by one write-ahead log (which also records
+    /// applies) and snapshot files.
+    Memwal,
+    /// One RocksDB with column families for the log, raft metadata and the KV data
+    /// (CockroachDB's layout).
+    Rocksdb,
+    /// A log engine and a state machine engine, composed.
+    Composed(LogEngine, StateEngine),
+}
+
+/// Every mode's name, in the order of [`BackendKind::ALL`].
+const NAMES: [&str; 11] = [
+    "memwal",
+    "rocksdb",
+    "wal+memory",
+    "wal+rocksdb",
+    "wal+redb",
+    "rocksdb+memory",
+    "rocksdb+rocksdb",
+    "rocksdb+redb",
+    "raft-engine+memory",
+    "raft-engine+rocksdb",
+    "raft-engine+redb",
+];
+
 impl BackendKind {
-    /// Every backend this build knows, in a stable order.
-    pub const ALL: [BackendKind; 2] = [BackendKind::Memwal, BackendKind::Rocksdb];
+    /// Every mode this build knows, in a stable order: the two fused ones, then every log
+    /// engine with every state machine.
+    pub const ALL: [BackendKind; 11] = {
+        let mut all = [BackendKind::Memwal; 11];
+        all[1] = BackendKind::Rocksdb;
+        let mut i = 0;
+        while i < 9 {
+            all[2 + i] = BackendKind::Composed(LogEngine::ALL[i / 3], StateEngine::ALL[i % 3]);
+            i += 1;
+        }
+        all
+    };
 
     /// The name used in files and on the command line.
     pub fn as_str(self) -> &'static str {
+        let i = match self {
+            BackendKind::Memwal => 0,
+            BackendKind::Rocksdb => 1,
+            BackendKind::Composed(l, s) => 2 + 3 * l as usize + s as usize,
+        };
+        NAMES[i]
+    }
+
+    /// The log engine and state machine of a composed mode.
+    pub fn composed(self) -> Option<(LogEngine, StateEngine)> {
         match self {
-            BackendKind::Memwal => "memwal",
-            BackendKind::Rocksdb => "rocksdb",
+            BackendKind::Composed(l, s) => Some((l, s)),
+            _ => None,
+        }
+    }
+
+    /// Whether this mode needs RocksDB (a cargo feature).
+    pub fn uses_rocksdb(self) -> bool {
+        match self {
+            BackendKind::Memwal => false,
+            BackendKind::Rocksdb => true,
+            BackendKind::Composed(l, s) => l == LogEngine::Rocksdb || s == StateEngine::Rocksdb,
         }
     }
 }
@@ -43,13 +151,43 @@ impl fmt::Display for BackendKind {
 impl std::str::FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "memwal" => Ok(BackendKind::Memwal),
-            "rocksdb" => Ok(BackendKind::Rocksdb),
-            other => Err(format!(
-                "unknown backend {other:?}; expected one of: memwal, rocksdb"
-            )),
+        if let Some(i) = NAMES.iter().position(|n| *n == s) {
+            return Ok(BackendKind::ALL[i]);
         }
+        let names = |it: &mut dyn Iterator<Item = &'static str>| it.collect::<Vec<_>>().join(", ");
+        if let Some((log, state)) = s.split_once('+') {
+            if !LogEngine::ALL.iter().any(|l| l.as_str() == log) {
+                return Err(format!(
+                    "unknown log engine {log:?} in {s:?}; log engines: {}",
+                    names(&mut LogEngine::ALL.iter().map(|l| l.as_str()))
+                ));
+            }
+            if !StateEngine::ALL.iter().any(|e| e.as_str() == state) {
+                return Err(format!(
+                    "unknown state machine {state:?} in {s:?}; state machines: {}",
+                    names(&mut StateEngine::ALL.iter().map(|e| e.as_str()))
+                ));
+            }
+        }
+        Err(format!(
+            "unknown storage mode {s:?}; expected memwal, rocksdb, or LOG+STATE with LOG one \
+             of {} and STATE one of {} (for example raft-engine+rocksdb)",
+            names(&mut LogEngine::ALL.iter().map(|l| l.as_str())),
+            names(&mut StateEngine::ALL.iter().map(|e| e.as_str()))
+        ))
+    }
+}
+
+impl Serialize for BackendKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -143,6 +281,12 @@ pub struct BackendConfig {
     /// Options of the RocksDB engine (ignored by others).
     #[serde(default)]
     pub rocksdb: RocksdbOptions,
+    /// Options of the raft-engine log engine (ignored by others).
+    #[serde(default)]
+    pub raft_engine: RaftEngineOptions,
+    /// Options of the redb state machine (ignored by others).
+    #[serde(default)]
+    pub redb: RedbOptions,
 }
 
 impl BackendConfig {
@@ -155,7 +299,40 @@ impl BackendConfig {
             snapshot_write_rate: default_snapshot_write_rate(),
             memwal: MemwalOptions::default(),
             rocksdb: RocksdbOptions::default(),
+            raft_engine: RaftEngineOptions::default(),
+            redb: RedbOptions::default(),
         }
+    }
+
+    /// The checks no single option can make: an option the mode cannot honour is refused
+    /// rather than ignored, so a recorded configuration always means what it says.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.rocksdb.state_wal && !matches!(self.kind.composed(), Some((_, StateEngine::Rocksdb)))
+        {
+            return Err(format!(
+                "rocksdb.state_wal = false needs a mode whose state machine is RocksDB on its \
+                 own (wal+rocksdb, rocksdb+rocksdb, raft-engine+rocksdb), not {}{}",
+                self.kind,
+                if self.kind == BackendKind::Rocksdb {
+                    ": there the log and the state share one WAL"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if self.raft_engine.target_file_size.as_u64() < 1 << 20 {
+            return Err(format!(
+                "raft_engine.target_file_size {} is below 1 MiB",
+                self.raft_engine.target_file_size
+            ));
+        }
+        if self.raft_engine.purge_threshold < self.raft_engine.target_file_size {
+            return Err(format!(
+                "raft_engine.purge_threshold {} is below raft_engine.target_file_size {}",
+                self.raft_engine.purge_threshold, self.raft_engine.target_file_size
+            ));
+        }
+        Ok(())
     }
 
     /// Builder-style fsync setter.
@@ -217,6 +394,13 @@ pub struct RocksdbOptions {
     pub write_buffer_size: ByteSize,
     /// Flush + compaction threads.
     pub max_background_jobs: i32,
+    /// Whether the state machine's writes go through RocksDB's WAL, where RocksDB holds the
+    /// state machine alone (`LOG+rocksdb`). `false`: applies live in memtables until
+    /// RocksDB flushes them, so a crash loses the applies since the last flush and raft
+    /// replays them from the log, which is durable on its own (YugabyteDB's choice, and
+    /// one TiKV plans). Saves the state's WAL writes. Refused in other modes: in `rocksdb`
+    /// the log shares the state's WAL.
+    pub state_wal: bool,
 }
 
 impl Default for RocksdbOptions {
@@ -227,6 +411,71 @@ impl Default for RocksdbOptions {
             compression: Compression::Lz4,
             write_buffer_size: ByteSize::mib(64),
             max_background_jobs: 2,
+            state_wal: true,
+        }
+    }
+}
+
+/// raft-engine options (the log engine of `raft-engine+STATE` modes). Defaults are
+/// raft-engine's own, except the purge threshold, sized for a benchmark machine running
+/// three replicas rather than a TiKV store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftEngineOptions {
+    /// A log file is sealed and a new one started at this size.
+    pub target_file_size: ByteSize,
+    /// Once the log files add up to this, purging starts: files whose entries are all
+    /// compacted are deleted, and live entries of the oldest files are rewritten.
+    pub purge_threshold: ByteSize,
+    /// Write batches larger than this are LZ4-compressed (`0`: never).
+    pub batch_compression_threshold: ByteSize,
+    /// Reuse purged files instead of deleting them (needs format version 2, which is
+    /// used when this is on).
+    pub enable_log_recycle: bool,
+    /// Threads that scan log files at open.
+    pub recovery_threads: usize,
+}
+
+impl Default for RaftEngineOptions {
+    fn default() -> Self {
+        RaftEngineOptions {
+            target_file_size: ByteSize::mib(128),
+            purge_threshold: ByteSize::gib(1),
+            batch_compression_threshold: ByteSize::kib(8),
+            enable_log_recycle: true,
+            recovery_threads: 2,
+        }
+    }
+}
+
+/// When a redb write transaction is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedbDurability {
+    /// Not synced on commit (redb's `Durability::None`); made durable by the next durable
+    /// commit, which raftbench makes before every snapshot and when the log is compacted
+    /// past the last one. A crash loses the applies since; raft replays them from the log.
+    #[default]
+    None,
+    /// Synced on commit (`Durability::Immediate`): every apply costs a sync.
+    Immediate,
+}
+
+/// redb options (the state machine of `LOG+redb` modes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedbOptions {
+    /// redb's page cache.
+    pub cache_size: ByteSize,
+    /// Durability of the write transaction that carries each apply.
+    pub apply_durability: RedbDurability,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            cache_size: ByteSize::mib(256),
+            apply_durability: RedbDurability::None,
         }
     }
 }

@@ -783,7 +783,7 @@ async fn refuses_foreign_data_dirs(kind: BackendKind) {
     assert!(err.contains("belongs to node 1"), "{err}");
     let other = match kind {
         BackendKind::Memwal => "rocksdb",
-        BackendKind::Rocksdb => "memwal",
+        _ => "memwal",
     };
     let peers1 = "1=127.0.0.1:1/127.0.0.1:2";
     let out = raftbench(&[

@@ -10,7 +10,7 @@ use proptest::test_runner::FileFailurePersistence;
 use raftbench::storage::FsyncPolicy::{Always, Never};
 #[cfg(feature = "rocksdb")]
 use raftbench::storage::conformance::RocksdbBuilder;
-use raftbench::storage::conformance::{self, BackendBuilder, MemwalBuilder, Op};
+use raftbench::storage::conformance::{self, BackendBuilder, MemwalBuilder, ModeBuilder, Op};
 
 /// For each `name => builder;`, a module `name` of tests running the suite on `builder`;
 /// and `install_on_every_backend`, which installs a snapshot on every builder listed.
@@ -130,4 +130,6 @@ conformance_suites! {
     rocksdb_always => RocksdbBuilder { fsync: Always };
     #[cfg(feature = "rocksdb")]
     rocksdb_never => RocksdbBuilder { fsync: Never };
+    wal_memory_always => ModeBuilder::new("wal+memory", Always);
+    wal_memory_never => ModeBuilder::new("wal+memory", Never);
 }

@@ -90,3 +90,33 @@ impl BackendBuilder for RocksdbBuilder {
         RocksBackend::open(suite_config(BackendKind::Rocksdb, self.fsync, dir))
     }
 }
+
+/// Any storage mode by name (a composed `LOG+STATE` one, usually) with the given fsync
+/// policy, opened through [`crate::storage::open_backend`] as the node opens it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModeBuilder {
+    pub kind: BackendKind,
+    pub fsync: FsyncPolicy,
+}
+
+impl ModeBuilder {
+    /// The mode named `mode` (panics on an unknown name: a test's own typo).
+    pub fn new(mode: &str, fsync: FsyncPolicy) -> Self {
+        ModeBuilder {
+            kind: mode.parse().unwrap_or_else(|e| panic!("{e}")),
+            fsync,
+        }
+    }
+}
+
+impl BackendBuilder for ModeBuilder {
+    type Backend = crate::storage::AnyBackend;
+
+    fn name(&self) -> String {
+        format!("{} (fsync {})", self.kind, self.fsync)
+    }
+
+    fn open(&self, dir: &Path) -> Result<crate::storage::AnyBackend> {
+        crate::storage::open_backend(&suite_config(self.kind, self.fsync, dir))
+    }
+}

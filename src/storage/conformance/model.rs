@@ -7,7 +7,7 @@ use raft::Storage;
 use raft::eraftpb::Entry;
 use raft::storage::MemStorage;
 
-use super::{BackendBuilder, build, ctx, dump_kv, hard_state, new_entry, reopen, snapshot_with};
+use super::{BackendBuilder, build, ctx, dump_kv, hard_state, new_entry, open, snapshot_with};
 use crate::kv::KvCommand;
 use crate::storage::StorageBackend;
 use crate::storage::snapshot_data::SnapshotData;
@@ -43,6 +43,8 @@ pub fn check_against_model<Bl: BackendBuilder>(builder: &Bl, ops: &[Op]) {
     let model = MemStorage::new();
     let mut kv: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut applied = 0u64;
+    // Every apply, to re-make those a reopen loses (see `catch_up`).
+    let mut journal: Vec<super::Applied> = Vec::new();
     let mut term = 1u64;
     // Term of every index ever appended (MemStorage forgets terms below its first index).
     let mut terms: BTreeMap<u64, u64> = BTreeMap::new();
@@ -107,6 +109,7 @@ pub fn check_against_model<Bl: BackendBuilder>(builder: &Bl, ops: &[Op]) {
                         .collect();
                     b.apply(to, &cmds, None)
                         .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    journal.push((to, cmds.clone(), None));
                     for c in cmds {
                         match c {
                             KvCommand::Put { key, value } => kv.insert(key, value),
@@ -161,7 +164,11 @@ pub fn check_against_model<Bl: BackendBuilder>(builder: &Bl, ops: &[Op]) {
                 kv = pairs.into_iter().collect();
                 applied = index;
             }
-            Op::Reopen => b = reopen(builder, &t, b),
+            Op::Reopen => {
+                drop(b);
+                b = open(builder, t.path());
+                super::catch_up(builder, &mut b, applied, &journal);
+            }
         }
         compare_with_model(&b, &model, &kv, applied, &label);
     }

@@ -20,7 +20,7 @@
 
 #[cfg(test)]
 mod power_loss;
-mod record;
+pub(crate) mod record;
 mod recover;
 pub mod wal;
 
