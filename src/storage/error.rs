@@ -90,6 +90,22 @@ pub enum StorageError {
         #[source]
         source: rocksdb::Error,
     },
+
+    /// redb reported an error.
+    #[error("redb {op}: {source}")]
+    Redb {
+        op: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+
+    /// raft-engine reported an error.
+    #[error("raft-engine {op}: {source}")]
+    RaftEngine {
+        op: &'static str,
+        #[source]
+        source: raft_engine::Error,
+    },
 }
 
 impl StorageError {
@@ -106,6 +122,19 @@ impl StorageError {
             offset,
             reason: reason.into(),
         }
+    }
+
+    /// Wrap any redb error (they all convert into `redb::Error`).
+    pub fn redb<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| StorageError::Redb {
+            op,
+            source: e.into(),
+        }
+    }
+
+    /// Wrap a raft-engine error.
+    pub fn raft_engine(op: &'static str) -> impl FnOnce(raft_engine::Error) -> Self {
+        move |source| StorageError::RaftEngine { op, source }
     }
 
     /// Wrap a protobuf error.

@@ -251,9 +251,9 @@ pub fn open_backend(config: &BackendConfig) -> Result<AnyBackend> {
         )?)),
         #[cfg(not(feature = "rocksdb"))]
         BackendKind::Rocksdb => unreachable!("refused above"),
-        BackendKind::Composed(..) => Ok(AnyBackend::Composed(
-            composed::ComposedBackend::open(config.clone())?,
-        )),
+        BackendKind::Composed(..) => Ok(AnyBackend::Composed(composed::ComposedBackend::open(
+            config.clone(),
+        )?)),
     }
 }
 

@@ -37,8 +37,8 @@ use super::snapfile;
 use super::snapshots::{self, BuiltSnapshot, Finished, SnapshotCache, SnapshotJob};
 use super::{
     BackendConfig, BackendKind, BackendStats, Compression, KvRead, KvReader, OpenReport, Result,
-    StorageBackend, StorageError, check_apply, check_compact, check_snapshot, datadir,
-    hard_state_needs_sync,
+    RocksdbOptions, StorageBackend, StorageError, check_apply, check_compact, check_snapshot,
+    datadir, hard_state_needs_sync,
 };
 use crate::kv::KvCommand;
 
@@ -58,11 +58,11 @@ const META_SNAPSHOT: &[u8] = b"snapshot";
 /// Entries kept in the in-memory tail cache.
 const TAIL_CACHE_ENTRIES: usize = 4096;
 
-fn log_key(index: u64) -> [u8; 8] {
+pub(crate) fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> StorageError {
+pub(crate) fn rocks(op: &'static str) -> impl FnOnce(rocksdb::Error) -> StorageError {
     move |source| StorageError::Rocks { op, source }
 }
 
@@ -126,41 +126,9 @@ impl RocksBackend {
         let started = Instant::now();
         let fresh = datadir::claim(&config.dir, BackendKind::Rocksdb, FORMAT_VERSION)?;
         let o = &config.rocksdb;
-        if o.max_background_jobs < 1 {
-            return Err(StorageError::Config(format!(
-                "rocksdb.max_background_jobs must be at least 1, got {}",
-                o.max_background_jobs
-            )));
-        }
         let cache = Cache::new_lru_cache(o.block_cache_size.as_u64() as usize);
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(o.max_background_jobs);
-        // Recovery stops at the first damaged WAL record and keeps what came before it: the
-        // mode RocksDB documents for recovering to a consistent point after a power cut (the
-        // stricter modes refuse to open after a torn write, even of unsynced data). It
-        // matches memwal's repair of a torn tail. Where they
-        // differ: memwal refuses to open when the damage is in synced data (a sealed segment,
-        // or a record with no zeroed sector), while RocksDB stops there without an error, so a
-        // corrupted RocksDB replica may come back at an older prefix (README, "Power loss").
-        db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-        let cf_opts = |compression: Compression, bloom: u32| {
-            let mut bb = BlockBasedOptions::default();
-            bb.set_block_cache(&cache);
-            if bloom > 0 {
-                bb.set_bloom_filter(f64::from(bloom), false);
-            }
-            let mut c = Options::default();
-            c.set_block_based_table_factory(&bb);
-            c.set_write_buffer_size(o.write_buffer_size.as_u64() as usize);
-            c.set_compression_type(match compression {
-                Compression::None => DBCompressionType::None,
-                Compression::Lz4 => DBCompressionType::Lz4,
-                Compression::Zstd => DBCompressionType::Zstd,
-            });
-            c
-        };
+        let db_opts = db_options(o);
+        let cf_opts = |compression, bloom| cf_options(o, &cache, compression, bloom);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_LOG, cf_opts(Compression::None, 0)),
             ColumnFamilyDescriptor::new(CF_META, cf_opts(Compression::None, 0)),
@@ -311,52 +279,12 @@ impl RocksBackend {
     }
 
     fn read_entry(&self, idx: u64) -> Result<Entry> {
-        let v = self
-            .db
-            .get_pinned_cf(self.cf(CF_LOG), log_key(idx))
-            .map_err(rocks("read entry"))?
-            .ok_or_else(|| {
-                StorageError::corrupt(
-                    self.config.dir.join("db"),
-                    0,
-                    format!("log entry {idx} is missing"),
-                )
-            })?;
-        Entry::parse_from_bytes(&v).map_err(StorageError::codec("log entry"))
+        read_log_entry(&self.db, self.cf(CF_LOG), &db_path(&self.config.dir), idx)
     }
 
-    /// Entries `[low, high)` read from disk, stopping once `max_size` is exceeded (at least
-    /// one entry).
     fn read_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(log_key(high).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), ro);
-        it.seek(log_key(low));
-        let mut out = Vec::with_capacity((high - low).min(1024) as usize);
-        let mut size = 0u64;
-        let mut expect = low;
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if index_of(k) != Some(expect) {
-                break;
-            }
-            let e = Entry::parse_from_bytes(v).map_err(StorageError::codec("log entry"))?;
-            size += u64::from(protobuf::Message::compute_size(&e));
-            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
-                return Ok(out);
-            }
-            out.push(e);
-            expect += 1;
-            it.next();
-        }
-        it.status().map_err(rocks("read entries"))?;
-        if expect != high {
-            return Err(StorageError::corrupt(
-                self.config.dir.join("db"),
-                0,
-                format!("log entry {expect} is missing"),
-            ));
-        }
-        Ok(out)
+        let path = db_path(&self.config.dir);
+        read_log_entries(&self.db, self.cf(CF_LOG), &path, low, high, max_size)
     }
 
     fn reset_tail_at(&mut self, floor: u64) -> Result<()> {
@@ -378,11 +306,107 @@ impl RocksBackend {
     }
 }
 
-fn index_of(key: &[u8]) -> Option<u64> {
+/// DB-wide options every RocksDB of a data directory shares: created on demand,
+/// point-in-time WAL recovery.
+pub(crate) fn db_options(o: &RocksdbOptions) -> Options {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(o.max_background_jobs);
+    // Recovery stops at the first damaged WAL record and keeps what came before it: the
+    // mode RocksDB documents for recovering to a consistent point after a power cut (the
+    // stricter modes refuse to open after a torn write, even of unsynced data). It
+    // matches memwal's repair of a torn tail. Where they differ: memwal refuses to open
+    // when the damage is in synced data (a sealed segment, or a record with no zeroed
+    // sector), while RocksDB stops there without an error, so a corrupted RocksDB replica
+    // may come back at an older prefix (README, "Power loss").
+    db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    db_opts
+}
+
+/// Options of one column family: `cache` as its block cache, the memtable size of `o`.
+pub(crate) fn cf_options(
+    o: &RocksdbOptions,
+    cache: &Cache,
+    compression: Compression,
+    bloom: u32,
+) -> Options {
+    let mut bb = BlockBasedOptions::default();
+    bb.set_block_cache(cache);
+    if bloom > 0 {
+        bb.set_bloom_filter(f64::from(bloom), false);
+    }
+    let mut c = Options::default();
+    c.set_block_based_table_factory(&bb);
+    c.set_write_buffer_size(o.write_buffer_size.as_u64() as usize);
+    c.set_compression_type(match compression {
+        Compression::None => DBCompressionType::None,
+        Compression::Lz4 => DBCompressionType::Lz4,
+        Compression::Zstd => DBCompressionType::Zstd,
+    });
+    c
+}
+
+/// Entry `idx` of a raft log column family (`log` of the DB at `db_path`).
+pub(crate) fn read_log_entry(
+    db: &DB,
+    log: &ColumnFamily,
+    db_path: &Path,
+    idx: u64,
+) -> Result<Entry> {
+    let v = db
+        .get_pinned_cf(log, log_key(idx))
+        .map_err(rocks("read entry"))?
+        .ok_or_else(|| StorageError::corrupt(db_path, 0, format!("log entry {idx} is missing")))?;
+    Entry::parse_from_bytes(&v).map_err(StorageError::codec("log entry"))
+}
+
+/// Entries `[low, high)` of a raft log column family, stopping once `max_size` is exceeded
+/// (at least one entry). A missing entry is corruption.
+pub(crate) fn read_log_entries(
+    db: &DB,
+    log: &ColumnFamily,
+    db_path: &Path,
+    low: u64,
+    high: u64,
+    max_size: Option<u64>,
+) -> Result<Vec<Entry>> {
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(log_key(high).to_vec());
+    let mut it = db.raw_iterator_cf_opt(log, ro);
+    it.seek(log_key(low));
+    let mut out = Vec::with_capacity((high - low).min(1024) as usize);
+    let mut size = 0u64;
+    let mut expect = low;
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if index_of(k) != Some(expect) {
+            break;
+        }
+        let e = Entry::parse_from_bytes(v).map_err(StorageError::codec("log entry"))?;
+        size += u64::from(protobuf::Message::compute_size(&e));
+        if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+            return Ok(out);
+        }
+        out.push(e);
+        expect += 1;
+        it.next();
+    }
+    it.status().map_err(rocks("read entries"))?;
+    if expect != high {
+        return Err(StorageError::corrupt(
+            db_path,
+            0,
+            format!("log entry {expect} is missing"),
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn index_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-fn truncated_value(index: u64, term: u64) -> [u8; 16] {
+pub(crate) fn truncated_value(index: u64, term: u64) -> [u8; 16] {
     let mut v = [0u8; 16];
     v[..8].copy_from_slice(&index.to_be_bytes());
     v[8..].copy_from_slice(&term.to_be_bytes());

@@ -54,7 +54,8 @@ pub enum StateEngine {
 
 impl StateEngine {
     /// Every state machine engine, in a stable order.
-    pub const ALL: [StateEngine; 3] = [StateEngine::Memory, StateEngine::Rocksdb, StateEngine::Redb];
+    pub const ALL: [StateEngine; 3] =
+        [StateEngine::Memory, StateEngine::Rocksdb, StateEngine::Redb];
 
     /// The name used in mode names (`LOG+STATE`).
     pub fn as_str(self) -> &'static str {
@@ -307,7 +308,8 @@ impl BackendConfig {
     /// The checks no single option can make: an option the mode cannot honour is refused
     /// rather than ignored, so a recorded configuration always means what it says.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.rocksdb.state_wal && !matches!(self.kind.composed(), Some((_, StateEngine::Rocksdb)))
+        if !self.rocksdb.state_wal
+            && !matches!(self.kind.composed(), Some((_, StateEngine::Rocksdb)))
         {
             return Err(format!(
                 "rocksdb.state_wal = false needs a mode whose state machine is RocksDB on its \
@@ -319,6 +321,15 @@ impl BackendConfig {
                     ""
                 }
             ));
+        }
+        if self.rocksdb.max_background_jobs < 1 {
+            return Err(format!(
+                "rocksdb.max_background_jobs must be at least 1, got {}",
+                self.rocksdb.max_background_jobs
+            ));
+        }
+        if self.raft_engine.recovery_threads < 1 {
+            return Err("raft_engine.recovery_threads must be at least 1, got 0".into());
         }
         if self.raft_engine.target_file_size.as_u64() < 1 << 20 {
             return Err(format!(

@@ -26,8 +26,8 @@ pub mod status;
 
 pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use backend::{
-    BackendConfig, BackendKind, Compression, FsyncPolicy, LogEngine, MemwalOptions, RaftEngineOptions,
-    RedbDurability, RedbOptions, RocksdbOptions, StateEngine,
+    BackendConfig, BackendKind, Compression, FsyncPolicy, LogEngine, MemwalOptions,
+    RaftEngineOptions, RedbDurability, RedbOptions, RocksdbOptions, StateEngine,
 };
 pub use cluster_file::{
     ClusterFile, ClusterFileError, ClusterNode, ControlCommands, MemberAddrs, RaftArgs,

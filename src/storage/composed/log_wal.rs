@@ -209,9 +209,11 @@ impl Replay {
             }
             Record::Compact { .. } => {}
             Record::Apply { .. } | Record::ConfState { .. } => {
-                return Err("an apply or conf state record in a log-only WAL (is this a memwal \
+                return Err(
+                    "an apply or conf state record in a log-only WAL (is this a memwal \
                             directory?)"
-                    .into());
+                        .into(),
+                );
             }
         }
         Ok(())

@@ -46,16 +46,26 @@
 //!    when the snapshot is begun, and the state machine syncs itself before its file is
 //!    written, so a restart after compaction replays from the state machine, not the file.
 
+mod log_raft_engine;
+#[cfg(feature = "rocksdb")]
+mod log_rocks;
 mod log_wal;
 mod replica;
 mod state_memory;
+mod state_redb;
+#[cfg(feature = "rocksdb")]
+mod state_rocks;
 
+use std::path::Path;
+
+use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 pub use replica::ComposedBackend;
 
 use super::snapfile::PairSink;
-use super::{KvReader, Result};
+use super::snapshots::BuiltSnapshot;
+use super::{KvReader, Result, StorageError};
 use crate::kv::KvCommand;
 
 /// One write to a [`LogStore`], atomic: after a crash either all of it is visible or none.
@@ -126,15 +136,59 @@ pub struct Applied {
     pub conf_state: ConfState,
 }
 
-/// A point-in-time view of a state machine, to write a snapshot from on another thread.
+impl Applied {
+    /// The encoding state machines store it under: index and term (big-endian `u64`s),
+    /// then the conf state (protobuf).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(32);
+        v.extend_from_slice(&self.index.to_be_bytes());
+        v.extend_from_slice(&self.term.to_be_bytes());
+        v.extend_from_slice(
+            &self
+                .conf_state
+                .write_to_bytes()
+                .map_err(StorageError::codec("conf state"))?,
+        );
+        Ok(v)
+    }
+
+    /// Decode [`Self::encode`]'s bytes, read from `file`.
+    pub fn decode(b: &[u8], file: &Path) -> Result<Self> {
+        if b.len() < 16 {
+            return Err(StorageError::corrupt(
+                file,
+                0,
+                format!(
+                    "applied index record of {} bytes, expected at least 16",
+                    b.len()
+                ),
+            ));
+        }
+        let conf_state = ConfState::parse_from_bytes(&b[16..])
+            .map_err(|e| StorageError::corrupt(file, 0, format!("applied conf state: {e}")))?;
+        Ok(Applied {
+            index: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            term: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+            conf_state,
+        })
+    }
+}
+
+/// Writes a snapshot file from a view: given what the view is at and a function pushing
+/// every pair of it (ascending keys) to a sink, it returns the built snapshot.
+pub type SnapshotWriter<'a> = &'a mut dyn FnMut(
+    &Applied,
+    &mut dyn FnMut(&mut PairSink<'_>) -> Result<()>,
+) -> Result<BuiltSnapshot>;
+
+/// A handle to build a snapshot from a state machine on another thread.
 pub trait StateView: Send {
-    /// What the view is at.
-    fn applied(&self) -> &Applied;
-    /// Make the state machine durable at least up to the view (a no-op for engines that
-    /// cannot: their snapshot file is what makes them durable).
-    fn make_durable(&self) -> Result<()>;
-    /// Push every pair of the view to `sink`, in ascending key order.
-    fn scan(&self, sink: &mut PairSink<'_>) -> Result<()>;
+    /// Fix a point-in-time view (at [`StateMachine::view`] for engines whose views are
+    /// cheap to hold, on the building thread for engines whose views borrow the engine,
+    /// RocksDB's), make the state machine durable at least up to it, then hand it to
+    /// `write`. Durable first, so that a snapshot file never holds state a restart could
+    /// lose behind it (guarantee 5).
+    fn build(&self, write: SnapshotWriter<'_>) -> Result<BuiltSnapshot>;
 }
 
 /// The applied key-value state of a replica, in one engine.
@@ -169,7 +223,8 @@ pub trait StateMachine: Send {
     /// Make the state durable as it is now. `Ok(false)` when the engine cannot (memory):
     /// the composition then writes a snapshot file instead.
     fn sync(&mut self) -> Result<bool>;
-    /// A point-in-time view at the current applied index, cheap to take (no scan).
+    /// A handle to build a snapshot at the current applied index or later, cheap to take
+    /// (no scan).
     fn view(&self) -> Result<Box<dyn StateView>>;
     /// A handle reading the state from any thread.
     fn reader(&self) -> KvReader;

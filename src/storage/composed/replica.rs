@@ -17,9 +17,9 @@ use crate::kv::KvCommand;
 use crate::storage::memlog::MemLog;
 use crate::storage::snapshots::{self, BuiltSnapshot, Finished, SnapshotCache, SnapshotJob};
 use crate::storage::{
-    BackendConfig, BackendKind, BackendStats, KvReader, LogEngine, OpenReport, Result,
-    StateEngine, StorageBackend, StorageError, check_apply, check_compact, check_snapshot,
-    datadir, hard_state_needs_sync, snapfile,
+    BackendConfig, BackendKind, BackendStats, KvReader, LogEngine, OpenReport, Result, StateEngine,
+    StorageBackend, StorageError, check_apply, check_compact, check_snapshot, datadir,
+    hard_state_needs_sync, snapfile,
 };
 
 /// On-disk format version of composed data directories (the engines' own formats are
@@ -39,27 +39,41 @@ pub struct ComposedBackend {
 }
 
 fn open_log(engine: LogEngine, config: &BackendConfig, dir: &Path) -> Result<Box<dyn LogStore>> {
-    match engine {
-        LogEngine::Wal => Ok(Box::new(super::log_wal::WalLog::open(config, dir)?)),
-        LogEngine::Rocksdb | LogEngine::RaftEngine => Err(StorageError::Config(format!(
-            "log engine {} is not built yet",
-            engine.as_str()
-        ))),
-    }
+    Ok(match engine {
+        LogEngine::Wal => Box::new(super::log_wal::WalLog::open(config, dir)?),
+        LogEngine::RaftEngine => {
+            Box::new(super::log_raft_engine::RaftEngineLog::open(config, dir)?)
+        }
+        #[cfg(feature = "rocksdb")]
+        LogEngine::Rocksdb => Box::new(super::log_rocks::RocksLog::open(config, dir)?),
+        #[cfg(not(feature = "rocksdb"))]
+        LogEngine::Rocksdb => {
+            return Err(StorageError::Config(format!(
+                "{} needs RocksDB, not in this build",
+                config.kind
+            )));
+        }
+    })
 }
 
 fn open_state(
     engine: StateEngine,
-    _config: &BackendConfig,
+    config: &BackendConfig,
     dir: &Path,
 ) -> Result<Box<dyn StateMachine>> {
-    match engine {
-        StateEngine::Memory => Ok(Box::new(MemoryState::open(dir)?)),
-        StateEngine::Rocksdb | StateEngine::Redb => Err(StorageError::Config(format!(
-            "state machine {} is not built yet",
-            engine.as_str()
-        ))),
-    }
+    Ok(match engine {
+        StateEngine::Memory => Box::new(MemoryState::open(dir)?),
+        StateEngine::Redb => Box::new(super::state_redb::RedbState::open(config, dir)?),
+        #[cfg(feature = "rocksdb")]
+        StateEngine::Rocksdb => Box::new(super::state_rocks::RocksState::open(config, dir)?),
+        #[cfg(not(feature = "rocksdb"))]
+        StateEngine::Rocksdb => {
+            return Err(StorageError::Config(format!(
+                "{} needs RocksDB, not in this build",
+                config.kind
+            )));
+        }
+    })
 }
 
 impl ComposedBackend {
@@ -266,7 +280,9 @@ impl raft::Storage for ComposedBackend {
         if low == high {
             return Ok(Vec::new());
         }
-        self.log.entries(low, high, max_size.into()).map_err(Into::into)
+        self.log
+            .entries(low, high, max_size.into())
+            .map_err(Into::into)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
@@ -323,7 +339,8 @@ impl StorageBackend for ComposedBackend {
             }
             let sync = self.config.fsync.sync()
                 && (!entries.is_empty()
-                    || hard_state.is_some_and(|hs| hard_state_needs_sync(self.log.hard_state(), hs)));
+                    || hard_state
+                        .is_some_and(|hs| hard_state_needs_sync(self.log.hard_state(), hs)));
             return self.log.write(LogWrite {
                 reset: None,
                 entries,
@@ -424,7 +441,7 @@ impl StorageBackend for ComposedBackend {
             ));
         }
         let path = snapfile::final_path(&self.snap_dir, applied);
-        if let Some(job) = self.snapshots.ready_at(applied, path.clone()) {
+        if let Some(job) = self.snapshots.ready_at(applied, path) {
             return Ok(job);
         }
         if !self.config.fsync.sync() {
@@ -432,12 +449,13 @@ impl StorageBackend for ComposedBackend {
         }
         let view = self.state.view()?;
         let rate = self.config.snapshot_write_rate.as_u64();
+        let snap_dir = self.snap_dir.clone();
         Ok(SnapshotJob::new(applied, move |cancel| {
-            view.make_durable()?;
-            let a = view.applied();
-            let limit = snapfile::Limit { rate, cancel };
-            snapshots::write_file(&path, a.index, a.term, &a.conf_state, limit, |w| {
-                view.scan(w)
+            view.build(&mut |a, scan| {
+                // The view may be later than `applied` (taken on this thread).
+                let path = snapfile::final_path(&snap_dir, a.index);
+                let limit = snapfile::Limit { rate, cancel };
+                snapshots::write_file(&path, a.index, a.term, &a.conf_state, limit, |w| scan(w))
             })
         }))
     }

@@ -15,9 +15,9 @@ use parking_lot::RwLock;
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 
-use super::{Applied, StateMachine, StateView};
+use super::{Applied, SnapshotWriter, StateMachine, StateView};
 use crate::kv::KvCommand;
-use crate::storage::snapfile::PairSink;
+use crate::storage::snapshots::BuiltSnapshot;
 use crate::storage::{KvRead, KvReader, Result, StorageError, datadir};
 
 /// Bytes of bookkeeping charged per map entry in memory estimates.
@@ -194,16 +194,13 @@ struct MemoryView {
 }
 
 impl StateView for MemoryView {
-    fn applied(&self) -> &Applied {
-        &self.applied
-    }
-    fn make_durable(&self) -> Result<()> {
-        Ok(())
-    }
-    fn scan(&self, sink: &mut PairSink<'_>) -> Result<()> {
-        for (k, v) in self.map.iter() {
-            sink.push(k, v)?;
-        }
-        Ok(())
+    /// Nothing to make durable: the snapshot file is what makes this state durable.
+    fn build(&self, write: SnapshotWriter<'_>) -> Result<BuiltSnapshot> {
+        write(&self.applied, &mut |sink| {
+            for (k, v) in self.map.iter() {
+                sink.push(k, v)?;
+            }
+            Ok(())
+        })
     }
 }
