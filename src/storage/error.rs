@@ -95,16 +95,18 @@ pub enum StorageError {
     #[error("redb {op}: {source}")]
     Redb {
         op: &'static str,
+        /// Boxed: redb's error is large, and every storage result would carry its size.
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
 
     /// raft-engine reported an error.
     #[error("raft-engine {op}: {source}")]
     RaftEngine {
         op: &'static str,
+        /// Boxed, as redb's.
         #[source]
-        source: raft_engine::Error,
+        source: Box<raft_engine::Error>,
     },
 }
 
@@ -128,13 +130,16 @@ impl StorageError {
     pub fn redb<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> Self {
         move |e| StorageError::Redb {
             op,
-            source: e.into(),
+            source: Box::new(e.into()),
         }
     }
 
     /// Wrap a raft-engine error.
     pub fn raft_engine(op: &'static str) -> impl FnOnce(raft_engine::Error) -> Self {
-        move |source| StorageError::RaftEngine { op, source }
+        move |source| StorageError::RaftEngine {
+            op,
+            source: Box::new(source),
+        }
     }
 
     /// Wrap a protobuf error.

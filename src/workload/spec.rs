@@ -82,6 +82,10 @@ pub struct ClusterSection {
     pub snapshot_write_rate: bytesize::ByteSize,
     pub memwal: MemwalOptions,
     pub rocksdb: RocksdbOptions,
+    /// Options of the raft-engine log store (`raft-engine+STATE` modes).
+    pub raft_engine: crate::wire::RaftEngineOptions,
+    /// Options of the redb state machine (`LOG+redb` modes).
+    pub redb: crate::wire::RedbOptions,
     /// When the nodes' data is on the fault file system (workloads with power-loss or disk
     /// events): whether directory entries are durable only once their directory is synced
     /// (`strict`, like ext4 or XFS without luck) or at once (`durable`).
@@ -105,6 +109,8 @@ impl ClusterSection {
         b.snapshot_write_rate = self.snapshot_write_rate;
         b.memwal = self.memwal.clone();
         b.rocksdb = self.rocksdb.clone();
+        b.raft_engine = self.raft_engine.clone();
+        b.redb = self.redb.clone();
         b
     }
 }
@@ -124,6 +130,8 @@ impl Default for ClusterSection {
                 .snapshot_write_rate,
             memwal: MemwalOptions::default(),
             rocksdb: RocksdbOptions::default(),
+            raft_engine: Default::default(),
+            redb: Default::default(),
             faultfs_metadata: Default::default(),
         }
     }
@@ -167,6 +175,24 @@ pub enum ValueSize {
     Fixed(usize),
     /// A distribution.
     Dist(ValueSizeDist),
+}
+
+impl ValueSize {
+    /// The mean size in bytes.
+    pub fn mean(&self) -> f64 {
+        match self {
+            ValueSize::Fixed(n) => *n as f64,
+            ValueSize::Dist(ValueSizeDist::Uniform { min, max }) => (*min + *max) as f64 / 2.0,
+            ValueSize::Dist(ValueSizeDist::Weighted { sizes }) => {
+                let total: f64 = sizes.iter().map(|(_, w)| w).sum();
+                if total > 0.0 {
+                    sizes.iter().map(|(s, w)| *s as f64 * w).sum::<f64>() / total
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
 }
 
 /// A value-size distribution.
@@ -509,6 +535,21 @@ pub struct Workload {
     pub file: WorkloadFile,
 }
 
+/// Byte offset of the first line setting `key` (`key = …`), or 0.
+fn key_offset(text: &str, key: &str) -> usize {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return offset + (line.len() - t.len());
+        }
+        offset += line.len();
+    }
+    0
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -538,6 +579,28 @@ impl Workload {
                 message: e.message().trim().to_string(),
             }
         })?;
+        // The mode and its engines' options agree (state_wal = false needs a RocksDB state
+        // machine of its own, …): reported at the option that breaks it.
+        if let Err(message) = file.cluster.backend().validate() {
+            let key = [
+                "state_wal",
+                "max_background_jobs",
+                "recovery_threads",
+                "target_file_size",
+                "purge_threshold",
+            ]
+            .into_iter()
+            .find(|k| message.contains(k))
+            .unwrap_or("backend");
+            let (line, column) = line_col(text, key_offset(text, key));
+            return Err(SpecError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: format!("cluster.{key}"),
+                message,
+            });
+        }
         validate(&file).map_err(|(offset, field, message)| {
             let (line, column) = line_col(text, offset);
             SpecError::Invalid {

@@ -187,13 +187,13 @@ impl RaftEngineLog {
         let truncated = read_u64s(KEY_TRUNCATED, 2)?.map_or((0, 0), |v| (v[0], v[1]));
         let reset_at = read_u64s(KEY_RESET_AT, 1)?.map(|v| v[0]);
         let engine_last = engine.last_index(REGION);
-        if let (Some(first), Some(_)) = (engine.first_index(REGION), engine_last) {
-            if first > truncated.0 + 1 {
-                return Err(corrupt(format!(
-                    "the log starts at entry {first}, but the truncation point is {}",
-                    truncated.0
-                )));
-            }
+        if let (Some(first), Some(_)) = (engine.first_index(REGION), engine_last)
+            && first > truncated.0 + 1
+        {
+            return Err(corrupt(format!(
+                "the log starts at entry {first}, but the truncation point is {}",
+                truncated.0
+            )));
         }
         let last_index = match reset_at {
             Some(r) => r,

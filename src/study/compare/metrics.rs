@@ -31,9 +31,78 @@ pub struct Metric {
     pub value: f64,
 }
 
+/// Per node, what its processes wrote to storage and the CPU seconds they used over the
+/// run, from `resources.csv` (a counter that goes down is a restarted process: its new
+/// value is all new).
+fn node_totals(run: &RunData) -> BTreeMap<u64, (f64, f64)> {
+    let mut by_node: BTreeMap<u64, Vec<&crate::workload::output::ResourceRow>> = BTreeMap::new();
+    for r in &run.resources {
+        by_node.entry(r.node).or_default().push(r);
+    }
+    by_node
+        .into_iter()
+        .map(|(node, mut rows)| {
+            rows.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+            let (mut written, mut cpu_s) = (0.0, 0.0);
+            for w in rows.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                written += if b.write_bytes >= a.write_bytes {
+                    (b.write_bytes - a.write_bytes) as f64
+                } else {
+                    b.write_bytes as f64
+                };
+                cpu_s += b.cpu_pct / 100.0 * (b.t_s - a.t_s).max(0.0);
+            }
+            (node, (written, cpu_s))
+        })
+        .collect()
+}
+
+/// Write and CPU costs of the run, whole-run figures over every phase:
+/// - `write_bytes_per_write`: bytes the nodes wrote to storage (`/proc/<pid>/io`
+///   `write_bytes`, all nodes) per acknowledged put or delete;
+/// - `write_amplification`: bytes one replica wrote per byte of user data put (key and
+///   value), so the replication factor is not in it: what one node's disk endures;
+/// - `cpu_us_per_op`: node CPU time (all nodes) per successful operation.
+fn write_costs(run: &RunData) -> Vec<(&'static str, f64)> {
+    let totals = node_totals(run);
+    if totals.is_empty() {
+        return Vec::new();
+    }
+    let written: f64 = totals.values().map(|t| t.0).sum();
+    let cpu_s: f64 = totals.values().map(|t| t.1).sum();
+    let ok = |op: Option<&str>| -> u64 {
+        run.summary
+            .iter()
+            .filter(|r| {
+                r.outcome == "ok" && r.latency_kind == "corrected" && op.is_none_or(|o| r.op == o)
+            })
+            .map(|r| r.count)
+            .sum()
+    };
+    let (puts, deletes, all) = (ok(Some("put")), ok(Some("delete")), ok(None));
+    let data = &run.manifest.workload.file.data;
+    let user_bytes = puts as f64 * (data.key_size as f64 + data.value_size.mean());
+    let mut out = Vec::new();
+    if puts + deletes > 0 {
+        out.push(("write_bytes_per_write", written / (puts + deletes) as f64));
+    }
+    if user_bytes > 0.0 {
+        out.push((
+            "write_amplification",
+            written / totals.len() as f64 / user_bytes,
+        ));
+    }
+    if all > 0 {
+        out.push(("cpu_us_per_op", cpu_s * 1e6 / all as f64));
+    }
+    out
+}
+
 /// The comparable metrics of a run: achieved throughput per phase; p50/p99/p99.9/max of
 /// successful operations' corrected latency and failures per (phase, op); recovery times per
-/// event; disk and memory bytes per key; acknowledged writes lost.
+/// event; disk and memory bytes per key; write bytes per write, write amplification and CPU
+/// per operation ([`write_costs`]); acknowledged writes lost.
 pub fn run_metrics(run: &RunData) -> Vec<Metric> {
     let mut m = Vec::new();
     let mut push = |name: String, better, value: f64| {
@@ -117,6 +186,9 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
             push("rss_bytes_per_key".into(), Better::Lower, rss / keys as f64);
         }
         push("rss_peak_bytes".into(), Better::Lower, peak);
+    }
+    for (name, v) in write_costs(run) {
+        push(name.into(), Better::Lower, v);
     }
     if let Some(v) = &run.manifest.verify {
         push(
