@@ -103,6 +103,8 @@ impl KvRead for Reader {
 pub struct RocksBackend {
     config: BackendConfig,
     db: Arc<DB>,
+    /// The DB's options, which hold its statistics.
+    db_opts: Options,
     cache: Cache,
     hard_state: HardState,
     conf_state: ConfState,
@@ -219,6 +221,7 @@ impl RocksBackend {
         let mut backend = RocksBackend {
             db: db.clone(),
             cache,
+            db_opts,
             hard_state,
             conf_state,
             truncated,
@@ -321,7 +324,20 @@ pub(crate) fn db_options(o: &RocksdbOptions) -> Options {
     // sector), while RocksDB stops there without an error, so a corrupted RocksDB replica
     // may come back at an older prefix (README, "Power loss").
     db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // Tickers only (flush and compaction bytes for `/status`), no timers or histograms:
+    // RocksDB documents this level as cheap.
+    db_opts.enable_statistics();
+    db_opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
     db_opts
+}
+
+/// Bytes `opts`'s DB wrote flushing and compacting (statistics from [`db_options`]).
+pub(crate) fn flush_and_compaction_bytes(opts: &Options) -> (u64, u64) {
+    use rocksdb::statistics::Ticker;
+    (
+        opts.get_ticker_count(Ticker::FlushWriteBytes),
+        opts.get_ticker_count(Ticker::CompactWriteBytes),
+    )
 }
 
 /// Options of one column family: `cache` as its block cache, the memtable size of `o`.
@@ -764,6 +780,8 @@ impl StorageBackend for RocksBackend {
             last_index: self.last_index,
             applied_index: self.applied_index(),
             snapshot_index: self.snapshot_index,
+            engine_flush_bytes: flush_and_compaction_bytes(&self.db_opts).0,
+            engine_compaction_bytes: flush_and_compaction_bytes(&self.db_opts).1,
         }
     }
 

@@ -165,6 +165,13 @@ pub struct BackendStats {
     pub applied_index: u64,
     /// Index of the newest durable snapshot (0 if none).
     pub snapshot_index: u64,
+    /// Bytes RocksDB wrote flushing memtables and compacting, summed over the mode's
+    /// RocksDBs, since the node opened them (0 for other engines): the engine's own share
+    /// of the write amplification.
+    #[serde(default)]
+    pub engine_flush_bytes: u64,
+    #[serde(default)]
+    pub engine_compaction_bytes: u64,
 }
 
 /// What opening a backend cost: the restart cost that recovery benchmarks report.

@@ -80,6 +80,12 @@ pub struct ResourceRow {
     pub raft_busy_us: Option<u64>,
     #[serde(default)]
     pub raft_stall_us: Option<u64>,
+    /// RocksDB's flush and compaction writes since the node's process opened it, from its
+    /// `/status` (empty when it did not answer; 0 for engines without RocksDB).
+    #[serde(default)]
+    pub engine_flush_bytes: Option<u64>,
+    #[serde(default)]
+    pub engine_compaction_bytes: Option<u64>,
 }
 
 /// A line of `timeline.csv`.
@@ -360,6 +366,8 @@ pub fn write_all(
             "raft_readies",
             "raft_busy_us",
             "raft_stall_us",
+            "engine_flush_bytes",
+            "engine_compaction_bytes",
         ],
     )?;
     if let Some(v) = &manifest.verify {

@@ -132,6 +132,16 @@ conformance_suites! {
     rocksdb_never => RocksdbBuilder { fsync: Never };
     wal_memory_always => ModeBuilder::new("wal+memory", Always);
     wal_memory_never => ModeBuilder::new("wal+memory", Never);
+    #[cfg(feature = "rocksdb")]
+    rocksdb_rocksdb_no_state_wal_always => ModeBuilder::new("rocksdb+rocksdb", Always)
+        .with("state_wal = false", |c| c.rocksdb.state_wal = false);
+    #[cfg(feature = "rocksdb")]
+    rocksdb_rocksdb_no_state_wal_never => ModeBuilder::new("rocksdb+rocksdb", Never)
+        .with("state_wal = false", |c| c.rocksdb.state_wal = false);
+    raft_engine_redb_immediate_always => ModeBuilder::new("raft-engine+redb", Always)
+        .with("apply_durability = immediate", |c| {
+            c.redb.apply_durability = raftbench::wire::RedbDurability::Immediate
+        });
     wal_redb_always => ModeBuilder::new("wal+redb", Always);
     wal_redb_never => ModeBuilder::new("wal+redb", Never);
     raft_engine_memory_always => ModeBuilder::new("raft-engine+memory", Always);

@@ -16,7 +16,8 @@ fn assert_no_mounts_under(dir: &Path) {
 }
 
 /// `cycles` whole-cluster power cuts under write load, each followed by a restart.
-fn cuts_workload(backend: &str, cycles: u32, torn: bool) -> String {
+/// `rocksdb` lines are added to its `[cluster.rocksdb]` table.
+fn cuts_workload_with(backend: &str, cycles: u32, torn: bool, rocksdb: &str) -> String {
     let mut w = format!(
         r#"
 name = "power-cuts"
@@ -30,6 +31,7 @@ compact_lag = 100
 [cluster.rocksdb]
 block_cache_size = "16 MiB"
 write_buffer_size = "4 MiB"
+{rocksdb}
 [data]
 keys = 2000
 value_size = 200
@@ -46,7 +48,7 @@ rate = 300
 timeout = "2s"
 mix = {{ put = 0.9, get = 0.1 }}
 "#,
-        cycles * 4 + 1
+        cycles * 4 + 1,
     );
     for c in 0..cycles {
         let action = if torn && c % 2 == 1 {
@@ -65,9 +67,14 @@ mix = {{ put = 0.9, get = 0.1 }}
 }
 
 fn cuts(backend: &str) {
+    cuts_with(backend, "")
+}
+
+/// [`cuts`] with `rocksdb` lines added to `[cluster.rocksdb]`.
+fn cuts_with(backend: &str, rocksdb: &str) {
     let t = tempfile::tempdir().unwrap();
     let wl = t.path().join("cuts.toml");
-    std::fs::write(&wl, cuts_workload(backend, 3, true)).unwrap();
+    std::fs::write(&wl, cuts_workload_with(backend, 3, true, rocksdb)).unwrap();
 
     // fsync = "always": nothing acknowledged may be lost, over every cut.
     let out = t.path().join("always");
@@ -138,6 +145,31 @@ fn power_cuts_lose_nothing_acknowledged_under_always_memwal() {
 #[test]
 fn power_cuts_lose_nothing_acknowledged_under_always_rocksdb() {
     cuts("rocksdb");
+}
+
+/// TiKV's current layout.
+#[test]
+fn power_cuts_lose_nothing_acknowledged_under_always_raft_engine_rocksdb() {
+    cuts("raft-engine+rocksdb");
+}
+
+/// The state machine without its WAL relies on the log alone: a cut loses its memtables,
+/// never an acknowledged write.
+#[test]
+fn power_cuts_lose_nothing_acknowledged_with_the_state_wal_off() {
+    cuts_with("rocksdb+rocksdb", "state_wal = false");
+}
+
+/// redb's non-durable commits, behind the WAL log.
+#[test]
+fn power_cuts_lose_nothing_acknowledged_under_always_wal_redb() {
+    cuts("wal+redb");
+}
+
+/// The in-memory state machine, durable only through snapshot files.
+#[test]
+fn power_cuts_lose_nothing_acknowledged_under_always_wal_memory() {
+    cuts("wal+memory");
 }
 
 #[test]

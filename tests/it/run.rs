@@ -49,6 +49,10 @@ fn smoke(backend: &str) {
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["backend"]["kind"], backend);
+    // Every engine's options are recorded, whichever the mode uses.
+    for table in ["memwal", "rocksdb", "raft_engine", "redb"] {
+        assert!(run["backend"][table].is_object(), "{}", run["backend"]);
+    }
     assert_eq!(run["seed"], 1);
     assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(!csv_rows(&out.join("timeline.csv")).is_empty());
@@ -73,7 +77,7 @@ fn smoke(backend: &str) {
             .lines()
             .next()
             .unwrap()
-            .ends_with("raft_readies,raft_busy_us,raft_stall_us"),
+            .ends_with("raft_stall_us,engine_flush_bytes,engine_compaction_bytes"),
         "{header}"
     );
     assert!(
@@ -92,6 +96,34 @@ fn smoke_memwal() {
 #[test]
 fn smoke_rocksdb() {
     smoke("rocksdb");
+}
+
+/// Every composed mode runs a workload end to end, through the CLI's mode names.
+macro_rules! smoke_modes {
+    ($($(#[$m:meta])* $name:ident => $mode:literal;)*) => {$(
+        $(#[$m])*
+        #[test]
+        fn $name() {
+            smoke($mode);
+        }
+    )*};
+}
+
+smoke_modes! {
+    smoke_wal_memory => "wal+memory";
+    smoke_wal_redb => "wal+redb";
+    smoke_raft_engine_memory => "raft-engine+memory";
+    smoke_raft_engine_redb => "raft-engine+redb";
+    #[cfg(feature = "rocksdb")]
+    smoke_wal_rocksdb => "wal+rocksdb";
+    #[cfg(feature = "rocksdb")]
+    smoke_rocksdb_rocksdb => "rocksdb+rocksdb";
+    #[cfg(feature = "rocksdb")]
+    smoke_raft_engine_rocksdb => "raft-engine+rocksdb";
+    #[cfg(feature = "rocksdb")]
+    smoke_rocksdb_memory => "rocksdb+memory";
+    #[cfg(feature = "rocksdb")]
+    smoke_rocksdb_redb => "rocksdb+redb";
 }
 
 #[test]

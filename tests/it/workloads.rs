@@ -236,3 +236,50 @@ fn validate_cli_reports_every_bad_file() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("good.toml: ok"));
 }
+
+/// Storage modes by name; unknown engines, impossible combinations and unknown engine
+/// options are errors at their line that name the valid choices.
+#[test]
+fn storage_modes_and_their_options() {
+    let rest = BASE.trim_start().strip_prefix("name = \"t\"\n").unwrap();
+    let with = |cluster: &str| format!("name = \"t\"\n[cluster]\n{cluster}\n{rest}");
+    let w = Workload::parse(
+        Path::new("ok.toml"),
+        &with("backend = \"raft-engine+redb\"\n[cluster.raft_engine]\ntarget_file_size = \"8 MiB\"\n[cluster.redb]\napply_durability = \"immediate\""),
+    )
+    .unwrap();
+    let b = w.file.cluster.backend();
+    assert_eq!(b.kind.to_string(), "raft-engine+redb");
+    assert_eq!(b.raft_engine.target_file_size, bytesize::ByteSize::mib(8));
+    assert_eq!(
+        b.redb.apply_durability,
+        raftbench::wire::RedbDurability::Immediate
+    );
+
+    let (field, line, message) = err(&with("backend = \"bolt+redb\""));
+    assert_eq!((field.as_str(), line), ("syntax", 3), "{message}");
+    assert!(
+        message.contains("raft-engine") && message.contains("wal"),
+        "{message}"
+    );
+    let (field, line, message) = err(&with("backend = \"wal+sqlite\""));
+    assert_eq!((field.as_str(), line), ("syntax", 3), "{message}");
+    assert!(
+        message.contains("redb") && message.contains("memory"),
+        "{message}"
+    );
+
+    let (field, line, message) = err(&with(
+        "backend = \"wal+redb\"\n[cluster.rocksdb]\nstate_wal = false",
+    ));
+    assert_eq!(
+        (field.as_str(), line),
+        ("cluster.state_wal", 5),
+        "{message}"
+    );
+    assert!(message.contains("raft-engine+rocksdb"), "{message}");
+
+    let (field, line, message) = err(&with("[cluster.redb]\nsync = \"always\""));
+    assert_eq!((field.as_str(), line), ("syntax", 4), "{message}");
+    assert!(message.contains("apply_durability"), "{message}");
+}

@@ -185,7 +185,11 @@ impl RaftEngineLog {
             }
         };
         let truncated = read_u64s(KEY_TRUNCATED, 2)?.map_or((0, 0), |v| (v[0], v[1]));
-        let reset_at = read_u64s(KEY_RESET_AT, 1)?.map(|v| v[0]);
+        // A `reset_at` below the truncation point describes a log that no longer exists (a
+        // later reset always clears it; this only guards against one that did not).
+        let reset_at = read_u64s(KEY_RESET_AT, 1)?
+            .map(|v| v[0])
+            .filter(|&r| r >= truncated.0);
         let engine_last = engine.last_index(REGION);
         if let (Some(first), Some(_)) = (engine.first_index(REGION), engine_last)
             && first > truncated.0 + 1
@@ -319,6 +323,10 @@ impl LogStore for RaftEngineLog {
                     .put(REGION, KEY_RESET_AT.to_vec(), index.to_be_bytes().to_vec())
                     .map_err(engine_err("encode the log end"))?;
                 reset_pending = true;
+            } else if reset_pending && w.entries.is_empty() {
+                // Nothing above this reset remains: an older `reset_at` must go with it.
+                batch.delete(REGION, KEY_RESET_AT.to_vec());
+                reset_pending = false;
             }
         }
         if !w.entries.is_empty() {
@@ -384,9 +392,19 @@ impl LogStore for RaftEngineLog {
         if up_to >= self.tail.truncated().0 {
             self.tail.compact(up_to);
         }
-        self.engine
-            .purge_expired_files()
-            .map_err(engine_err("purge"))?;
+        // Purging deletes the files that held the previous truncation point: the new one
+        // must be durable first, or a power cut would find neither.
+        if !sync {
+            self.engine.sync().map_err(engine_err("sync"))?;
+        }
+        // On the reader thread: a purge that rewrites live entries reads them through
+        // raft-engine's thread-local block cache (see [`Reader`]).
+        self.reader.read(|engine| {
+            engine
+                .purge_expired_files()
+                .map(drop)
+                .map_err(engine_err("purge"))
+        })?;
         Ok(())
     }
 
@@ -454,6 +472,31 @@ mod tests {
         let log = RaftEngineLog::open(&config, &dir).unwrap();
         assert_eq!(log.entries(5, 6, None).unwrap(), vec![entry(5, 7)]);
         assert_eq!(log.last_index(), 5);
+    }
+
+    /// A reset that hides stale entries, then another above them before any append: the
+    /// second clears the first's marker, and the log reopens empty at the second.
+    #[test]
+    fn two_resets_in_a_row() {
+        let t = tempfile::tempdir().unwrap();
+        let kind = "raft-engine+memory".parse().unwrap();
+        let config = BackendConfig::new(kind, t.path());
+        let dir = t.path().join("log");
+        let mut log = RaftEngineLog::open(&config, &dir).unwrap();
+        write(
+            &mut log,
+            Some((3, 3)),
+            &[entry(4, 4), entry(5, 5), entry(6, 5)],
+        );
+        write(&mut log, Some((4, 4)), &[]);
+        write(&mut log, Some((9, 8)), &[]);
+        drop(log);
+        let mut log = RaftEngineLog::open(&config, &dir).unwrap();
+        assert_eq!((log.truncated(), log.last_index()), ((9, 8), 9));
+        write(&mut log, None, &[entry(10, 8)]);
+        drop(log);
+        let log = RaftEngineLog::open(&config, &dir).unwrap();
+        assert_eq!(log.entries(10, 11, None).unwrap(), vec![entry(10, 8)]);
     }
 
     /// Two engines with the same file layout, read in turn from one thread, each read back

@@ -18,8 +18,8 @@ use rocksdb::{Cache, ColumnFamily, ColumnFamilyDescriptor, DB, WriteBatch, Write
 use super::{LogOpened, LogStore, LogWrite};
 use crate::storage::memlog::MemLog;
 use crate::storage::rocks::{
-    cf_options, db_options, index_of, log_key, read_log_entries, read_log_entry, rocks,
-    truncated_value,
+    cf_options, db_options, flush_and_compaction_bytes, index_of, log_key, read_log_entries,
+    read_log_entry, rocks, truncated_value,
 };
 use crate::storage::{BackendConfig, Compression, Result, StorageError, datadir};
 
@@ -34,6 +34,8 @@ const TAIL_CACHE_ENTRIES: usize = 4096;
 /// See the module docs.
 pub struct RocksLog {
     db: DB,
+    /// The DB's options, which hold its statistics.
+    db_opts: rocksdb::Options,
     cache: Cache,
     path: PathBuf,
     hard_state: HardState,
@@ -55,7 +57,8 @@ impl RocksLog {
         let cfs = [CF_LOG, CF_META]
             .map(|n| ColumnFamilyDescriptor::new(n, cf_options(o, &cache, Compression::None, 0)));
         let started = Instant::now();
-        let db = DB::open_cf_descriptors(&db_options(o), &path, cfs).map_err(rocks("open"))?;
+        let db_opts = db_options(o);
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(rocks("open"))?;
         let replay_ms = started.elapsed().as_secs_f64() * 1e3;
         let corrupt = |why: String| StorageError::corrupt(&path, 0, why);
         let meta = db.cf_handle(CF_META).expect("meta cf");
@@ -110,6 +113,7 @@ impl RocksLog {
         };
         Ok(RocksLog {
             db,
+            db_opts,
             cache,
             path,
             hard_state,
@@ -287,6 +291,10 @@ impl LogStore for RocksLog {
             + prop("rocksdb.estimate-table-readers-mem")
             + self.cache.get_usage() as u64
             + self.tail.bytes()
+    }
+
+    fn engine_writes(&self) -> (u64, u64) {
+        flush_and_compaction_bytes(&self.db_opts)
     }
 
     fn opened(&self) -> LogOpened {

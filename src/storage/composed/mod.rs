@@ -31,10 +31,13 @@
 //!    cannot sync alone (memory) gets a snapshot file written first.
 //! 2. **At open, `t ≤ a ≤ L`.** A state machine behind the newest snapshot file is restored
 //!    from that file (this is how the memory state machine always comes back, and how a
-//!    RocksDB state machine without its WAL does after a crash). A state machine ahead of
-//!    the log (only possible when the log's tail was lost, under `fsync = "never"`) makes
-//!    the log restart empty at `a`, with `a`'s term: every applied entry was committed, so
-//!    this is a state the cluster had. Any other disagreement refuses the open.
+//!    RocksDB state machine without its WAL does after a crash). A log that disagrees with
+//!    the state above `t` — it ends before `a` (its tail lost under `fsync = "never"`), or
+//!    has another term at `a` (a crash between an install's file and its log reset, when
+//!    the install replaced a stale suffix; or a lost overwrite under `never` while the
+//!    state that applied it was durable) — restarts empty at `a`, with `a`'s term: every
+//!    applied entry was committed, so this is a state the cluster had. A state behind `t`
+//!    with no snapshot file to cover it refuses the open.
 //! 3. **Applies are not synced** by any state machine unless an option says so (redb's
 //!    `apply_durability = "immediate"`): losing them is safe because the log holds every
 //!    entry above `a` (1 and 2), and raft replays them.
@@ -45,6 +48,9 @@
 //! 5. **A built snapshot reflects durable state**: under `fsync = "never"` the log is synced
 //!    when the snapshot is begun, and the state machine syncs itself before its file is
 //!    written, so a restart after compaction replays from the state machine, not the file.
+//!    A view taken on the building thread (RocksDB's) may include applies made after the
+//!    log sync, whose entries are not yet durable in the log under `never`: after a power
+//!    cut the state is then ahead of the log, which 2 restarts at the state.
 
 mod log_raft_engine;
 #[cfg(feature = "rocksdb")]
@@ -123,6 +129,10 @@ pub trait LogStore: Send {
     fn sync(&mut self) -> Result<()>;
     /// Memory the store holds (caches, indexes, buffers).
     fn memory_bytes(&self) -> u64;
+    /// Bytes the engine wrote flushing and compacting, as [`StateMachine::engine_writes`].
+    fn engine_writes(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// What opening it cost.
     fn opened(&self) -> LogOpened;
 }
@@ -232,4 +242,9 @@ pub trait StateMachine: Send {
     fn kv_keys(&self) -> u64;
     /// Memory the engine holds.
     fn memory_bytes(&self) -> u64;
+    /// Bytes the engine wrote flushing memtables and compacting since it opened (RocksDB's
+    /// statistics; `(0, 0)` for engines without either).
+    fn engine_writes(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }

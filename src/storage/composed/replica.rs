@@ -140,12 +140,21 @@ impl ComposedBackend {
                 ),
             ));
         }
-        if applied.index > last {
-            // Only after the log lost its tail (fsync = "never"): restart it at the state.
+        // The log disagrees with the applied state above its truncation point: it ends
+        // before it (its tail was lost under fsync = "never"), or holds another term there (a
+        // crash between an install's snapshot file and its log reset, when the install
+        // replaced a stale suffix; or an overwrite of the log lost while the state that
+        // applied it was durable). Every applied entry was committed, so the log's
+        // disagreeing suffix is obsolete: restart the log at the state.
+        let disagrees =
+            applied.index > t && (applied.index > last || log.term(applied.index)? != applied.term);
+        if disagrees {
             warn!(
                 applied = applied.index,
+                applied_term = applied.term,
                 last_index = last,
-                "the log ends before the applied state; restarting it at the applied index"
+                "the log ends before the applied state or disagrees with its term; restarting it \
+                 at the applied index"
             );
             let mut hs = log.hard_state().clone();
             if hs.term < applied.term {
@@ -160,19 +169,14 @@ impl ComposedBackend {
                 sync: true,
             })?;
             log_restarted = true;
-        } else if applied.index > 0 {
-            let term = if applied.index == t {
-                t_term
-            } else {
-                log.term(applied.index)?
-            };
-            if term != applied.term {
+        } else if applied.index > 0 && applied.index == t {
+            if t_term != applied.term {
                 return Err(StorageError::corrupt(
                     &config.dir,
                     0,
                     format!(
-                        "the state machine is at index {} of term {}, but the log has term \
-                         {term} there",
+                        "the state machine is at index {} of term {}, but the log's truncation \
+                         point there has term {t_term}",
                         applied.index, applied.term
                     ),
                 ));
@@ -391,11 +395,23 @@ impl StorageBackend for ComposedBackend {
             return Ok(());
         }
         // A snapshot at this index would be stale: the conf state changed under it.
-        if self.snapshot_index == self.state.applied().index {
+        let applied = self.state.applied().index;
+        let stale = self.snapshot_index == applied;
+        if stale {
             self.snapshot_index = 0;
             self.snapshots.clear();
         }
-        self.make_state_durable()
+        // A state machine that cannot sync replaces the file (atomically) with a new one.
+        self.make_state_durable()?;
+        if stale && self.snapshot_index == 0 {
+            // The others synced: the stale file must not be served after a restart.
+            let trash = datadir::trash_dir(&self.config.dir);
+            let path = snapfile::final_path(&self.snap_dir, applied);
+            if path.exists() {
+                datadir::discard(&path, &trash)?;
+            }
+        }
+        Ok(())
     }
 
     fn apply(
@@ -502,7 +518,11 @@ impl StorageBackend for ComposedBackend {
     fn stats(&self) -> BackendStats {
         let (t, _) = self.log.truncated();
         let last = self.log.last_index();
+        let (log_flush, log_compaction) = self.log.engine_writes();
+        let (state_flush, state_compaction) = self.state.engine_writes();
         BackendStats {
+            engine_flush_bytes: log_flush + state_flush,
+            engine_compaction_bytes: log_compaction + state_compaction,
             disk_bytes: datadir::dir_size(&self.config.dir),
             memory_bytes: self.log.memory_bytes() + self.state.memory_bytes(),
             kv_keys: self.state.kv_keys(),
@@ -516,5 +536,41 @@ impl StorageBackend for ComposedBackend {
 
     fn open_report(&self) -> OpenReport {
         self.open_report.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::conformance::{
+        BackendBuilder, ModeBuilder, dump_kv, new_entry, snapshot_with,
+    };
+    use crate::storage::{FsyncPolicy, StorageBackend, snapfile};
+
+    /// A crash after an install's snapshot file was written but before the log restarted
+    /// at it, where the install replaced a stale suffix (the log has another term at the
+    /// snapshot's index): open finishes the install instead of refusing.
+    #[test]
+    fn an_install_cut_short_after_its_file_completes_at_open() {
+        for mode in ["wal+memory", "raft-engine+redb", "wal+redb"] {
+            let builder = ModeBuilder::new(mode, FsyncPolicy::Always);
+            let (t, mut b) = builder.build().unwrap();
+            let entries: Vec<_> = (4..=6).map(|i| new_entry(i, 4)).collect();
+            b.persist(Some(&snapshot_with(3, 3, &[])), &entries, None)
+                .unwrap();
+            drop(b);
+            // What persist writes first for a leader's snapshot at 5 of term 7.
+            let s = snapshot_with(5, 7, &[(b"k", b"v")]);
+            let path = snapfile::final_path(&t.path().join("snap"), 5);
+            snapfile::write(&path, s.get_metadata(), &s.data).unwrap();
+
+            let b = builder
+                .open(t.path())
+                .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(b.applied_index(), 5, "{mode}");
+            assert_eq!(raft::Storage::term(&b, 5).unwrap(), 7, "{mode}");
+            assert_eq!(raft::Storage::last_index(&b).unwrap(), 5, "{mode}");
+            assert_eq!(dump_kv(&b), vec![(b"k".to_vec(), b"v".to_vec())], "{mode}");
+            assert!(b.open_report().log_restarted_at_snapshot, "{mode}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use rocksdb::{Cache, ColumnFamilyDescriptor, DB, ReadOptions, WriteBatch, WriteO
 
 use super::{Applied, SnapshotWriter, StateMachine, StateView};
 use crate::kv::KvCommand;
-use crate::storage::rocks::{cf_options, db_options, rocks};
+use crate::storage::rocks::{cf_options, db_options, flush_and_compaction_bytes, rocks};
 use crate::storage::snapshots::BuiltSnapshot;
 use crate::storage::{BackendConfig, KvRead, KvReader, Result, datadir};
 
@@ -81,6 +81,8 @@ impl KvRead for Shared {
 /// See the module docs.
 pub struct RocksState {
     shared: Arc<Shared>,
+    /// The DB's options, which hold its statistics.
+    db_opts: rocksdb::Options,
     cache: Cache,
     path: PathBuf,
     wal: bool,
@@ -97,8 +99,9 @@ impl RocksState {
         datadir::create_dir_durable(&path)?;
         let cache = Cache::new_lru_cache(o.block_cache_size.as_u64() as usize);
         let cf = cf_options(o, &cache, o.compression, o.bloom_bits_per_key);
+        let db_opts = db_options(o);
         let db = DB::open_cf_descriptors(
-            &db_options(o),
+            &db_opts,
             &path,
             vec![ColumnFamilyDescriptor::new(
                 rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
@@ -115,6 +118,7 @@ impl RocksState {
                 db,
                 applied: AtomicU64::new(applied.index),
             }),
+            db_opts,
             cache,
             path,
             wal: o.state_wal,
@@ -229,6 +233,10 @@ impl StateMachine for RocksState {
 
     fn kv_keys(&self) -> u64 {
         self.property("rocksdb.estimate-num-keys").saturating_sub(1)
+    }
+
+    fn engine_writes(&self) -> (u64, u64) {
+        flush_and_compaction_bytes(&self.db_opts)
     }
 
     fn memory_bytes(&self) -> u64 {

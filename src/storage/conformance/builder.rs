@@ -92,11 +92,15 @@ impl BackendBuilder for RocksdbBuilder {
 }
 
 /// Any storage mode by name (a composed `LOG+STATE` one, usually) with the given fsync
-/// policy, opened through [`crate::storage::open_backend`] as the node opens it.
+/// policy, opened through [`crate::storage::open_backend`] as the node opens it; optionally
+/// with engine options changed ([`ModeBuilder::with`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ModeBuilder {
     pub kind: BackendKind,
     pub fsync: FsyncPolicy,
+    /// What [`Self::tweak`] changes, for test names ("" when nothing).
+    pub label: &'static str,
+    pub tweak: Option<fn(&mut crate::storage::BackendConfig)>,
 }
 
 impl ModeBuilder {
@@ -105,6 +109,17 @@ impl ModeBuilder {
         ModeBuilder {
             kind: mode.parse().unwrap_or_else(|e| panic!("{e}")),
             fsync,
+            label: "",
+            tweak: None,
+        }
+    }
+
+    /// The same mode with `tweak` applied to its config (named `label` in messages).
+    pub fn with(self, label: &'static str, tweak: fn(&mut crate::storage::BackendConfig)) -> Self {
+        ModeBuilder {
+            label,
+            tweak: Some(tweak),
+            ..self
         }
     }
 }
@@ -113,10 +128,18 @@ impl BackendBuilder for ModeBuilder {
     type Backend = crate::storage::AnyBackend;
 
     fn name(&self) -> String {
-        format!("{} (fsync {})", self.kind, self.fsync)
+        if self.label.is_empty() {
+            format!("{} (fsync {})", self.kind, self.fsync)
+        } else {
+            format!("{} (fsync {}, {})", self.kind, self.fsync, self.label)
+        }
     }
 
     fn open(&self, dir: &Path) -> Result<crate::storage::AnyBackend> {
-        crate::storage::open_backend(&suite_config(self.kind, self.fsync, dir))
+        let mut config = suite_config(self.kind, self.fsync, dir);
+        if let Some(tweak) = self.tweak {
+            tweak(&mut config);
+        }
+        crate::storage::open_backend(&config)
     }
 }

@@ -491,6 +491,8 @@ impl StorageBackend for MemwalBackend {
 
     fn stats(&self) -> BackendStats {
         BackendStats {
+            engine_flush_bytes: 0,
+            engine_compaction_bytes: 0,
             disk_bytes: datadir::dir_size(&self.config.dir),
             memory_bytes: self.kv_bytes + self.log.bytes(),
             kv_keys: self.shared.map.read().len() as u64,

@@ -110,6 +110,8 @@ mod tests {
             raft_readies: None,
             raft_busy_us: None,
             raft_stall_us: None,
+            engine_flush_bytes: None,
+            engine_compaction_bytes: None,
         };
         run.events = vec![EventRow {
             t_ms: 5200,

@@ -31,10 +31,15 @@ pub struct Metric {
     pub value: f64,
 }
 
-/// Per node, what its processes wrote to storage and the CPU seconds they used over the
-/// run, from `resources.csv` (a counter that goes down is a restarted process: its new
-/// value is all new).
-fn node_totals(run: &RunData) -> BTreeMap<u64, (f64, f64)> {
+/// Growth of a per-process counter between two samples: a counter that went down is a
+/// restarted process, whose new value is all new.
+fn growth(a: u64, b: u64) -> f64 {
+    if b >= a { (b - a) as f64 } else { b as f64 }
+}
+
+/// Per node over the run, from `resources.csv`: bytes its processes wrote to storage, CPU
+/// seconds they used, and bytes RocksDB wrote flushing and compacting.
+fn node_totals(run: &RunData) -> BTreeMap<u64, (f64, f64, f64)> {
     let mut by_node: BTreeMap<u64, Vec<&crate::workload::output::ResourceRow>> = BTreeMap::new();
     for r in &run.resources {
         by_node.entry(r.node).or_default().push(r);
@@ -43,17 +48,21 @@ fn node_totals(run: &RunData) -> BTreeMap<u64, (f64, f64)> {
         .into_iter()
         .map(|(node, mut rows)| {
             rows.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-            let (mut written, mut cpu_s) = (0.0, 0.0);
+            let (mut written, mut cpu_s, mut engine) = (0.0, 0.0, 0.0);
+            // The engine counters skip samples where the node did not answer.
+            let mut last_engine: Option<u64> = None;
             for w in rows.windows(2) {
                 let (a, b) = (w[0], w[1]);
-                written += if b.write_bytes >= a.write_bytes {
-                    (b.write_bytes - a.write_bytes) as f64
-                } else {
-                    b.write_bytes as f64
-                };
+                written += growth(a.write_bytes, b.write_bytes);
                 cpu_s += b.cpu_pct / 100.0 * (b.t_s - a.t_s).max(0.0);
             }
-            (node, (written, cpu_s))
+            for r in &rows {
+                if let (Some(f), Some(c)) = (r.engine_flush_bytes, r.engine_compaction_bytes) {
+                    engine += growth(last_engine.unwrap_or(0), f + c);
+                    last_engine = Some(f + c);
+                }
+            }
+            (node, (written, cpu_s, engine))
         })
         .collect()
 }
@@ -63,6 +72,8 @@ fn node_totals(run: &RunData) -> BTreeMap<u64, (f64, f64)> {
 ///   `write_bytes`, all nodes) per acknowledged put or delete;
 /// - `write_amplification`: bytes one replica wrote per byte of user data put (key and
 ///   value), so the replication factor is not in it: what one node's disk endures;
+/// - `rocksdb_flush_compaction_bytes_per_write`: of those bytes, what RocksDB wrote
+///   flushing memtables and compacting (its own statistics), for modes with RocksDB;
 /// - `cpu_us_per_op`: node CPU time (all nodes) per successful operation.
 fn write_costs(run: &RunData) -> Vec<(&'static str, f64)> {
     let totals = node_totals(run);
@@ -71,6 +82,7 @@ fn write_costs(run: &RunData) -> Vec<(&'static str, f64)> {
     }
     let written: f64 = totals.values().map(|t| t.0).sum();
     let cpu_s: f64 = totals.values().map(|t| t.1).sum();
+    let engine: f64 = totals.values().map(|t| t.2).sum();
     let ok = |op: Option<&str>| -> u64 {
         run.summary
             .iter()
@@ -86,6 +98,12 @@ fn write_costs(run: &RunData) -> Vec<(&'static str, f64)> {
     let mut out = Vec::new();
     if puts + deletes > 0 {
         out.push(("write_bytes_per_write", written / (puts + deletes) as f64));
+        if engine > 0.0 {
+            out.push((
+                "rocksdb_flush_compaction_bytes_per_write",
+                engine / (puts + deletes) as f64,
+            ));
+        }
     }
     if user_bytes > 0.0 {
         out.push((

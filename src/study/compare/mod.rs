@@ -98,7 +98,7 @@ pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
         "Same for every backend ({}): workload file {} (\"{}\"), seed {}, fsync={}, {} nodes, \
          data set {} keys of {} B with {value} ({}% random bytes), snapshot every {} entries \
          keeping {} behind, a fresh data directory per run{restarts}. Engine options: memwal {}, \
-         rocksdb {}.",
+         rocksdb {}, raft_engine {}, redb {}.",
         backends
             .iter()
             .map(|b| b.to_string())
@@ -116,6 +116,8 @@ pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
         c.compact_lag,
         serde_json::to_string(&c.memwal).unwrap_or_default(),
         serde_json::to_string(&c.rocksdb).unwrap_or_default(),
+        serde_json::to_string(&c.raft_engine).unwrap_or_default(),
+        serde_json::to_string(&c.redb).unwrap_or_default(),
     )
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ProcResources};
-use crate::wire::RaftStatus;
+use crate::wire::StatusReport;
 use crate::workload::output::ResourceRow;
 
 /// What the sampler collected: every node's samples, and the load generator's (this
@@ -36,7 +36,7 @@ pub(super) async fn sample_resources(
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
         peak = peak.max(generator_rss_bytes());
-        for (id, pid, r, raft) in sample_nodes(&cluster, &http).await {
+        for (id, pid, r, status) in sample_nodes(&cluster, &http).await {
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
             rows.push(ResourceRow {
                 t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
@@ -46,9 +46,11 @@ pub(super) async fn sample_resources(
                 read_bytes: r.read_bytes,
                 write_bytes: r.write_bytes,
                 cpu_pct: cpu_pct.unwrap_or(0.0),
-                raft_readies: raft.as_ref().map(|s| s.readies),
-                raft_busy_us: raft.as_ref().map(|s| s.busy_us),
-                raft_stall_us: raft.as_ref().map(|s| s.recent_longest_turn_us),
+                raft_readies: status.as_ref().map(|s| s.raft.readies),
+                raft_busy_us: status.as_ref().map(|s| s.raft.busy_us),
+                raft_stall_us: status.as_ref().map(|s| s.raft.recent_longest_turn_us),
+                engine_flush_bytes: status.as_ref().map(|s| s.storage.engine_flush_bytes),
+                engine_compaction_bytes: status.as_ref().map(|s| s.storage.engine_compaction_bytes),
             });
         }
     }
@@ -64,11 +66,11 @@ pub(super) fn generator_rss_bytes() -> u64 {
 }
 
 /// One sample of every node that can be sampled: (id, pid of a local node, figures, its
-/// raft loop's figures from `/status` when it answered).
+/// `/status` when it answered).
 async fn sample_nodes(
     cluster: &Mutex<Cluster>,
     http: &reqwest::Client,
-) -> Vec<(u64, Option<u32>, ProcResources, Option<RaftStatus>)> {
+) -> Vec<(u64, Option<u32>, ProcResources, Option<StatusReport>)> {
     // Local nodes: /proc, read under the lock (fast). Every running node's /status (an
     // attached node's resources too) is queried after releasing it, so a slow node cannot
     // hold up event injection.
@@ -101,19 +103,12 @@ async fn sample_nodes(
     if attached {
         return statuses
             .into_values()
-            .map(|s| {
-                (
-                    s.id,
-                    None,
-                    crate::cluster::reported_resources(&s),
-                    Some(s.raft),
-                )
-            })
+            .map(|s| (s.id, None, crate::cluster::reported_resources(&s), Some(s)))
             .collect();
     }
     local
         .into_iter()
-        .map(|(id, pid, r)| (id, pid, r, statuses.remove(&id).map(|s| s.raft)))
+        .map(|(id, pid, r)| (id, pid, r, statuses.remove(&id)))
         .collect()
 }
 
