@@ -386,8 +386,18 @@ mod tests {
         // The snapshot write rate came later (a run before it wrote at full speed; read
         // back, it shows the default).
         assert_eq!(cl.remove("snapshot_write_rate"), Some("32.0 MiB".into()));
+        // Storage modes added the raft-engine and redb tables and RocksDB's `state_wal`
+        // (read back, the defaults), in the workload's cluster section and the backend.
+        assert!(cl.remove("raft_engine").is_some_and(|v| v.is_object()));
+        assert!(cl.remove("redb").is_some_and(|v| v.is_object()));
+        let r = cl["rocksdb"].as_object_mut().unwrap();
+        assert_eq!(r.remove("state_wal"), Some(true.into()));
         let b = o["backend"].as_object_mut().unwrap();
         assert_eq!(b.remove("snapshot_write_rate"), Some("32.0 MiB".into()));
+        assert!(b.remove("raft_engine").is_some_and(|v| v.is_object()));
+        assert!(b.remove("redb").is_some_and(|v| v.is_object()));
+        let r = b["rocksdb"].as_object_mut().unwrap();
+        assert_eq!(r.remove("state_wal"), Some(true.into()));
         // Phases gained `unsent` (open-loop operations never sent) after the fixture.
         for p in written["phases"].as_array_mut().unwrap() {
             assert_eq!(p.as_object_mut().unwrap().remove("unsent"), Some(0.into()));

@@ -169,18 +169,16 @@ impl ComposedBackend {
                 sync: true,
             })?;
             log_restarted = true;
-        } else if applied.index > 0 && applied.index == t {
-            if t_term != applied.term {
-                return Err(StorageError::corrupt(
-                    &config.dir,
-                    0,
-                    format!(
-                        "the state machine is at index {} of term {}, but the log's truncation \
-                         point there has term {t_term}",
-                        applied.index, applied.term
-                    ),
-                ));
-            }
+        } else if applied.index > 0 && applied.index == t && t_term != applied.term {
+            return Err(StorageError::corrupt(
+                &config.dir,
+                0,
+                format!(
+                    "the state machine is at index {} of term {}, but the log's truncation point \
+                     there has term {t_term}",
+                    applied.index, applied.term
+                ),
+            ));
         }
 
         // Keep the newest file the state covers (raft sends it to followers); the others
