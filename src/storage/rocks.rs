@@ -189,27 +189,7 @@ impl RocksBackend {
         let snapshot_index = u64s(META_SNAPSHOT, 1)?[0];
 
         let log_cf = db.cf_handle(CF_LOG).expect("log cf");
-        let mut it = db.raw_iterator_cf(log_cf);
-        it.seek_to_last();
-        let last_index = match it.key() {
-            Some(k) => index_of(k).ok_or_else(|| corrupt("raft log", "bad key".into()))?,
-            None => truncated.0,
-        };
-        it.seek_to_first();
-        if let Some(k) = it.key() {
-            let first = index_of(k).ok_or_else(|| corrupt("raft log", "bad key".into()))?;
-            if first != truncated.0 + 1 {
-                return Err(corrupt(
-                    "raft log",
-                    format!(
-                        "first entry is {first} but the truncation point is {}",
-                        truncated.0
-                    ),
-                ));
-            }
-        }
-        it.status().map_err(rocks("scan log"))?;
-        drop(it);
+        let last_index = scan_log_end(&db, log_cf, &db_path, truncated.0)?;
         if applied > last_index {
             return Err(corrupt(
                 "raft log",
@@ -361,6 +341,35 @@ pub(crate) fn cf_options(
         Compression::Zstd => DBCompressionType::Zstd,
     });
     c
+}
+
+/// The last index of a raft log column family (`log` of the DB at `db_path`) whose
+/// truncation point is `truncated`, checking that the log starts right after it.
+pub(crate) fn scan_log_end(
+    db: &DB,
+    log: &ColumnFamily,
+    db_path: &Path,
+    truncated: u64,
+) -> Result<u64> {
+    let corrupt = |why: String| StorageError::corrupt(db_path, 0, format!("raft log: {why}"));
+    let index = |k: &[u8]| index_of(k).ok_or_else(|| corrupt("bad key".into()));
+    let mut it = db.raw_iterator_cf(log);
+    it.seek_to_last();
+    let last_index = match it.key() {
+        Some(k) => index(k)?,
+        None => truncated,
+    };
+    it.seek_to_first();
+    if let Some(k) = it.key() {
+        let first = index(k)?;
+        if first != truncated + 1 {
+            return Err(corrupt(format!(
+                "first entry is {first} but the truncation point is {truncated}"
+            )));
+        }
+    }
+    it.status().map_err(rocks("scan the log"))?;
+    Ok(last_index)
 }
 
 /// Entry `idx` of a raft log column family (`log` of the DB at `db_path`).

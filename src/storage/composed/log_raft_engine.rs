@@ -27,8 +27,8 @@ use raft::eraftpb::{Entry, HardState};
 use raft::util::limit_size;
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize};
 
+use super::cached_log::CachedLog;
 use super::{LogOpened, LogStore, LogWrite};
-use crate::storage::memlog::MemLog;
 use crate::storage::{BackendConfig, Result, StorageError, datadir};
 
 /// The raft group id the replica's log is kept under.
@@ -37,9 +37,6 @@ pub const REGION: u64 = 1;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 const KEY_RESET_AT: &[u8] = b"reset_at";
-
-/// Entries kept in the in-memory tail cache (as the RocksDB log's).
-const TAIL_CACHE_ENTRIES: usize = 4096;
 
 /// Bytes raft-engine's index holds per entry (its `EntryIndex`), for memory estimates.
 const INDEX_BYTES_PER_ENTRY: u64 = 48;
@@ -121,6 +118,19 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// The term of entry `idx`, read from the engine.
+    fn term(&self, idx: u64) -> Result<u64> {
+        self.read(move |engine| {
+            engine
+                .get_entry::<EntryExt>(REGION, idx)
+                .map_err(engine_err("read an entry"))
+        })?
+        .map(|e| e.term)
+        .ok_or_else(|| StorageError::Invalid(format!("entry {idx} is not in the log")))
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
         drop(self.jobs.take());
@@ -135,12 +145,9 @@ pub struct RaftEngineLog {
     /// Dropped before `engine` (field order): its thread holds a reference.
     reader: Reader,
     engine: Arc<Engine>,
-    hard_state: HardState,
-    truncated: (u64, u64),
-    last_index: u64,
-    /// `reset_at` is stored: entries above `last_index` in the engine are stale.
+    log: CachedLog,
+    /// `reset_at` is stored: entries above the last index in the engine are stale.
     reset_pending: bool,
-    tail: MemLog,
     opened: LogOpened,
 }
 
@@ -207,89 +214,50 @@ impl RaftEngineLog {
             Some(r) => r,
             None => engine_last.unwrap_or(truncated.0).max(truncated.0),
         };
-        let mut log = RaftEngineLog {
-            reader: Reader::start(engine.clone())?,
+        let reader = Reader::start(engine.clone())?;
+        let last_term = if last_index == truncated.0 {
+            truncated.1
+        } else {
+            reader.term(last_index)?
+        };
+        Ok(RaftEngineLog {
+            reader,
             engine,
-            hard_state,
-            truncated,
-            last_index,
+            log: CachedLog::new(hard_state, truncated, last_index, last_term),
             reset_pending: reset_at.is_some(),
-            tail: MemLog::new(truncated.0, truncated.1),
             opened: LogOpened {
                 replay_ms,
                 replayed_records: 0,
                 replayed_entries: last_index - truncated.0,
                 torn_bytes: 0,
             },
-        };
-        let term = log.read_term(last_index)?;
-        log.tail = MemLog::new(last_index, term);
-        Ok(log)
-    }
-
-    /// The term of `idx`, from the truncation point or the engine (not the cache).
-    fn read_term(&self, idx: u64) -> Result<u64> {
-        if idx == self.truncated.0 {
-            return Ok(self.truncated.1);
-        }
-        self.read_entry(idx).map(|e| e.term)
-    }
-
-    fn read_entry(&self, idx: u64) -> Result<Entry> {
-        self.reader
-            .read(move |engine| {
-                engine
-                    .get_entry::<EntryExt>(REGION, idx)
-                    .map_err(engine_err("read an entry"))
-            })?
-            .ok_or_else(|| StorageError::Invalid(format!("entry {idx} is not in the log")))
-    }
-
-    fn check_range(&self, low: u64, high: u64) -> Result<()> {
-        if low <= self.truncated.0 || high > self.last_index + 1 || low > high {
-            return Err(StorageError::Invalid(format!(
-                "entries {low}..{high} outside the log {}..={}",
-                self.truncated.0 + 1,
-                self.last_index
-            )));
-        }
-        Ok(())
+        })
     }
 }
 
 impl LogStore for RaftEngineLog {
     fn hard_state(&self) -> &HardState {
-        &self.hard_state
+        &self.log.hard_state
     }
 
     fn truncated(&self) -> (u64, u64) {
-        self.truncated
+        self.log.truncated
     }
 
     fn last_index(&self) -> u64 {
-        self.last_index
+        self.log.last_index
     }
 
     fn term(&self, idx: u64) -> Result<u64> {
-        if idx < self.truncated.0 || idx > self.last_index {
-            return Err(StorageError::Invalid(format!(
-                "term of entry {idx}: outside the log {}..={}",
-                self.truncated.0, self.last_index
-            )));
-        }
-        match self.tail.term(idx) {
-            Ok(t) if idx >= self.tail.truncated().0 => Ok(t),
-            _ => self.read_term(idx),
+        match self.log.term(idx)? {
+            Some(t) => Ok(t),
+            None => self.reader.term(idx),
         }
     }
 
     fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>> {
-        self.check_range(low, high)?;
-        if low >= self.tail.first_index() {
-            return self
-                .tail
-                .entries(low, high, max_size)
-                .map_err(|e| StorageError::Invalid(format!("entries {low}..{high}: {e}")));
+        if let Some(cached) = self.log.entries(low, high, max_size)? {
+            return Ok(cached);
         }
         let mut out = self.reader.read(move |engine| {
             let mut out = Vec::with_capacity((high - low).min(1024) as usize);
@@ -354,30 +322,8 @@ impl LogStore for RaftEngineLog {
             .write(&mut batch, w.sync)
             .map_err(engine_err("write"))?;
 
-        // The batch is written: bring the in-memory view along.
         self.reset_pending = reset_pending;
-        if let Some((index, term)) = w.reset {
-            self.truncated = (index, term);
-            self.last_index = index;
-            self.tail = MemLog::new(index, term);
-        }
-        if let (Some(f), Some(l)) = (w.entries.first(), w.entries.last()) {
-            if f.index <= self.tail.truncated().0 {
-                // Overwrites entries older than the cache: restart it below them.
-                match self.read_term(f.index - 1) {
-                    Ok(t) => self.tail = MemLog::new(f.index - 1, t),
-                    Err(_) => self.tail = MemLog::new(l.index, l.term),
-                }
-            }
-            if f.index > self.tail.truncated().0 {
-                self.tail.append(w.entries);
-            }
-            self.tail.trim_front_to(TAIL_CACHE_ENTRIES);
-            self.last_index = l.index;
-        }
-        if let Some(hs) = w.hard_state {
-            self.hard_state = hs.clone();
-        }
+        self.log.written(&w, |idx| self.reader.term(idx));
         Ok(())
     }
 
@@ -392,10 +338,7 @@ impl LogStore for RaftEngineLog {
         self.engine
             .write(&mut batch, sync)
             .map_err(engine_err("write"))?;
-        self.truncated = (up_to, term);
-        if up_to >= self.tail.truncated().0 {
-            self.tail.compact(up_to);
-        }
+        self.log.compacted(up_to, term);
         // Purging deletes the files that held the previous truncation point: the new one
         // must be durable first, or a power cut would find neither.
         if !sync {
@@ -418,7 +361,7 @@ impl LogStore for RaftEngineLog {
 
     /// The tail cache plus an estimate of raft-engine's entry index.
     fn memory_bytes(&self) -> u64 {
-        self.tail.bytes() + (self.last_index - self.truncated.0) * INDEX_BYTES_PER_ENTRY
+        self.log.cache_bytes() + self.log.len() * INDEX_BYTES_PER_ENTRY
     }
 
     fn opened(&self) -> LogOpened {

@@ -6,7 +6,7 @@
 //! [`LogStore::write`] and compaction is one `WriteBatch` through RocksDB's WAL, synced when
 //! asked; point-in-time recovery keeps a prefix of them after a crash. Deleted entries are
 //! range tombstones, removed from disk by RocksDB's compactions: the write amplification a
-//! dedicated log engine avoids. The newest entries are cached in memory ([`MemLog`]).
+//! dedicated log engine avoids. The newest entries are cached in memory ([`CachedLog`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,11 +15,11 @@ use protobuf::Message as _;
 use raft::eraftpb::{Entry, HardState};
 use rocksdb::{Cache, ColumnFamily, ColumnFamilyDescriptor, DB, WriteBatch, WriteOptions};
 
+use super::cached_log::CachedLog;
 use super::{LogOpened, LogStore, LogWrite};
-use crate::storage::memlog::MemLog;
 use crate::storage::rocks::{
-    cf_options, db_options, flush_and_compaction_bytes, index_of, log_key, read_log_entries,
-    read_log_entry, rocks, truncated_value,
+    cf_options, db_options, flush_and_compaction_bytes, log_key, read_log_entries, read_log_entry,
+    rocks, scan_log_end, truncated_value,
 };
 use crate::storage::{BackendConfig, Compression, Result, StorageError, datadir};
 
@@ -28,9 +28,6 @@ const CF_META: &str = "raft_meta";
 const META_HARD_STATE: &[u8] = b"hard_state";
 const META_TRUNCATED: &[u8] = b"truncated";
 
-/// Entries kept in the in-memory tail cache.
-const TAIL_CACHE_ENTRIES: usize = 4096;
-
 /// See the module docs.
 pub struct RocksLog {
     db: DB,
@@ -38,10 +35,7 @@ pub struct RocksLog {
     db_opts: rocksdb::Options,
     cache: Cache,
     path: PathBuf,
-    hard_state: HardState,
-    truncated: (u64, u64),
-    last_index: u64,
-    tail: MemLog,
+    log: CachedLog,
     opened: LogOpened,
 }
 
@@ -88,24 +82,7 @@ impl RocksLog {
             None => (0, 0),
         };
         let log_cf = db.cf_handle(CF_LOG).expect("log cf");
-        let mut it = db.raw_iterator_cf(log_cf);
-        it.seek_to_last();
-        let last_index = match it.key() {
-            Some(k) => index_of(k).ok_or_else(|| corrupt("raft log: bad key".into()))?,
-            None => truncated.0,
-        };
-        it.seek_to_first();
-        if let Some(k) = it.key() {
-            let first = index_of(k).ok_or_else(|| corrupt("raft log: bad key".into()))?;
-            if first != truncated.0 + 1 {
-                return Err(corrupt(format!(
-                    "raft log: first entry is {first} but the truncation point is {}",
-                    truncated.0
-                )));
-            }
-        }
-        it.status().map_err(rocks("scan the log"))?;
-        drop(it);
+        let last_index = scan_log_end(&db, log_cf, &path, truncated.0)?;
         let term = if last_index == truncated.0 {
             truncated.1
         } else {
@@ -116,16 +93,13 @@ impl RocksLog {
             db_opts,
             cache,
             path,
-            hard_state,
-            truncated,
-            tail: MemLog::new(last_index, term),
+            log: CachedLog::new(hard_state, truncated, last_index, term),
             opened: LogOpened {
                 replay_ms,
                 replayed_records: 0,
                 replayed_entries: last_index - truncated.0,
                 torn_bytes: 0,
             },
-            last_index,
         })
     }
 
@@ -139,53 +113,35 @@ impl RocksLog {
         self.db.write_opt(batch, &wo).map_err(rocks("write"))
     }
 
+    /// The term of entry `idx`, read from the DB.
     fn read_term(&self, idx: u64) -> Result<u64> {
-        if idx == self.truncated.0 {
-            return Ok(self.truncated.1);
-        }
         Ok(read_log_entry(&self.db, self.cf(CF_LOG), &self.path, idx)?.term)
     }
 }
 
 impl LogStore for RocksLog {
     fn hard_state(&self) -> &HardState {
-        &self.hard_state
+        &self.log.hard_state
     }
 
     fn truncated(&self) -> (u64, u64) {
-        self.truncated
+        self.log.truncated
     }
 
     fn last_index(&self) -> u64 {
-        self.last_index
+        self.log.last_index
     }
 
     fn term(&self, idx: u64) -> Result<u64> {
-        if idx < self.truncated.0 || idx > self.last_index {
-            return Err(StorageError::Invalid(format!(
-                "term of entry {idx}: outside the log {}..={}",
-                self.truncated.0, self.last_index
-            )));
-        }
-        match self.tail.term(idx) {
-            Ok(t) if idx >= self.tail.truncated().0 => Ok(t),
-            _ => self.read_term(idx),
+        match self.log.term(idx)? {
+            Some(t) => Ok(t),
+            None => self.read_term(idx),
         }
     }
 
     fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>> {
-        if low <= self.truncated.0 || high > self.last_index + 1 || low > high {
-            return Err(StorageError::Invalid(format!(
-                "entries {low}..{high} outside the log {}..={}",
-                self.truncated.0 + 1,
-                self.last_index
-            )));
-        }
-        if low >= self.tail.first_index() {
-            return self
-                .tail
-                .entries(low, high, max_size)
-                .map_err(|e| StorageError::Invalid(format!("entries {low}..{high}: {e}")));
+        if let Some(cached) = self.log.entries(low, high, max_size)? {
+            return Ok(cached);
         }
         read_log_entries(&self.db, self.cf(CF_LOG), &self.path, low, high, max_size)
     }
@@ -193,9 +149,10 @@ impl LogStore for RocksLog {
     fn write(&mut self, w: LogWrite<'_>) -> Result<()> {
         let mut batch = WriteBatch::default();
         let (log_cf, meta_cf) = (self.cf(CF_LOG), self.cf(CF_META));
-        let mut last = self.last_index;
+        let mut last = self.log.last_index;
         if let Some((index, term)) = w.reset {
-            batch.delete_range_cf(log_cf, log_key(self.truncated.0 + 1), log_key(last + 1));
+            let first = self.log.truncated.0 + 1;
+            batch.delete_range_cf(log_cf, log_key(first), log_key(last + 1));
             batch.put_cf(meta_cf, META_TRUNCATED, truncated_value(index, term));
             last = index;
         }
@@ -224,29 +181,10 @@ impl LogStore for RocksLog {
         }
         self.write_batch(batch, w.sync)?;
 
-        // The batch is written: bring the in-memory view along.
-        if let Some((index, term)) = w.reset {
-            self.truncated = (index, term);
-            self.last_index = index;
-            self.tail = MemLog::new(index, term);
-        }
-        if let (Some(f), Some(l)) = (w.entries.first(), w.entries.last()) {
-            if f.index <= self.tail.truncated().0 {
-                // Overwrites entries older than the cache: restart it below them.
-                match self.read_term(f.index - 1) {
-                    Ok(t) => self.tail = MemLog::new(f.index - 1, t),
-                    Err(_) => self.tail = MemLog::new(l.index, l.term),
-                }
-            }
-            if f.index > self.tail.truncated().0 {
-                self.tail.append(w.entries);
-            }
-            self.tail.trim_front_to(TAIL_CACHE_ENTRIES);
-            self.last_index = l.index;
-        }
-        if let Some(hs) = w.hard_state {
-            self.hard_state = hs.clone();
-        }
+        let (db, path) = (&self.db, &self.path);
+        let log_cf = db.cf_handle(CF_LOG).expect("column family exists");
+        self.log
+            .written(&w, |idx| Ok(read_log_entry(db, log_cf, path, idx)?.term));
         Ok(())
     }
 
@@ -260,14 +198,11 @@ impl LogStore for RocksLog {
         );
         batch.delete_range_cf(
             self.cf(CF_LOG),
-            log_key(self.truncated.0 + 1),
+            log_key(self.log.truncated.0 + 1),
             log_key(up_to + 1),
         );
         self.write_batch(batch, sync)?;
-        self.truncated = (up_to, term);
-        if up_to >= self.tail.truncated().0 {
-            self.tail.compact(up_to);
-        }
+        self.log.compacted(up_to, term);
         Ok(())
     }
 
@@ -290,7 +225,7 @@ impl LogStore for RocksLog {
         prop("rocksdb.cur-size-all-mem-tables")
             + prop("rocksdb.estimate-table-readers-mem")
             + self.cache.get_usage() as u64
-            + self.tail.bytes()
+            + self.log.cache_bytes()
     }
 
     fn engine_writes(&self) -> (u64, u64) {

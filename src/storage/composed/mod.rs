@@ -52,6 +52,7 @@
 //!    log sync, whose entries are not yet durable in the log under `never`: after a power
 //!    cut the state is then ahead of the log, which 2 restarts at the state.
 
+mod cached_log;
 mod log_raft_engine;
 #[cfg(feature = "rocksdb")]
 mod log_rocks;

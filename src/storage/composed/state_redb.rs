@@ -277,7 +277,7 @@ impl StateMachine for RedbState {
             shared: self.shared.clone(),
             txn,
             applied: self.applied.clone(),
-            need_durable: self.undurable_bytes > 0 || self.durability != RedbDurability::Immediate,
+            need_durable: self.undurable_commits > 0,
         }))
     }
 
