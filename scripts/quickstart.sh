@@ -7,7 +7,7 @@
 # and each run's full results under runs/<backend>-1/.
 #
 # Environment: BACKENDS (default "memwal,rocksdb"; any storage modes, e.g.
-# "raft-engine+rocksdb,wal+redb"), SCALE (default 1; e.g. 0.25 for a
+# "raft-engine+rocksdb,wal+redb", and etcd for a real etcd cluster beside them), SCALE (default 1; e.g. 0.25 for a
 # 15-second try per backend). Extra arguments are passed to `raftbench compare`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

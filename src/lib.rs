@@ -29,6 +29,10 @@
 //! Harness wing:
 //! - [`client`] — HTTP client of a cluster: leader tracking, redirects, retries, outcome
 //!   classification;
+//! - [`target`] — what the harness drives: raftbench nodes or a peer system (etcd, over
+//!   gRPC), behind one data plane ([`target::KvClient`]) and one control plane
+//!   ([`target::TargetApi`]: status, membership, snapshots), and how etcd members are
+//!   launched;
 //! - [`cluster`] — clusters to drive: [`cluster::Cluster`] over a
 //!   [`cluster::NodeControl`] (local processes, or an attached cluster's control
 //!   commands); `raftbench cluster up`;
@@ -70,6 +74,7 @@ pub mod pagecache;
 pub mod procinfo;
 pub mod report;
 pub mod study;
+pub mod target;
 pub mod workload;
 
 pub mod cli;

@@ -248,6 +248,7 @@ mod tests {
             data_dir: dir.join("data"),
             log_path: dir.join("control.log"),
             join: false,
+            join_args: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@ pub use processes::Processes;
 
 use crate::client::http_client_with;
 use crate::procinfo;
+use crate::target::{NodeStatus, TargetApi};
 use crate::wire::{
     BackendConfig, ClusterFile, ClusterNode, ClusterSecret, RaftSettings, Role, SECRET_FILE_NAME,
     StatusReport,
@@ -96,8 +97,11 @@ pub struct Member {
     pub data_dir: PathBuf,
     /// Where the node's (or its control commands') output goes.
     pub log_path: PathBuf,
-    /// Started empty with `--join` (added later), rather than as an initial member.
+    /// Added later, rather than an initial member.
     pub join: bool,
+    /// The flags a member added later starts with, as its membership change said
+    /// (raftbench: `--join`; etcd: the membership it joins).
+    pub join_args: Vec<String>,
 }
 
 /// Per-process resource figures.
@@ -122,6 +126,8 @@ pub struct Cluster<C: NodeControl = Box<dyn NodeControl>> {
     control: C,
     /// The cluster's secret, and the file it is in (named in cluster files written for it).
     secret: Option<(ClusterSecret, PathBuf)>,
+    /// The control plane of what the nodes run (raftbench nodes, or etcd members).
+    api: std::sync::Arc<dyn TargetApi>,
 }
 
 impl NodeControl for Box<dyn NodeControl> {
@@ -201,6 +207,9 @@ impl Cluster<Processes> {
         }
         std::fs::create_dir_all(spec.dir.join("logs"))
             .map_err(io(format!("creating {}", spec.dir.display())))?;
+        if spec.backend.kind.is_peer() {
+            return Self::start_etcd(spec, &file);
+        }
         // Every cluster raftbench starts has a secret: its peers authenticate each other
         // and its admin calls carry it. One already in the directory (the user's, or a
         // failed start's) is used.
@@ -217,9 +226,11 @@ impl Cluster<Processes> {
         if let Some(metadata) = spec.fault_disks {
             control = control.with_fault_disks(FaultDisks::new(&spec.binary, &spec.dir, metadata)?);
         }
+        let http = http_client_with(Some(&secret));
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
-            http: http_client_with(Some(&secret)),
+            api: crate::target::api_for(spec.backend.kind, http.clone()),
+            http,
             control,
             spec,
             secret: Some((secret, secret_path)),
@@ -228,6 +239,57 @@ impl Cluster<Processes> {
             cluster.add_entry(id, false)?;
         }
         cluster.cluster_file().save(&file)?;
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Start an etcd cluster: members from the `etcd` binary, on free loopback ports, with
+    /// the spec's raft settings translated ([`crate::target::etcd::launch`]).
+    fn start_etcd(spec: ClusterSpec, file: &Path) -> Result<Cluster<Processes>, ClusterError> {
+        if spec.fault_disks.is_some() {
+            return Err(ClusterError::Invalid(
+                "etcd members cannot run on raftbench's fault file system".into(),
+            ));
+        }
+        let binary = crate::target::etcd::launch::resolve_binary(&spec.backend.etcd.binary)
+            .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        let http = crate::client::http_client();
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            api: crate::target::api_for(spec.backend.kind, http.clone()),
+            http,
+            // Replaced below, once the members' addresses are known.
+            control: Processes::new(&binary, &spec.dir, file),
+            spec,
+            secret: None,
+        };
+        for id in 1..=cluster.spec.nodes {
+            cluster.add_entry(id, false)?;
+        }
+        let initial_cluster = cluster
+            .nodes
+            .values()
+            .map(|n| {
+                format!(
+                    "{}=http://{}",
+                    crate::target::etcd::launch::member_name(n.id),
+                    n.peer_addr
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let launch = crate::target::etcd::launch::EtcdLaunch {
+            binary,
+            initial_cluster,
+            token: format!("raftbench-{:016x}", rand::random::<u64>()),
+            raft: cluster.spec.raft.clone(),
+            options: cluster.spec.backend.etcd.clone(),
+        };
+        cluster.control = Processes::etcd(launch, &cluster.spec.dir);
+        cluster.cluster_file().save(file)?;
         let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.spawn(id)?;
@@ -277,11 +339,18 @@ impl Cluster<Commands> {
                     data_dir: n.data_dir.clone().unwrap_or_default(),
                     log_path: log_dir.join("control.log"),
                     join: false,
+                    join_args: Vec::new(),
                 };
                 (n.id, m)
             })
-            .collect();
+            .collect::<BTreeMap<u64, Member>>();
+        let http = http_client_with(secret.as_ref().map(|s| &s.0));
+        let api = crate::target::api_for(file.backend.kind, http.clone());
+        for m in nodes.values() {
+            api.know(m);
+        }
         Ok(Cluster {
+            api,
             spec: ClusterSpec {
                 nodes: file.nodes.len() as u64,
                 backend: file.backend.clone(),
@@ -292,7 +361,7 @@ impl Cluster<Commands> {
                 node_args: Vec::new(),
             },
             nodes,
-            http: http_client_with(secret.as_ref().map(|s| &s.0)),
+            http,
             secret,
             control: Commands::new(path, file.nodes.iter().map(|n| (n.id, n.control.clone()))),
         })
@@ -309,6 +378,7 @@ impl<C: NodeControl + 'static> Cluster<C> {
             http: self.http,
             control: Box::new(self.control),
             secret: self.secret,
+            api: self.api,
         }
     }
 }
@@ -332,21 +402,58 @@ impl<C: NodeControl> Cluster<C> {
             data_dir: self.spec.dir.join(format!("node-{id}")),
             log_path: self.spec.dir.join("logs").join(format!("node-{id}.log")),
             join,
+            join_args: Vec::new(),
         };
+        self.api.know(&node);
         self.nodes.insert(id, node);
         Ok(())
     }
 
-    /// Start a new, empty node with `--join` and return its id (local clusters only). Add
-    /// it to the membership with [`Cluster::add_member`].
-    pub fn spawn_joining_node(&mut self) -> Result<u64, ClusterError> {
+    /// Add a new node to the cluster (local clusters only) and return its id: started
+    /// empty and then added as a voter (raftbench), or added and then started with the
+    /// membership it joins (etcd), as the target needs.
+    pub async fn add_node(&mut self) -> Result<u64, ClusterError> {
         if let Some(why) = self.control.cannot_add_nodes() {
             return Err(ClusterError::Invalid(why));
         }
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
         self.add_entry(id, true)?;
-        self.spawn(id)?;
+        let leader = self.wait_for_leader(Duration::from_secs(10)).await?;
+        if self.api.start_before_add() {
+            // Started with `--join`: it waits, empty, until the leader adds it.
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.join_args = vec!["--join".into()];
+            }
+            self.spawn(id)?;
+            self.api
+                .add_member(self.node(leader)?, self.node(id)?)
+                .await?;
+        } else {
+            let args = self
+                .api
+                .add_member(self.node(leader)?, self.node(id)?)
+                .await?;
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.join_args = args;
+            }
+            self.spawn(id)?;
+        }
         Ok(id)
+    }
+
+    /// The control plane of what the nodes run.
+    pub fn api(&self) -> &dyn TargetApi {
+        self.api.as_ref()
+    }
+
+    /// The same, to use without holding the cluster (a slow node must not hold up others).
+    pub fn shared_api(&self) -> std::sync::Arc<dyn TargetApi> {
+        self.api.clone()
+    }
+
+    /// What the nodes run.
+    pub fn kind(&self) -> crate::wire::BackendKind {
+        self.spec.backend.kind
     }
 
     /// The cluster file of an attached cluster (`None` for a cluster raftbench started).
@@ -498,7 +605,14 @@ impl<C: NodeControl> Cluster<C> {
         self.control.shutdown(&nodes);
     }
 
-    /// `GET /status` of node `id`.
+    /// Node `id`'s status, as its target reports it (raftbench: `GET /status`; etcd:
+    /// Maintenance.Status).
+    pub async fn node_status(&self, id: u64) -> Result<NodeStatus, ClusterError> {
+        self.api.status(self.node(id)?).await
+    }
+
+    /// A raftbench node's whole `GET /status` (an etcd member has none: use
+    /// [`Self::node_status`]).
     pub async fn status(&self, id: u64) -> Result<StatusReport, ClusterError> {
         fetch_status(&self.http, &self.url(id)?, id).await
     }
@@ -511,20 +625,20 @@ impl<C: NodeControl> Cluster<C> {
             .filter(|n| self.state(n.id) == NodeState::Running)
             .map(|n| n.id)
             .collect();
-        let mut statuses = Vec::new();
-        for id in &live {
-            if let Ok(s) = self.status(*id).await {
-                statuses.push(s);
-            }
-        }
+        let statuses: Vec<NodeStatus> =
+            futures::future::join_all(live.iter().map(|id| self.node_status(*id)))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
         let leader = statuses
             .iter()
-            .filter(|s| s.raft.role == Role::Leader)
-            .max_by_key(|s| s.raft.term)?;
-        let voters = &leader.raft.voters;
+            .filter(|s| s.role == Role::Leader)
+            .max_by_key(|s| s.term)?;
+        let voters = &leader.voters;
         let agree = statuses
             .iter()
-            .filter(|s| s.raft.leader_id == leader.id && s.raft.term == leader.raft.term)
+            .filter(|s| s.leader_id == leader.id && s.term == leader.term)
             .filter(|s| voters.contains(&s.id))
             .count();
         (agree > voters.len() / 2).then_some(leader.id)
@@ -544,51 +658,10 @@ impl<C: NodeControl> Cluster<C> {
         }
     }
 
-    /// Ask the leader to add node `id` (already started with `--join`) as a voter.
-    pub async fn add_member(&self, id: u64) -> Result<(), ClusterError> {
-        let node = self.node(id)?;
-        let body = serde_json::json!({
-            "peer_addr": node.peer_addr,
-            "client_addr": node.client_addr,
-        });
-        self.admin_on_leader(reqwest::Method::POST, &format!("/members/{id}"), Some(body))
-            .await
-    }
-
     /// Ask the leader to remove node `id` from the membership.
     pub async fn remove_member(&self, id: u64) -> Result<(), ClusterError> {
-        self.admin_on_leader(reqwest::Method::DELETE, &format!("/members/{id}"), None)
-            .await
-    }
-
-    async fn admin_on_leader(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<(), ClusterError> {
         let leader = self.wait_for_leader(Duration::from_secs(10)).await?;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url(leader)?))
-            .timeout(Duration::from_secs(15));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.map_err(|e| ClusterError::Node {
-            id: leader,
-            message: format!("{path}: {e}"),
-        })?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            Err(ClusterError::Node {
-                id: leader,
-                message: format!("{path}: {status}: {text}"),
-            })
-        }
+        self.api.remove_member(self.node(leader)?, id).await
     }
 
     /// RSS and I/O of node `id`'s process (zeros when it is not running here) and its data
@@ -631,12 +704,12 @@ pub async fn fetch_status(
     resp.json().await.map_err(node_err)
 }
 
-/// RSS and data-directory size as a node reports them in `/status` — the only view of a
-/// node on another host (no storage I/O counters there).
-pub fn reported_resources(s: &StatusReport) -> ProcResources {
+/// RSS and data size as a node reports them — the only view of a node on another host
+/// (no storage I/O counters there; etcd reports its db size and no RSS).
+pub fn reported_resources(s: &NodeStatus) -> ProcResources {
     ProcResources {
-        rss_bytes: s.rss_bytes,
-        disk_bytes: s.storage.disk_bytes,
+        rss_bytes: s.rss_bytes.unwrap_or(0),
+        disk_bytes: s.disk_bytes.unwrap_or(0),
         ..Default::default()
     }
 }

@@ -18,16 +18,27 @@ use tracing::{debug, info};
 use super::control::{CutOutcome, DiskFault, NodeControl, NodeState};
 use super::disks::FaultDisks;
 use super::{ClusterError, Member, io, sh_quote};
+use crate::target::etcd::launch::EtcdLaunch;
 use crate::wire::{ClusterFile, ControlCommands, DiskLayer};
 
 /// How long a graceful stop may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// What a node process runs.
+enum Program {
+    /// `raftbench node` on the cluster file.
+    Raftbench {
+        binary: PathBuf,
+        cluster_file: PathBuf,
+    },
+    /// An etcd member.
+    Etcd(EtcdLaunch),
+}
+
 /// The node processes raftbench started, by node id.
 pub struct Processes {
-    binary: PathBuf,
+    program: Program,
     dir: PathBuf,
-    cluster_file: PathBuf,
     children: BTreeMap<u64, Child>,
     paused: BTreeSet<u64>,
     /// The nodes' data directories on the fault file system, when the workload cuts power
@@ -41,10 +52,24 @@ impl Processes {
     /// A controller that runs `binary node ...` for each node of the cluster in `dir`
     /// (pid files there), with `cluster_file` as the nodes' cluster file.
     pub fn new(binary: &Path, dir: &Path, cluster_file: &Path) -> Self {
+        Self::running(
+            Program::Raftbench {
+                binary: binary.to_path_buf(),
+                cluster_file: cluster_file.to_path_buf(),
+            },
+            dir,
+        )
+    }
+
+    /// A controller that runs etcd members as `launch` says (pid files in `dir`).
+    pub fn etcd(launch: EtcdLaunch, dir: &Path) -> Self {
+        Self::running(Program::Etcd(launch), dir)
+    }
+
+    fn running(program: Program, dir: &Path) -> Self {
         Processes {
-            binary: binary.to_path_buf(),
+            program,
             dir: dir.to_path_buf(),
-            cluster_file: cluster_file.to_path_buf(),
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
             disks: None,
@@ -62,6 +87,43 @@ impl Processes {
     pub fn with_fault_disks(mut self, disks: FaultDisks) -> Self {
         self.disks = Some(disks);
         self
+    }
+
+    /// The executable and arguments of `node`'s process.
+    fn command_line(&self, node: &Member) -> (&Path, Vec<String>) {
+        match &self.program {
+            Program::Raftbench {
+                binary,
+                cluster_file,
+            } => {
+                let mut args: Vec<String> = vec![
+                    "node".into(),
+                    "--id".into(),
+                    node.id.to_string(),
+                    "--cluster-file".into(),
+                    cluster_file.to_string_lossy().into_owned(),
+                    "--peer-addr".into(),
+                    node.peer_addr.clone(),
+                    "--client-addr".into(),
+                    node.client_addr.clone(),
+                    "--data-dir".into(),
+                    node.data_dir.to_string_lossy().into_owned(),
+                ];
+                args.extend(self.node_args.iter().cloned());
+                args.extend(node.join_args.iter().cloned());
+                (binary, args)
+            }
+            Program::Etcd(l) => (
+                &l.binary,
+                l.args(
+                    node.id,
+                    &node.peer_addr,
+                    &node.client_addr,
+                    &node.data_dir,
+                    &node.join_args,
+                ),
+            ),
+        }
     }
 
     fn pid_file(&self, id: u64) -> PathBuf {
@@ -88,8 +150,6 @@ impl Processes {
         mut file: ClusterFile,
         members: &BTreeMap<u64, Member>,
     ) -> ClusterFile {
-        let binary = sh_quote(&self.binary.to_string_lossy());
-        let cluster_file = sh_quote(&self.cluster_file.to_string_lossy());
         for n in &mut file.nodes {
             let Some(node) = members.get(&n.id) else {
                 continue;
@@ -102,23 +162,20 @@ impl Processes {
                      for i in $(seq 200); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.05; done; exit 1"
                 )
             };
+            let (binary, args) = self.command_line(node);
+            let command = std::iter::once(binary.to_string_lossy().into_owned())
+                .chain(args)
+                .map(|a| sh_quote(&a))
+                .collect::<Vec<_>>()
+                .join(" ");
             n.control = ControlCommands {
                 // Refuses to start a second process; `setsid` puts the node in its own
                 // session, so a Ctrl-C aimed at `raftbench run` does not reach it.
                 start: Some(format!(
                     "if [ -f {pid_file} ] && kill -0 $(cat {pid_file}) 2>/dev/null; then \
                      echo \"node {id} is already running\" >&2; exit 1; fi; \
-                     setsid nohup {binary} node --id {id} --cluster-file {cluster_file} --peer-addr {peer} \
-                     --client-addr {client} --data-dir {data}{extra} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
-                    extra = self
-                        .node_args
-                        .iter()
-                        .map(|a| format!(" {}", sh_quote(a)))
-                        .collect::<String>(),
+                     setsid nohup {command} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
                     id = n.id,
-                    peer = sh_quote(&node.peer_addr),
-                    client = sh_quote(&node.client_addr),
-                    data = sh_quote(&node.data_dir.to_string_lossy()),
                     log = sh_quote(&node.log_path.to_string_lossy()),
                 )),
                 stop: Some(signal_and_wait("TERM")),
@@ -150,6 +207,7 @@ impl Processes {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let data_dir = node.data_dir.to_string_lossy();
+            // raftbench's and etcd's flag alike.
             let ours = args
                 .windows(2)
                 .any(|w| w[0] == b"--data-dir" && w[1] == data_dir.as_bytes());
@@ -190,22 +248,12 @@ impl NodeControl for Processes {
             .append(true)
             .open(&node.log_path)
             .map_err(io(format!("opening {}", node.log_path.display())))?;
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("node")
-            .args(["--id", &id.to_string()])
-            .arg("--cluster-file")
-            .arg(&self.cluster_file)
-            .args(["--peer-addr", &node.peer_addr])
-            .args(["--client-addr", &node.client_addr])
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .args(&self.node_args)
+        let (binary, args) = self.command_line(node);
+        let mut cmd = Command::new(binary);
+        cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("log file"))?)
             .stderr(log);
-        if node.join {
-            cmd.arg("--join");
-        }
         if std::env::var_os("RUST_LOG").is_none() {
             // `raft::` (not `raft`): a target directive matches by prefix, and `raft` would also
             // silence `raftbench`.
@@ -213,7 +261,7 @@ impl NodeControl for Processes {
         }
         let child = cmd
             .spawn()
-            .map_err(io(format!("starting {}", self.binary.display())))?;
+            .map_err(io(format!("starting {}", binary.display())))?;
         debug!(id, pid = child.id(), "node process started");
         let pid_file = self.pid_file(id);
         std::fs::write(&pid_file, format!("{}\n", child.id()))

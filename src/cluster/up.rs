@@ -27,7 +27,11 @@ pub struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: u64,
-    /// Storage engine.
+    /// What to run: raftbench nodes, or etcd members (from the `etcd` binary on PATH, as
+    /// a peer to compare against; same as `--backend etcd`).
+    #[arg(long, value_enum, default_value = "raftbench")]
+    pub target: TargetArg,
+    /// Storage engine of raftbench nodes (or `etcd`).
     #[arg(long, default_value = "memwal")]
     pub backend: BackendKind,
     /// When writes are forced to disk: always | never.
@@ -44,6 +48,13 @@ pub struct UpArgs {
     /// Write the cluster file here (default: <dir>/cluster.toml).
     #[arg(long)]
     pub cluster_file: Option<PathBuf>,
+}
+
+/// `cluster up --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetArg {
+    Raftbench,
+    Etcd,
 }
 
 /// Completes on the first of SIGINT, SIGTERM and SIGHUP, naming it.
@@ -77,12 +88,18 @@ impl Signals {
 /// see goes to `out`. Returns once a signal stopped every node.
 pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), ClusterError> {
     let rt = tokio::runtime::Runtime::new().map_err(io("starting the tokio runtime"))?;
+    let kind = match args.target {
+        TargetArg::Etcd => BackendKind::Etcd,
+        TargetArg::Raftbench => args.backend,
+    };
+    let backend = BackendConfig {
+        snapshot_write_rate: args.snapshot_write_rate,
+        ..BackendConfig::new(kind, "").with_fsync(args.fsync)
+    };
+    backend.validate().map_err(ClusterError::Invalid)?;
     let spec = ClusterSpec {
         nodes: args.nodes,
-        backend: BackendConfig {
-            snapshot_write_rate: args.snapshot_write_rate,
-            ..BackendConfig::new(args.backend, "").with_fsync(args.fsync)
-        },
+        backend,
         raft: args.raft.apply(RaftSettings::default()),
         dir: args.dir.clone(),
         binary,
@@ -130,7 +147,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         format!(
             "raftbench cluster: {} nodes, backend {} (fsync {}), data in {}",
             args.nodes,
-            args.backend,
+            kind,
             args.fsync,
             args.dir.display()
         ),
@@ -163,12 +180,28 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         )?;
     }
     print(out, "try:".into())?;
-    print(
-        out,
-        format!("  curl -X PUT --data-binary hello {url}/kv/greeting"),
-    )?;
-    print(out, format!("  curl {url}/kv/greeting"))?;
-    print(out, format!("  curl {url}/status"))?;
+    if kind.is_peer() {
+        // etcd's JSON gateway (base64 keys and values): no etcdctl needed.
+        let addr = &cluster.node(leader)?.client_addr;
+        print(
+            out,
+            format!(
+                "  curl -X POST http://{addr}/v3/kv/put -d '{{\"key\":\"Z3JlZXRpbmc=\",\"value\":\"aGVsbG8=\"}}'"
+            ),
+        )?;
+        print(
+            out,
+            format!("  curl -X POST http://{addr}/v3/kv/range -d '{{\"key\":\"Z3JlZXRpbmc=\"}}'"),
+        )?;
+        print(out, format!("  curl http://{addr}/metrics"))?;
+    } else {
+        print(
+            out,
+            format!("  curl -X PUT --data-binary hello {url}/kv/greeting"),
+        )?;
+        print(out, format!("  curl {url}/kv/greeting"))?;
+        print(out, format!("  curl {url}/status"))?;
+    }
     print(out, "Ctrl-C (or SIGTERM, SIGHUP) stops every node.".into())?;
     out.flush().map_err(io("writing to stdout"))?;
     let sig = rt.block_on(async {

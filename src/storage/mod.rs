@@ -254,6 +254,11 @@ pub fn open_backend(config: &BackendConfig) -> Result<AnyBackend> {
         BackendKind::Composed(..) => Ok(AnyBackend::Composed(composed::ComposedBackend::open(
             config.clone(),
         )?)),
+        BackendKind::Etcd => Err(StorageError::Config(
+            "etcd is a peer system the harness runs (its own members, started from the etcd \
+             binary), not a raftbench storage engine: a raftbench node cannot run it"
+                .into(),
+        )),
     }
 }
 

@@ -84,6 +84,10 @@ pub enum BackendKind {
     Rocksdb,
     /// A log engine and a state machine engine, composed.
     Composed(LogEngine, StateEngine),
+    /// Not a raftbench engine: a real etcd cluster (its own raft, WAL and bbolt backend),
+    /// driven over gRPC as a peer to compare against. The harness starts `etcd` members
+    /// instead of raftbench nodes; a raftbench node refuses it.
+    Etcd,
 }
 
 /// Every mode's name, in the order of [`BackendKind::ALL`].
@@ -118,6 +122,7 @@ impl BackendKind {
     /// The name used in files and on the command line.
     pub fn as_str(self) -> &'static str {
         let i = match self {
+            BackendKind::Etcd => return "etcd",
             BackendKind::Memwal => 0,
             BackendKind::Rocksdb => 1,
             BackendKind::Composed(l, s) => 2 + 3 * l as usize + s as usize,
@@ -133,10 +138,15 @@ impl BackendKind {
         }
     }
 
+    /// Whether this is a peer system (etcd) rather than a raftbench storage mode.
+    pub fn is_peer(self) -> bool {
+        self == BackendKind::Etcd
+    }
+
     /// Whether this mode needs RocksDB (a cargo feature).
     pub fn uses_rocksdb(self) -> bool {
         match self {
-            BackendKind::Memwal => false,
+            BackendKind::Memwal | BackendKind::Etcd => false,
             BackendKind::Rocksdb => true,
             BackendKind::Composed(l, s) => l == LogEngine::Rocksdb || s == StateEngine::Rocksdb,
         }
@@ -155,6 +165,9 @@ impl std::str::FromStr for BackendKind {
         if let Some(i) = NAMES.iter().position(|n| *n == s) {
             return Ok(BackendKind::ALL[i]);
         }
+        if s == "etcd" {
+            return Ok(BackendKind::Etcd);
+        }
         let names = |it: &mut dyn Iterator<Item = &'static str>| it.collect::<Vec<_>>().join(", ");
         if let Some((log, state)) = s.split_once('+') {
             if !LogEngine::ALL.iter().any(|l| l.as_str() == log) {
@@ -172,7 +185,8 @@ impl std::str::FromStr for BackendKind {
         }
         Err(format!(
             "unknown storage mode {s:?}; expected memwal, rocksdb, or LOG+STATE with LOG one \
-             of {} and STATE one of {} (for example raft-engine+rocksdb)",
+             of {} and STATE one of {} (for example raft-engine+rocksdb), or etcd (a real \
+             etcd cluster as a peer)",
             names(&mut LogEngine::ALL.iter().map(|l| l.as_str())),
             names(&mut StateEngine::ALL.iter().map(|e| e.as_str()))
         ))
@@ -288,6 +302,9 @@ pub struct BackendConfig {
     /// Options of the redb state machine (ignored by others).
     #[serde(default)]
     pub redb: RedbOptions,
+    /// Options of etcd members (ignored by raftbench's engines).
+    #[serde(default)]
+    pub etcd: EtcdOptions,
 }
 
 impl BackendConfig {
@@ -302,12 +319,26 @@ impl BackendConfig {
             rocksdb: RocksdbOptions::default(),
             raft_engine: RaftEngineOptions::default(),
             redb: RedbOptions::default(),
+            etcd: EtcdOptions::default(),
         }
     }
 
     /// The checks no single option can make: an option the mode cannot honour is refused
     /// rather than ignored, so a recorded configuration always means what it says.
     pub fn validate(&self) -> Result<(), String> {
+        if self.kind == BackendKind::Etcd && self.fsync == FsyncPolicy::Never {
+            return Err(
+                "etcd always fsyncs its WAL (etcd 3.4 has no way to turn it off), so \
+                 fsync = \"never\" cannot be honoured: use fsync = \"always\" for etcd"
+                    .into(),
+            );
+        }
+        if self.etcd.backend_batch_limit == 0 {
+            return Err("etcd.backend_batch_limit must be at least 1".into());
+        }
+        if self.etcd.backend_batch_interval_ms == 0 {
+            return Err("etcd.backend_batch_interval_ms must be at least 1".into());
+        }
         if !self.rocksdb.state_wal
             && !matches!(self.kind.composed(), Some((_, StateEngine::Rocksdb)))
         {
@@ -487,6 +518,42 @@ impl Default for RedbOptions {
         RedbOptions {
             cache_size: ByteSize::mib(256),
             apply_durability: RedbDurability::None,
+        }
+    }
+}
+
+/// Options of etcd members (`kind = "etcd"`), passed as etcd's own flags. Defaults are
+/// etcd 3.4's, except the space quota: a long benchmark must not stop at etcd's 2 GiB
+/// alarm (8 GiB is etcd's suggested maximum).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdOptions {
+    /// The etcd executable: a path, or a name looked up on `PATH`.
+    pub binary: String,
+    /// `--backend-batch-interval`: the longest bbolt's write transaction stays open before
+    /// it commits (an fsync of the db file). Writes are acknowledged from the WAL, before
+    /// this commit.
+    pub backend_batch_interval_ms: u64,
+    /// `--backend-batch-limit`: the most writes one bbolt transaction takes before it
+    /// commits.
+    pub backend_batch_limit: u64,
+    /// `--quota-backend-bytes`: the db size at which etcd raises its space alarm and
+    /// refuses writes.
+    pub quota_backend_bytes: ByteSize,
+    /// `--auto-compaction-mode revision --auto-compaction-retention N`: keep the newest N
+    /// revisions of the key space, compacting older ones in the background (`0`: keep
+    /// every revision, etcd's default; raftbench's engines keep only the newest value).
+    pub auto_compaction_retention: u64,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            binary: "etcd".into(),
+            backend_batch_interval_ms: 100,
+            backend_batch_limit: 10_000,
+            quota_backend_bytes: ByteSize::gib(8),
+            auto_compaction_retention: 0,
         }
     }
 }

@@ -168,6 +168,30 @@ pub struct PhaseRecord {
     /// (absent when no node answered, and in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raft_loop: Option<RaftLoopCost>,
+    /// What the members measured themselves during the phase (warm-up included): WAL
+    /// fsyncs and backend commits. Absent when no member answered, and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFigures>,
+}
+
+/// A phase's server-side figures, summed over the members: what the members measured of
+/// their own disk writes, to set beside the client's latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFigures {
+    /// Where they come from: `etcd /metrics` (histograms
+    /// `etcd_disk_wal_fsync_duration_seconds` and
+    /// `etcd_disk_backend_commit_duration_seconds`), or `raftbench /status` (the raft
+    /// loop's synced persists: the log append and its fsync, timed together).
+    pub source: String,
+    /// WAL fsyncs (raftbench: synced persists), all members.
+    pub wal_fsyncs: u64,
+    pub wal_fsync_mean_us: Option<f64>,
+    /// From the histogram's buckets (etcd only): as coarse as they are.
+    pub wal_fsync_p99_us: Option<f64>,
+    /// etcd's bbolt commits (raftbench has no separate backend commit).
+    pub backend_commits: Option<u64>,
+    pub backend_commit_mean_us: Option<f64>,
+    pub backend_commit_p99_us: Option<f64>,
 }
 
 /// What the raft loops cost during a phase: the harness's own share of the latency, apart
@@ -385,6 +409,7 @@ mod tests {
                 generator_cpu_us_per_op: 3.0,
                 unsent: 0,
                 raft_loop: None,
+                server: None,
             }],
             verify: Some(VerifyReport {
                 keys: 10,

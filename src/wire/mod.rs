@@ -26,7 +26,7 @@ pub mod status;
 
 pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use backend::{
-    BackendConfig, BackendKind, Compression, FsyncPolicy, LogEngine, MemwalOptions,
+    BackendConfig, BackendKind, Compression, EtcdOptions, FsyncPolicy, LogEngine, MemwalOptions,
     RaftEngineOptions, RedbDurability, RedbOptions, RocksdbOptions, StateEngine,
 };
 pub use cluster_file::{
@@ -35,7 +35,7 @@ pub use cluster_file::{
 };
 pub use manifest::{
     DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
-    RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, VerifyReport,
+    RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, VerifyReport,
 };
 pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
 pub use status::{

@@ -1,7 +1,9 @@
 //! Executing workload events against a local cluster, and timing the recovery they cause.
 //!
-//! Recovery is measured from the outside, as a client would see it: by polling nodes'
-//! `/status` every 10 ms. Leader loss: `leader_elected_ms` (until a surviving majority agrees
+//! Processes are acted on through the cluster's [`crate::cluster::NodeControl`]; admin
+//! actions (partition, snapshot, membership, leader transfer) through its target's
+//! [`crate::target::TargetApi`]. Recovery is measured from the outside, as a client would
+//! see it: by polling nodes' status every 10 ms. Leader loss: `leader_elected_ms` (until a surviving majority agrees
 //! on a new leader). Restart: `process_up_ms` (until the node answers), `replay_ms` (as the
 //! node reports it) and `caught_up_ms` (until its applied index reaches the leader's commit
 //! at restart). Snapshot: its duration and size as the node reports them. Write resumption
@@ -51,8 +53,6 @@ pub struct Faults {
 }
 
 const POLL: Duration = Duration::from_millis(10);
-/// Admin calls on a node that does not answer must not hang the run.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 
 /// What an executed event needs measured afterwards.
@@ -100,9 +100,9 @@ async fn wait_for_any_leader(cluster: &Arc<Mutex<Cluster>>, at: Instant) -> Opti
     while at.elapsed() < RECOVERY_LIMIT {
         let c = cluster.lock().await;
         if let Some(l) = c.leader().await
-            && let Ok(s) = c.status(l).await
+            && let Ok(s) = c.node_status(l).await
         {
-            return Some((l, s.raft.last_index));
+            return Some((l, s.last_index));
         }
         drop(c);
         tokio::time::sleep(POLL).await;
@@ -235,7 +235,6 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
         _ => c.leader().await,
     };
     let mut now = Instant::now();
-    let http = c.http().clone();
     let mut details = Vec::new();
     let mut follow = Followup::None;
     match ev.action {
@@ -290,7 +289,7 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
             // Read after any eviction: the target is what was committed when the node
             // starts, and recovery is timed from then (`now`), not from the eviction.
             let commit = match old_leader {
-                Some(l) => c.status(l).await.ok().map(|s| s.raft.commit_index),
+                Some(l) => c.node_status(l).await.ok().map(|s| s.commit_index),
                 None => None,
             };
             details.append(&mut evicted);
@@ -316,19 +315,12 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
         Action::Partition => {
             for id in &ids {
                 let others: Vec<u64> = c.nodes().keys().copied().filter(|o| o != id).collect();
-                let r = http
-                    .post(format!(
-                        "{}/admin/partition",
-                        c.url(*id).unwrap_or_default()
-                    ))
-                    .json(&serde_json::json!({ "isolate_from": others }))
-                    .timeout(ADMIN_TIMEOUT)
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status().is_success() => {}
-                    Ok(resp) => details.push(format!("partition: HTTP {}", resp.status())),
-                    Err(e) => details.push(format!("partition: {e}")),
+                let r = match c.node(*id) {
+                    Ok(m) => c.api().partition(m, &others).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    details.push(format!("partition: {e}"));
                 }
             }
             if let Some(l) = old_leader.filter(|l| ids.contains(l)) {
@@ -342,15 +334,8 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     details.push(format!("node {} is paused: not healed", n.id));
                     continue;
                 }
-                let r = http
-                    .post(format!("{}/admin/heal", c.url(n.id).unwrap_or_default()))
-                    .timeout(ADMIN_TIMEOUT)
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status().is_success() => {}
-                    Ok(resp) => details.push(format!("heal node {}: HTTP {}", n.id, resp.status())),
-                    Err(e) => details.push(format!("heal node {}: {e}", n.id)),
+                if let Err(e) = c.api().heal(n).await {
+                    details.push(format!("heal: {e}"));
                 }
             }
         }
@@ -361,48 +346,36 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     details.push(format!("node {id} is down or paused: no snapshot"));
                     continue;
                 }
-                let r = http
-                    .post(format!("{}/admin/snapshot", c.url(*id).unwrap_or_default()))
-                    .timeout(Duration::from_secs(600))
-                    .send()
-                    .await;
+                let r = match c.node(*id) {
+                    Ok(m) => c.api().snapshot(m).await,
+                    Err(e) => Err(e),
+                };
                 match r {
-                    Ok(resp) if resp.status().is_success() => {
-                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                        taken.push((
-                            *id,
-                            v["duration_ms"].as_f64().unwrap_or(0.0),
-                            v["bytes"].as_u64().unwrap_or(0),
-                        ));
+                    Ok(t) => {
+                        taken.push((*id, t.duration_ms, t.bytes));
                         details.push(format!(
                             "node {id}: snapshot at {} of {} bytes in {:.1} ms",
-                            v["index"],
-                            v["bytes"],
-                            v["duration_ms"].as_f64().unwrap_or(0.0)
+                            t.index, t.bytes, t.duration_ms
                         ));
                     }
-                    Ok(resp) => details.push(format!("node {id}: HTTP {}", resp.status())),
-                    Err(e) => details.push(format!("node {id}: {e}")),
+                    Err(e) => details.push(e.to_string()),
                 }
             }
             follow = Followup::Snapshots(taken);
         }
         Action::AddNode => {
             let commit = match old_leader {
-                Some(l) => c.status(l).await.map(|s| s.raft.commit_index).unwrap_or(0),
+                Some(l) => c.node_status(l).await.map(|s| s.commit_index).unwrap_or(0),
                 None => 0,
             };
-            match c.spawn_joining_node() {
-                Ok(id) => match c.add_member(id).await {
-                    Ok(()) => {
-                        follow = Followup::Added {
-                            id,
-                            at: now,
-                            commit,
-                        }
+            match c.add_node().await {
+                Ok(id) => {
+                    follow = Followup::Added {
+                        id,
+                        at: now,
+                        commit,
                     }
-                    Err(e) => details.push(e.to_string()),
-                },
+                }
                 Err(e) => details.push(e.to_string()),
             }
         }
@@ -481,19 +454,12 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
         }
         Action::TransferLeader => {
             if let (Some(l), Some(to)) = (old_leader, ids.first()) {
-                let r = http
-                    .post(format!(
-                        "{}/admin/transfer-leader/{to}",
-                        c.url(l).unwrap_or_default()
-                    ))
-                    // The node answers once raft has started the transfer.
-                    .timeout(Duration::from_secs(15))
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status().is_success() => {}
-                    Ok(resp) => details.push(format!("transfer-leader: HTTP {}", resp.status())),
-                    Err(e) => details.push(format!("transfer-leader: {e}")),
+                let r = match (c.node(l), c.node(*to)) {
+                    (Ok(from), Ok(to)) => c.api().transfer_leader(from, to).await,
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+                if let Err(e) = r {
+                    details.push(format!("transfer-leader: {e}"));
                 }
                 follow = Followup::LeaderLost { old: l, at: now };
             }
@@ -575,13 +541,16 @@ pub async fn measure(
             let mut up = Vec::new();
             for id in ids {
                 while at.elapsed() < RECOVERY_LIMIT {
-                    if let Ok(s) = cluster.lock().await.status(id).await {
+                    if let Ok(s) = cluster.lock().await.node_status(id).await {
                         rows.push((id, "process_up_ms", ms(at.elapsed())));
-                        rows.push((id, "replay_ms", s.startup.replay_ms));
-                        rows.push((id, "open_ms", s.startup.open_ms));
-                        // What recovery cut off a torn WAL tail (after a power cut).
-                        let torn = s.startup.torn_bytes_truncated as f64;
-                        rows.push((id, "torn_bytes_truncated", torn));
+                        // What a raftbench node reports of its own start (etcd does not).
+                        if let Some(r) = &s.raftbench {
+                            rows.push((id, "replay_ms", r.startup.replay_ms));
+                            rows.push((id, "open_ms", r.startup.open_ms));
+                            // What recovery cut off a torn WAL tail (after a power cut).
+                            let torn = r.startup.torn_bytes_truncated as f64;
+                            rows.push((id, "torn_bytes_truncated", torn));
+                        }
                         up.push(id);
                         break;
                     }
@@ -601,8 +570,8 @@ pub async fn measure(
             for id in up.into_iter().filter(|_| commit.is_some()) {
                 let commit = commit.unwrap_or_default();
                 while at.elapsed() < RECOVERY_LIMIT {
-                    if let Ok(s) = cluster.lock().await.status(id).await
-                        && s.raft.applied_index >= commit
+                    if let Ok(s) = cluster.lock().await.node_status(id).await
+                        && s.applied_index >= commit
                     {
                         rows.push((id, "caught_up_ms", ms(at.elapsed())));
                         break;
@@ -613,8 +582,8 @@ pub async fn measure(
         }
         Followup::Added { id, at, commit } => {
             while at.elapsed() < RECOVERY_LIMIT {
-                if let Ok(s) = cluster.lock().await.status(id).await
-                    && s.raft.applied_index >= commit.max(1)
+                if let Ok(s) = cluster.lock().await.node_status(id).await
+                    && s.applied_index >= commit.max(1)
                 {
                     rows.push((id, "caught_up_ms", ms(at.elapsed())));
                     break;

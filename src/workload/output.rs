@@ -35,6 +35,8 @@ pub struct PhaseOutput {
     /// The raft loops' cost during the phase ([`raft_loop_cost`], filled in once the run's
     /// resource samples are in).
     pub raft_loop: Option<RaftLoopCost>,
+    /// The members' own WAL fsync and backend commit figures over the phase.
+    pub server: Option<crate::wire::ServerFigures>,
 }
 
 /// A line of `summary.csv`.
@@ -122,8 +124,26 @@ pub fn phase_line(i: usize, p: &Phase, out: &PhaseOutput) -> String {
         Some(r) => format!(" (target {r:.0}/s)"),
         None => String::new(),
     };
+    let server = out.server.as_ref().map_or(String::new(), |s| {
+        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        let mut line = format!(
+            "; server ({}): {} WAL fsyncs, mean {} us, p99 {} us",
+            s.source,
+            s.wal_fsyncs,
+            us(s.wal_fsync_mean_us),
+            us(s.wal_fsync_p99_us)
+        );
+        if let Some(n) = s.backend_commits {
+            line.push_str(&format!(
+                ", {n} backend commits, mean {} us, p99 {} us",
+                us(s.backend_commit_mean_us),
+                us(s.backend_commit_p99_us)
+            ));
+        }
+        line
+    });
     format!(
-        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op",
+        "phase {i:>2} {:<20} {:>9.0} ops/s{behind}, {ok} ok, {errors} failed/in doubt, {:.1}s, generator {:.1} us CPU/op{server}",
         p.name,
         achieved,
         out.elapsed.as_secs_f64(),
@@ -212,6 +232,7 @@ pub fn phase_record(p: &PhaseOutput) -> PhaseRecord {
         generator_cpu_us_per_op: p.generator_cpu_us_per_op,
         unsent: p.unsent,
         raft_loop: p.raft_loop,
+        server: p.server.clone(),
     }
 }
 

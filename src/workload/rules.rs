@@ -304,6 +304,12 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
             }
             check_disk_options(ev)
                 .map_err(|(name, m)| (eat, field(&format!("event.{name}")), m))?;
+            if let Some(why) = crate::target::refusal(f.cluster.backend, ev.action) {
+                return ebad(
+                    "action",
+                    format!("cluster.backend = \"{}\" cannot: {why}", f.cluster.backend),
+                );
+            }
             match ev.action {
                 a if a.takes_down() => {
                     if ev.target == Target::Killed {

@@ -86,6 +86,8 @@ pub struct ClusterSection {
     pub raft_engine: crate::wire::RaftEngineOptions,
     /// Options of the redb state machine (`LOG+redb` modes).
     pub redb: crate::wire::RedbOptions,
+    /// Options of etcd members (`backend = "etcd"`).
+    pub etcd: crate::wire::EtcdOptions,
     /// When the nodes' data is on the fault file system (workloads with power-loss or disk
     /// events): whether directory entries are durable only once their directory is synced
     /// (`strict`, like ext4 or XFS without luck) or at once (`durable`).
@@ -111,6 +113,7 @@ impl ClusterSection {
         b.rocksdb = self.rocksdb.clone();
         b.raft_engine = self.raft_engine.clone();
         b.redb = self.redb.clone();
+        b.etcd = self.etcd.clone();
         b
     }
 }
@@ -132,6 +135,7 @@ impl Default for ClusterSection {
             rocksdb: RocksdbOptions::default(),
             raft_engine: Default::default(),
             redb: Default::default(),
+            etcd: Default::default(),
             faultfs_metadata: Default::default(),
         }
     }
@@ -588,6 +592,9 @@ impl Workload {
                 "recovery_threads",
                 "target_file_size",
                 "purge_threshold",
+                "backend_batch_limit",
+                "backend_batch_interval_ms",
+                "fsync",
             ]
             .into_iter()
             .find(|k| message.contains(k))
@@ -657,12 +664,21 @@ impl Workload {
     /// Check the rules again after the command line changed the workload (`--nodes`,
     /// `--scale`); problems are reported against the file without a line number.
     pub fn revalidate(&self) -> Result<(), SpecError> {
-        validate(&self.file).map_err(|(_, field, message)| SpecError::Invalid {
-            path: self.path.clone(),
-            line: 0,
-            column: 0,
-            field,
-            message: format!("{message} (after command-line overrides)"),
-        })
+        // `--backend` and `--fsync` can make a combination the file alone did not have.
+        let backend = self
+            .file
+            .cluster
+            .backend()
+            .validate()
+            .map_err(|m| (0, "cluster".to_string(), m));
+        backend
+            .and_then(|()| validate(&self.file))
+            .map_err(|(_, field, message)| SpecError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                column: 0,
+                field,
+                message: format!("{message} (after command-line overrides)"),
+            })
     }
 }

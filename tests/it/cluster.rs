@@ -537,8 +537,7 @@ async fn membership_changes(kind: BackendKind) {
             .await
             .unwrap();
     }
-    let new = c.spawn_joining_node().unwrap();
-    c.add_member(new).await.unwrap();
+    let new = c.add_node().await.unwrap();
     let leader = c.wait_for_leader(LEADER_WAIT).await.unwrap();
     client.put("after-add", Bytes::from("y")).await.unwrap();
     let commit = c.status(leader).await.unwrap().raft.commit_index;

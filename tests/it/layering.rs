@@ -15,6 +15,7 @@ const HARNESS: &[&str] = &[
     "procinfo",
     "report",
     "study",
+    "target",
     "workload",
 ];
 

@@ -9,17 +9,24 @@ use crate::common::{
 };
 
 /// `raftbench cluster up` in the background, until its cluster file is written.
-struct Up {
+pub struct Up {
     child: Child,
     dir: PathBuf,
 }
 
 impl Up {
     fn start(dir: &Path, file: &Path) -> Up {
+        Self::start_with(dir, file, &[])
+    }
+
+    /// With extra `cluster up` flags (`--target etcd`).
+    pub fn start_with(dir: &Path, file: &Path, extra: &[&str]) -> Up {
         // Its stdout goes to a file: a pipe closed early would make its last lines fail.
         let log = dir.with_extension("out");
         let child = command()
-            .args(["cluster", "up", "--nodes", "3", "--dir"])
+            .args(["cluster", "up", "--nodes", "3"])
+            .args(extra)
+            .arg("--dir")
             .arg(dir)
             .arg("--cluster-file")
             .arg(file)
@@ -45,7 +52,7 @@ impl Up {
 
     /// SIGINT, and check that no node outlives it (including nodes restarted by a
     /// control command, which are not its children).
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         interrupt(&self.child);
         assert!(self.child.wait().unwrap().success());
         std::thread::sleep(std::time::Duration::from_millis(500));

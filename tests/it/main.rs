@@ -16,6 +16,7 @@
 //! - `power`: power cuts and disk faults through the fault file system, end to end.
 //! - `security`: the network surface under attack: strangers, wrong secrets, forged raft
 //!   messages, oversized frames, connection floods, chunked snapshots, admin tokens.
+//! - `etcd`: etcd as a peer target: real etcd members over gRPC, the runner, compare.
 //! - `layering`: the two wings meet only at `wire` (checked on the source).
 //! - `common`: helpers shared by the above.
 
@@ -26,6 +27,7 @@ mod cluster;
 mod conformance;
 mod corruption;
 mod crash;
+mod etcd;
 mod faultfs;
 mod layering;
 mod live;

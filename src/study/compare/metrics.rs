@@ -136,6 +136,20 @@ pub fn run_metrics(run: &RunData) -> Vec<Metric> {
             Better::Higher,
             p.achieved_rate,
         );
+        // What the members measured of their own disk writes, beside the client's view
+        // (etcd: WAL fsync and bbolt commit histograms; raftbench: mean synced persist).
+        if let Some(s) = &p.server {
+            for (q, v) in [
+                ("server_wal_fsync_mean_us", s.wal_fsync_mean_us),
+                ("server_wal_fsync_p99_us", s.wal_fsync_p99_us),
+                ("server_backend_commit_mean_us", s.backend_commit_mean_us),
+                ("server_backend_commit_p99_us", s.backend_commit_p99_us),
+            ] {
+                if let Some(v) = v {
+                    push(format!("{}.{q}", p.name), Better::Lower, v);
+                }
+            }
+        }
         let mut ops: Vec<&str> = run
             .summary
             .iter()

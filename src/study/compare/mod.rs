@@ -118,6 +118,19 @@ pub fn fairness(w: &Workload, backends: &[BackendKind]) -> String {
         serde_json::to_string(&c.rocksdb).unwrap_or_default(),
         serde_json::to_string(&c.raft_engine).unwrap_or_default(),
         serde_json::to_string(&c.redb).unwrap_or_default(),
+    ) + &peer_differences(c, backends)
+}
+
+/// What differs for a peer system (etcd) among `backends`: its own raft, WAL and backend,
+/// and how the workload's settings were translated for it.
+fn peer_differences(c: &crate::workload::spec::ClusterSection, backends: &[BackendKind]) -> String {
+    if !backends.iter().any(|b| b.is_peer()) {
+        return String::new();
+    }
+    format!(
+        " What differs for {}. etcd options {}.",
+        crate::target::etcd::launch::EtcdLaunch::differences(&c.raft(), &c.etcd),
+        serde_json::to_string(&c.etcd).unwrap_or_default()
     )
 }
 

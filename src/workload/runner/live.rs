@@ -45,16 +45,17 @@ async fn check_live(c: &Cluster) -> Result<(), RunError> {
         let mut leaders = BTreeMap::new();
         let mut bad = Vec::new();
         for n in c.nodes().values() {
-            match c.status(n.id).await {
+            match c.node_status(n.id).await {
                 Ok(s) => {
-                    leaders.insert(n.id, s.raft.leader_id);
+                    leaders.insert(n.id, s.leader_id);
                 }
                 Err(e) => bad.push(format!("node {} at {}: {e}", n.id, n.client_addr)),
             }
         }
         if !bad.is_empty() {
             return Err(RunError::Invalid(format!(
-                "{file}: nodes do not answer GET /status: {}",
+                "{file}: nodes do not answer their status call ({}): {}",
+                c.api().name(),
                 bad.join("; ")
             )));
         }
@@ -84,6 +85,15 @@ pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
         let p = p.get_ref();
         for ev in &p.events {
             let e = ev.get_ref();
+            if let Some(why) = crate::target::refusal(file.backend.kind, e.action) {
+                return Err(RunError::Invalid(format!(
+                    "{}: phase {:?}: the cluster of {} runs {}, which cannot: {why}",
+                    w.locate(ev.span().start),
+                    p.name,
+                    path.display(),
+                    file.backend.kind
+                )));
+            }
             if e.cache == CacheState::Cold {
                 return Err(RunError::Invalid(format!(
                     "{}: phase {:?}: the restart at {} is cold (`cache = \"cold\"` in the file, \

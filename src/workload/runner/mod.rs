@@ -45,8 +45,8 @@ use super::output::{self, PhaseOutput};
 use super::spec::WorkloadFile;
 use super::verify::{Model, VerifyReport};
 use super::{SpecError, Workload};
-use crate::client::Client;
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
+use crate::target::KvClient;
 use crate::wire::{
     BackendConfig, BackendKind, FsyncPolicy, Generator, PhaseVerify, RUN_MANIFEST_SCHEMA,
     RunManifest,
@@ -140,7 +140,7 @@ impl RunResult {
 
 /// What the workers, the verify phase and the event injection of a run share.
 struct Shared {
-    client: Client,
+    client: KvClient,
     model: Model,
     keys_shared: Arc<SharedKeys>,
     values: ValueMaker,
@@ -178,6 +178,13 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         .values()
         .map(|n| n.client_addr.clone())
         .collect();
+    let leader = match cluster.leader().await {
+        Some(l) => cluster.nodes().keys().position(|id| *id == l).unwrap_or(0),
+        None => 0,
+    };
+    let client = KvClient::connect(cluster.kind(), &endpoints, leader, client_timeout(f))
+        .await
+        .map_err(RunError::Invalid)?;
     let cluster = Arc::new(Mutex::new(cluster));
     // Split generators: a partition of the keys, and their own random streams (the
     // workload's seed, recorded, stays the same for all of them).
@@ -185,7 +192,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     let (keys, key_stride, key_offset) = split::key_partition(f.data.keys, i, n);
     let seed = split::generator_seed(f.seed, i);
     let shared = Arc::new(Shared {
-        client: Client::new(&endpoints, client_timeout(f)),
+        client,
         model: Model::default(),
         keys_shared: Arc::new(SharedKeys::default()),
         values: ValueMaker::new(&f.data.value_size, f.data.value_random_share, seed),
@@ -429,8 +436,11 @@ async fn run_phases(
             });
             continue;
         }
-        let out =
+        let before = sample::server_counters(cluster).await;
+        let mut out =
             phase::run_phase(shared, cluster, log, seed, i, p, &f.data.key_distribution).await;
+        out.server =
+            crate::target::server::phase_figures(&before, &sample::server_counters(cluster).await);
         if !shared.quiet {
             eprintln!("{}", output::phase_line(i, p, &out));
         }

@@ -161,6 +161,7 @@ pub(super) async fn run_phase(
         generator_cpu_us_per_op,
         unsent: plan.schedule.as_ref().map_or(0, Schedule::unsent),
         raft_loop: None,
+        server: None,
     }
 }
 

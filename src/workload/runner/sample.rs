@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ProcResources};
-use crate::wire::StatusReport;
+use crate::target::NodeStatus;
 use crate::workload::output::ResourceRow;
 
 /// What the sampler collected: every node's samples, and the load generator's (this
@@ -31,12 +31,13 @@ pub(super) async fn sample_resources(
     let mut rows = Vec::new();
     let mut peak = 0;
     let mut cpu = CpuMeter::default();
-    let http = crate::client::http_client();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
         peak = peak.max(generator_rss_bytes());
-        for (id, pid, r, status) in sample_nodes(&cluster, &http).await {
+        for (id, pid, r, status) in sample_nodes(&cluster).await {
+            // The raft loop's and engine's figures are raftbench's (etcd has none of them).
+            let status = status.as_ref().and_then(|s| s.raftbench.as_ref());
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
             rows.push(ResourceRow {
                 t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
@@ -46,11 +47,11 @@ pub(super) async fn sample_resources(
                 read_bytes: r.read_bytes,
                 write_bytes: r.write_bytes,
                 cpu_pct: cpu_pct.unwrap_or(0.0),
-                raft_readies: status.as_ref().map(|s| s.raft.readies),
-                raft_busy_us: status.as_ref().map(|s| s.raft.busy_us),
-                raft_stall_us: status.as_ref().map(|s| s.raft.recent_longest_turn_us),
-                engine_flush_bytes: status.as_ref().map(|s| s.storage.engine_flush_bytes),
-                engine_compaction_bytes: status.as_ref().map(|s| s.storage.engine_compaction_bytes),
+                raft_readies: status.map(|s| s.raft.readies),
+                raft_busy_us: status.map(|s| s.raft.busy_us),
+                raft_stall_us: status.map(|s| s.raft.recent_longest_turn_us),
+                engine_flush_bytes: status.map(|s| s.storage.engine_flush_bytes),
+                engine_compaction_bytes: status.map(|s| s.storage.engine_compaction_bytes),
             });
         }
     }
@@ -66,23 +67,24 @@ pub(super) fn generator_rss_bytes() -> u64 {
 }
 
 /// One sample of every node that can be sampled: (id, pid of a local node, figures, its
-/// `/status` when it answered).
+/// status when it answered).
 async fn sample_nodes(
     cluster: &Mutex<Cluster>,
-    http: &reqwest::Client,
-) -> Vec<(u64, Option<u32>, ProcResources, Option<StatusReport>)> {
-    // Local nodes: /proc, read under the lock (fast). Every running node's /status (an
+) -> Vec<(u64, Option<u32>, ProcResources, Option<NodeStatus>)> {
+    // Local nodes: /proc, read under the lock (fast). Every running node's status (an
     // attached node's resources too) is queried after releasing it, so a slow node cannot
     // hold up event injection.
     let mut local = Vec::new();
     let mut running = Vec::new();
     let attached;
+    let api;
     {
         let c = cluster.lock().await;
         attached = c.attached().is_some();
+        api = c.shared_api();
         for n in c.nodes().values() {
             if c.state(n.id) == crate::cluster::NodeState::Running {
-                running.push((n.id, c.url(n.id).unwrap_or_default()));
+                running.push(n.clone());
             }
             if !attached && let Ok(r) = c.resources(n.id) {
                 local.push((n.id, c.pid(n.id), r));
@@ -91,11 +93,11 @@ async fn sample_nodes(
     }
     // All at once: one paused or partitioned node (whose query times out) must not delay
     // the others' samples by its timeout.
-    let answers =
-        futures::future::join_all(running.iter().map(|(id, url)| async move {
-            (*id, crate::cluster::fetch_status(http, url, *id).await)
-        }))
-        .await;
+    let answers = futures::future::join_all(running.iter().map(|m| {
+        let api = api.clone();
+        async move { (m.id, api.status(m).await) }
+    }))
+    .await;
     let mut statuses: HashMap<_, _> = answers
         .into_iter()
         .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
@@ -110,6 +112,32 @@ async fn sample_nodes(
         .into_iter()
         .map(|(id, pid, r)| (id, pid, r, statuses.remove(&id)))
         .collect()
+}
+
+/// Every running member's own WAL fsync and backend commit counters now (a phase's
+/// server-side figures are their growth over it). Members that do not answer are left
+/// out; all are asked at once, outside the cluster lock.
+pub(super) async fn server_counters(
+    cluster: &Mutex<Cluster>,
+) -> std::collections::BTreeMap<u64, crate::target::server::ServerCounters> {
+    let (api, running) = {
+        let c = cluster.lock().await;
+        let running: Vec<crate::cluster::Member> = c
+            .nodes()
+            .values()
+            .filter(|n| c.state(n.id) == crate::cluster::NodeState::Running)
+            .cloned()
+            .collect();
+        (c.shared_api(), running)
+    };
+    futures::future::join_all(running.iter().map(|m| {
+        let api = api.clone();
+        async move { (m.id, api.server_counters(m).await) }
+    }))
+    .await
+    .into_iter()
+    .filter_map(|(id, r)| r.ok().map(|c| (id, c)))
+    .collect()
 }
 
 /// A node's CPU use as % of one core, from the growth of its CPU ticks between samples.

@@ -1,0 +1,111 @@
+//! etcd's server-side figures from its `/metrics` (Prometheus text, served on the client
+//! URL), parsed with `prometheus-parse`.
+
+use std::time::Duration;
+
+use crate::target::server::{Cumulative, ServerCounters};
+
+/// WAL fsync latency, in seconds.
+pub const WAL_FSYNC: &str = "etcd_disk_wal_fsync_duration_seconds";
+/// bbolt commit latency, in seconds.
+pub const BACKEND_COMMIT: &str = "etcd_disk_backend_commit_duration_seconds";
+
+/// The cumulative histogram `name` in `scrape`, summed over its label sets; `None` when
+/// the scrape has no such histogram.
+fn histogram(scrape: &prometheus_parse::Scrape, name: &str) -> Option<Cumulative> {
+    let mut out: Option<Cumulative> = None;
+    let (sum_name, count_name) = (format!("{name}_sum"), format!("{name}_count"));
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    for s in &scrape.samples {
+        match &s.value {
+            prometheus_parse::Value::Histogram(buckets) if s.metric == name => {
+                let mut b: Vec<(f64, f64)> =
+                    buckets.iter().map(|h| (h.less_than, h.count)).collect();
+                b.sort_by(|x, y| x.0.total_cmp(&y.0));
+                out.get_or_insert_with(Cumulative::default)
+                    .add(&Cumulative {
+                        count: b.last().map_or(0.0, |x| x.1),
+                        buckets: b,
+                        sum: 0.0,
+                    });
+            }
+            v if s.metric == sum_name => sum += scalar(v),
+            v if s.metric == count_name => count += scalar(v),
+            _ => {}
+        }
+    }
+    let mut h = out?;
+    h.sum = sum;
+    if count > 0.0 {
+        h.count = count;
+    }
+    Some(h)
+}
+
+fn scalar(v: &prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Counter(x)
+        | prometheus_parse::Value::Gauge(x)
+        | prometheus_parse::Value::Untyped(x) => *x,
+        _ => 0.0,
+    }
+}
+
+/// The WAL fsync and backend commit histograms of one `/metrics` text.
+pub fn parse(text: &str) -> Result<ServerCounters, String> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .map_err(|e| format!("parsing /metrics: {e}"))?;
+    let wal_fsync = histogram(&scrape, WAL_FSYNC)
+        .ok_or_else(|| format!("/metrics has no {WAL_FSYNC} histogram"))?;
+    Ok(ServerCounters {
+        source: "etcd /metrics",
+        wal_fsync,
+        backend_commit: histogram(&scrape, BACKEND_COMMIT),
+    })
+}
+
+/// `GET http://{addr}/metrics` and [`parse`] it (2 s deadline).
+pub async fn scrape(http: &reqwest::Client, addr: &str) -> Result<ServerCounters, String> {
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("GET /metrics: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    parse(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcds_histograms_are_read() {
+        let text = "\
+# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.
+# TYPE etcd_disk_wal_fsync_duration_seconds histogram
+etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 10
+etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.002\"} 18
+etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 20
+etcd_disk_wal_fsync_duration_seconds_sum 0.025
+etcd_disk_wal_fsync_duration_seconds_count 20
+# HELP etcd_disk_backend_commit_duration_seconds The latency distributions of commit called by backend.
+# TYPE etcd_disk_backend_commit_duration_seconds histogram
+etcd_disk_backend_commit_duration_seconds_bucket{le=\"0.001\"} 1
+etcd_disk_backend_commit_duration_seconds_bucket{le=\"+Inf\"} 2
+etcd_disk_backend_commit_duration_seconds_sum 0.003
+etcd_disk_backend_commit_duration_seconds_count 2
+";
+        let c = parse(text).unwrap();
+        assert_eq!(c.wal_fsync.count, 20.0);
+        assert_eq!(c.wal_fsync.sum, 0.025);
+        assert_eq!(c.wal_fsync.buckets.len(), 3);
+        assert_eq!(c.backend_commit.unwrap().count, 2.0);
+        assert!(parse("up 1\n").unwrap_err().contains(WAL_FSYNC));
+    }
+}

@@ -1,0 +1,192 @@
+//! Server-side figures of a phase: what the members themselves measured of their WAL
+//! fsyncs and backend commits, to set beside the client's latency.
+//!
+//! Each member's counters are read at a phase's start and end ([`ServerCounters`]); the
+//! phase's figures are their growth, summed over the members ([`phase_figures`]). etcd
+//! gives histograms (`etcd_disk_wal_fsync_duration_seconds`,
+//! `etcd_disk_backend_commit_duration_seconds`), so a p99 too; a raftbench node gives the
+//! time its raft loop spent in synced persists (the log append and its fsync) and their
+//! count, so a mean only.
+
+use std::collections::BTreeMap;
+
+use crate::wire::ServerFigures;
+
+/// A cumulative histogram (Prometheus style): `(upper bound in seconds, observations at or
+/// below it)` in increasing order, with the sum (seconds) and count of all observations.
+/// Without buckets it is only a sum and a count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cumulative {
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl Cumulative {
+    /// What was observed since `earlier` (the same member's previous reading). A count
+    /// that went down is a restarted member, whose counters are all new.
+    pub fn since(&self, earlier: &Cumulative) -> Cumulative {
+        if self.count < earlier.count || self.buckets.len() != earlier.buckets.len() {
+            return self.clone();
+        }
+        Cumulative {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|((le, n), (_, m))| (*le, (n - m).max(0.0)))
+                .collect(),
+            sum: (self.sum - earlier.sum).max(0.0),
+            count: self.count - earlier.count,
+        }
+    }
+
+    /// Add another member's histogram (the same bucket bounds; otherwise only the sum and
+    /// count are kept).
+    pub fn add(&mut self, other: &Cumulative) {
+        if self.count == 0.0 && self.buckets.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        if self.buckets.len() == other.buckets.len()
+            && self
+                .buckets
+                .iter()
+                .zip(&other.buckets)
+                .all(|(a, b)| a.0 == b.0)
+        {
+            for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+                a.1 += b.1;
+            }
+        } else {
+            self.buckets.clear();
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// Mean observation, in seconds.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count)
+    }
+
+    /// The `q` quantile in seconds, interpolated linearly inside its bucket as Prometheus's
+    /// `histogram_quantile` does (so it is as coarse as the buckets: etcd's double from
+    /// 1 ms). `None` without buckets or observations; the largest finite bound when the
+    /// quantile falls in the `+Inf` bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut prev = (0.0, 0.0);
+        for &(le, n) in &self.buckets {
+            if n >= rank {
+                if le.is_infinite() {
+                    return Some(prev.0);
+                }
+                let width = n - prev.1;
+                let share = if width > 0.0 {
+                    (rank - prev.1) / width
+                } else {
+                    1.0
+                };
+                return Some(prev.0 + (le - prev.0) * share);
+            }
+            prev = (le, n);
+        }
+        Some(prev.0)
+    }
+}
+
+/// One member's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerCounters {
+    /// Where they come from, for the record (`etcd /metrics`, `raftbench /status`).
+    pub source: &'static str,
+    /// WAL fsyncs (raftbench: synced persists, the log append included).
+    pub wal_fsync: Cumulative,
+    /// Backend commits (etcd's bbolt transactions); raftbench has none of its own.
+    pub backend_commit: Option<Cumulative>,
+}
+
+/// A phase's server-side figures from every member's counters at its start and end
+/// (members missing from either reading are left out). `None` when no member answered.
+pub fn phase_figures(
+    before: &BTreeMap<u64, ServerCounters>,
+    after: &BTreeMap<u64, ServerCounters>,
+) -> Option<ServerFigures> {
+    let mut fsync = Cumulative::default();
+    let mut commit: Option<Cumulative> = None;
+    let mut source = None;
+    for (id, a) in after {
+        let Some(b) = before.get(id) else { continue };
+        source = Some(a.source);
+        fsync.add(&a.wal_fsync.since(&b.wal_fsync));
+        if let (Some(ac), Some(bc)) = (&a.backend_commit, &b.backend_commit) {
+            commit
+                .get_or_insert_with(Cumulative::default)
+                .add(&ac.since(bc));
+        }
+    }
+    let us = |s: f64| (s * 1e6 * 10.0).round() / 10.0;
+    Some(ServerFigures {
+        source: source?.to_string(),
+        wal_fsyncs: fsync.count as u64,
+        wal_fsync_mean_us: fsync.mean().map(us),
+        wal_fsync_p99_us: fsync.quantile(0.99).map(us),
+        backend_commits: commit.as_ref().map(|c| c.count as u64),
+        backend_commit_mean_us: commit.as_ref().and_then(Cumulative::mean).map(us),
+        backend_commit_p99_us: commit.as_ref().and_then(|c| c.quantile(0.99)).map(us),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(buckets: &[(f64, f64)], sum: f64) -> Cumulative {
+        Cumulative {
+            buckets: buckets.to_vec(),
+            sum,
+            count: buckets.last().map_or(0.0, |b| b.1),
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_the_bucket() {
+        let h = hist(
+            &[
+                (0.001, 50.0),
+                (0.002, 90.0),
+                (0.004, 100.0),
+                (f64::INFINITY, 100.0),
+            ],
+            0.15,
+        );
+        // Rank 50 is the top of the first bucket; rank 99 lies 9/10 into (2 ms, 4 ms].
+        assert!((h.quantile(0.5).unwrap() - 0.001).abs() < 1e-12);
+        assert!((h.quantile(0.99).unwrap() - 0.0038).abs() < 1e-12);
+        assert_eq!(h.mean(), Some(0.0015));
+        let inf = hist(&[(0.001, 1.0), (f64::INFINITY, 10.0)], 1.0);
+        assert_eq!(inf.quantile(0.99), Some(0.001));
+    }
+
+    #[test]
+    fn a_phase_is_the_growth_summed_over_members_and_a_restart_counts_anew() {
+        let b = |n: f64| ServerCounters {
+            source: "etcd /metrics",
+            wal_fsync: hist(&[(0.001, n), (f64::INFINITY, n)], n * 0.0005),
+            backend_commit: None,
+        };
+        let before = BTreeMap::from([(1, b(10.0)), (2, b(100.0))]);
+        // Node 2 restarted: its counters went down, so all 4 are new.
+        let after = BTreeMap::from([(1, b(30.0)), (2, b(4.0))]);
+        let f = phase_figures(&before, &after).unwrap();
+        assert_eq!(f.wal_fsyncs, 24);
+        assert_eq!(f.wal_fsync_mean_us, Some(500.0));
+        assert_eq!(f.backend_commits, None);
+        assert!(phase_figures(&BTreeMap::new(), &after).is_none());
+    }
+}
