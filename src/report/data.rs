@@ -390,12 +390,15 @@ mod tests {
         // (read back, the defaults), in the workload's cluster section and the backend.
         assert!(cl.remove("raft_engine").is_some_and(|v| v.is_object()));
         assert!(cl.remove("redb").is_some_and(|v| v.is_object()));
+        // etcd as a peer added its options table.
+        assert!(cl.remove("etcd").is_some_and(|v| v.is_object()));
         let r = cl["rocksdb"].as_object_mut().unwrap();
         assert_eq!(r.remove("state_wal"), Some(true.into()));
         let b = o["backend"].as_object_mut().unwrap();
         assert_eq!(b.remove("snapshot_write_rate"), Some("32.0 MiB".into()));
         assert!(b.remove("raft_engine").is_some_and(|v| v.is_object()));
         assert!(b.remove("redb").is_some_and(|v| v.is_object()));
+        assert!(b.remove("etcd").is_some_and(|v| v.is_object()));
         let r = b["rocksdb"].as_object_mut().unwrap();
         assert_eq!(r.remove("state_wal"), Some(true.into()));
         // Phases gained `unsent` (open-loop operations never sent) after the fixture.

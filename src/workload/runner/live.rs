@@ -54,8 +54,12 @@ async fn check_live(c: &Cluster) -> Result<(), RunError> {
         }
         if !bad.is_empty() {
             return Err(RunError::Invalid(format!(
-                "{file}: nodes do not answer their status call ({}): {}",
-                c.api().name(),
+                "{file}: nodes do not answer {}: {}",
+                if c.kind().is_peer() {
+                    "etcd's Maintenance.Status"
+                } else {
+                    "GET /status"
+                },
                 bad.join("; ")
             )));
         }
