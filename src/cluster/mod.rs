@@ -235,15 +235,27 @@ impl Cluster<Processes> {
             spec,
             secret: Some((secret, secret_path)),
         };
-        for id in 1..=cluster.spec.nodes {
-            cluster.add_entry(id, false)?;
-        }
-        cluster.cluster_file().save(&file)?;
-        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
-        for id in ids {
-            cluster.spawn(id)?;
-        }
+        cluster.add_founders()?;
+        cluster.save_and_spawn(&file)?;
         Ok(cluster)
+    }
+
+    /// Entries, with fresh ports, for the founding members 1..=nodes.
+    fn add_founders(&mut self) -> Result<(), ClusterError> {
+        for id in 1..=self.spec.nodes {
+            self.add_entry(id, false)?;
+        }
+        Ok(())
+    }
+
+    /// Write the cluster file, then start every member.
+    fn save_and_spawn(&mut self, file: &Path) -> Result<(), ClusterError> {
+        self.cluster_file().save(file)?;
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.spawn(id)?;
+        }
+        Ok(())
     }
 
     /// Start an etcd cluster: members from the `etcd` binary, on free loopback ports, with
@@ -261,14 +273,13 @@ impl Cluster<Processes> {
             nodes: BTreeMap::new(),
             api: crate::target::api_for(spec.backend.kind, http.clone()),
             http,
-            // Replaced below, once the members' addresses are known.
+            // Replaced below: the members' command lines need every founder's address,
+            // which the entries pick. Nothing is started before.
             control: Processes::new(&binary, &spec.dir, file),
             spec,
             secret: None,
         };
-        for id in 1..=cluster.spec.nodes {
-            cluster.add_entry(id, false)?;
-        }
+        cluster.add_founders()?;
         let initial_cluster = cluster
             .nodes
             .values()
@@ -289,11 +300,7 @@ impl Cluster<Processes> {
             options: cluster.spec.backend.etcd.clone(),
         };
         cluster.control = Processes::etcd(launch, &cluster.spec.dir);
-        cluster.cluster_file().save(file)?;
-        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
-        for id in ids {
-            cluster.spawn(id)?;
-        }
+        cluster.save_and_spawn(file)?;
         Ok(cluster)
     }
 
@@ -419,26 +426,28 @@ impl<C: NodeControl> Cluster<C> {
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
         self.add_entry(id, true)?;
         let leader = self.wait_for_leader(Duration::from_secs(10)).await?;
-        if self.api.start_before_add() {
-            // Started with `--join`: it waits, empty, until the leader adds it.
-            if let Some(n) = self.nodes.get_mut(&id) {
-                n.join_args = vec!["--join".into()];
+        let (leader, new) = (self.node(leader)?.clone(), self.node(id)?.clone());
+        match self.api.start_empty_args() {
+            // Started empty: it waits until the leader adds it.
+            Some(args) => {
+                self.set_join_args(id, args);
+                self.spawn(id)?;
+                self.api.add_member(&leader, &new).await?;
             }
-            self.spawn(id)?;
-            self.api
-                .add_member(self.node(leader)?, self.node(id)?)
-                .await?;
-        } else {
-            let args = self
-                .api
-                .add_member(self.node(leader)?, self.node(id)?)
-                .await?;
-            if let Some(n) = self.nodes.get_mut(&id) {
-                n.join_args = args;
+            // Told the membership it joins, so started after the change.
+            None => {
+                let args = self.api.add_member(&leader, &new).await?;
+                self.set_join_args(id, args);
+                self.spawn(id)?;
             }
-            self.spawn(id)?;
         }
         Ok(id)
+    }
+
+    fn set_join_args(&mut self, id: u64, args: Vec<String>) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.join_args = args;
+        }
     }
 
     /// The control plane of what the nodes run.

@@ -73,17 +73,19 @@ pub trait TargetApi: Send + Sync {
     fn know(&self, _member: &Member) {}
     /// `member`'s status (2 s deadline).
     fn status<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<NodeStatus, ClusterError>>;
-    /// Add `new` (not started yet, or started empty, as [`Self::start_before_add`] says)
-    /// as a voter, asking `leader`. Returns the flags `new` must start with to join
-    /// (etcd's `--initial-cluster` of the new membership; raftbench's `--join`).
+    /// The flags a new member starts with *before* it is added, for a target whose new
+    /// members start empty and wait to be added (raftbench: `--join`); `None` for one
+    /// whose new members must be told the membership they join, and so start after
+    /// [`Self::add_member`] (etcd).
+    fn start_empty_args(&self) -> Option<Vec<String>>;
+    /// Add `new` as a voter, asking `leader`. Returns the flags `new` must start with when
+    /// it starts after the change (etcd's `--initial-cluster` of the new membership);
+    /// nothing for a target that started it before ([`Self::start_empty_args`]).
     fn add_member<'a>(
         &'a self,
         leader: &'a Member,
         new: &'a Member,
     ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>>;
-    /// Whether a new member's process starts before the membership change (raftbench: it
-    /// waits, empty, to be added) or after it (etcd: it must be told the new membership).
-    fn start_before_add(&self) -> bool;
     /// Remove member `id`, asking `leader`.
     fn remove_member<'a>(
         &'a self,

@@ -83,8 +83,8 @@ impl TargetApi for RaftbenchApi {
         })
     }
 
-    fn start_before_add(&self) -> bool {
-        true
+    fn start_empty_args(&self) -> Option<Vec<String>> {
+        Some(vec!["--join".into()])
     }
 
     fn add_member<'a>(
@@ -106,7 +106,7 @@ impl TargetApi for RaftbenchApi {
                 Duration::from_secs(15),
             )
             .await
-            .map(|_| vec!["--join".to_string()])
+            .map(|_| Vec::new())
         })
     }
 

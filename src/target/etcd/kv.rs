@@ -19,7 +19,7 @@
 //! Reads are retried on the next member on any transient error, until the deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,6 +44,9 @@ struct Inner {
     admin: Vec<etcd_client::Client>,
     /// The member requests go to first.
     preferred: AtomicUsize,
+    /// A leader search is running (after a failover, every worker that moved would start
+    /// one otherwise).
+    locating: AtomicBool,
     timeout: Duration,
 }
 
@@ -145,6 +148,7 @@ impl EtcdKv {
                 members,
                 admin,
                 preferred: AtomicUsize::new(0),
+                locating: AtomicBool::new(false),
                 timeout,
             }),
         })
@@ -257,10 +261,16 @@ impl EtcdKv {
     }
 
     /// After a failover, find the new leader in the background, so that the requests
-    /// after this one go to it rather than through a follower.
+    /// after this one go to it rather than through a follower; one search at a time.
     fn relocate(inner: &Arc<Inner>) {
+        if inner.locating.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let inner = inner.clone();
-        tokio::spawn(async move { Inner::find_leader(&inner).await });
+        tokio::spawn(async move {
+            Inner::find_leader(&inner).await;
+            inner.locating.store(false, Ordering::Release);
+        });
     }
 }
 

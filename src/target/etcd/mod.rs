@@ -253,8 +253,8 @@ impl TargetApi for EtcdApi {
         })
     }
 
-    fn start_before_add(&self) -> bool {
-        false
+    fn start_empty_args(&self) -> Option<Vec<String>> {
+        None
     }
 
     fn add_member<'a>(
