@@ -425,6 +425,22 @@ impl<C: NodeControl> Cluster<C> {
         }
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
         self.add_entry(id, true)?;
+        let mut member = false;
+        let joined = self.join(id, &mut member).await;
+        if joined.is_err() && !member {
+            // Not a member: no entry, and no process, so that quorum counts and the next
+            // id are as before. (A member whose process failed to start stays, down.)
+            if self.control.state(id) != NodeState::Down {
+                let _ = self.kill(id);
+            }
+            self.nodes.remove(&id);
+        }
+        joined.map(|()| id)
+    }
+
+    /// Start node `id` (an entry already) and make it a member, in the order the target
+    /// needs; `member` is set once the membership change is done.
+    async fn join(&mut self, id: u64, member: &mut bool) -> Result<(), ClusterError> {
         let leader = self.wait_for_leader(Duration::from_secs(10)).await?;
         let (leader, new) = (self.node(leader)?.clone(), self.node(id)?.clone());
         match self.api.start_empty_args() {
@@ -433,15 +449,17 @@ impl<C: NodeControl> Cluster<C> {
                 self.set_join_args(id, args);
                 self.spawn(id)?;
                 self.api.add_member(&leader, &new).await?;
+                *member = true;
             }
             // Told the membership it joins, so started after the change.
             None => {
                 let args = self.api.add_member(&leader, &new).await?;
+                *member = true;
                 self.set_join_args(id, args);
                 self.spawn(id)?;
             }
         }
-        Ok(id)
+        Ok(())
     }
 
     fn set_join_args(&mut self, id: u64, args: Vec<String>) {

@@ -122,6 +122,8 @@ pub struct RaftLoop {
     last_stats: Instant,
     readies: u64,
     synced_persists: u64,
+    /// Microseconds in the persists of `synced_persists` alone.
+    synced_persist_us: u64,
     entries_appended: u64,
     turns: u64,
     busy_us: u64,
@@ -248,6 +250,7 @@ impl RaftLoop {
             last_stats: Instant::now(),
             readies: 0,
             synced_persists: 0,
+            synced_persist_us: 0,
             entries_appended: 0,
             turns: 0,
             busy_us: 0,
@@ -531,13 +534,18 @@ impl RaftLoop {
         self.transport.send(rd.take_messages());
         let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
         self.readies += 1;
-        self.synced_persists += u64::from(rd.must_sync());
+        let synced = rd.must_sync();
+        self.synced_persists += u64::from(synced);
         self.entries_appended += rd.entries().len() as u64;
         let t = Instant::now();
         self.raw
             .mut_store()
             .persist(snapshot.as_ref(), rd.entries(), rd.hs())?;
-        self.turn.persist_us += t.elapsed().as_micros() as u64;
+        let took = t.elapsed().as_micros() as u64;
+        self.turn.persist_us += took;
+        if synced {
+            self.synced_persist_us += took;
+        }
         if let Some(s) = &snapshot {
             self.on_snapshot_installed(s.get_metadata().index);
         }
@@ -949,6 +957,7 @@ impl RaftLoop {
             voters,
             readies: self.readies,
             synced_persists: self.synced_persists,
+            synced_persist_us: self.synced_persist_us,
             entries_appended: self.entries_appended,
             turns: self.turns,
             busy_us: self.busy_us,
@@ -985,6 +994,7 @@ fn placeholder_status() -> RaftStatus {
         member: false,
         readies: 0,
         synced_persists: 0,
+        synced_persist_us: 0,
         entries_appended: 0,
         turns: 0,
         busy_us: 0,

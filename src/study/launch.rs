@@ -35,6 +35,23 @@ impl Launch {
         Ok(w)
     }
 
+    /// Check `w` on every one of `backends` before the first run starts, so that an event
+    /// or setting one backend refuses (etcd cannot partition, or `fsync = "never"`) stops
+    /// the study at once, at its line and column, not after the other backends have run.
+    pub fn check_each_backend(
+        &self,
+        w: &Workload,
+        backends: &[BackendKind],
+    ) -> Result<(), StudyError> {
+        for b in backends {
+            let mut on = w.clone();
+            on.file.cluster.backend = *b;
+            on.revalidate()
+                .map_err(|e| StudyError::Invalid(format!("--backends {b}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Run `w` on `backend` in a fresh cluster, results in `out`, with op counts and
     /// times multiplied by `scale`; draw its charts and report, and read the results back.
     pub async fn run(

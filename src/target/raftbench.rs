@@ -198,10 +198,14 @@ impl TargetApi for RaftbenchApi {
                 source: "raftbench /status",
                 wal_fsync: Cumulative {
                     buckets: Vec::new(),
-                    sum: s.raft.persist_us as f64 / 1e6,
+                    sum: s.raft.synced_persist_us as f64 / 1e6,
                     count: s.raft.synced_persists as f64,
                 },
                 backend_commit: None,
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|now| now.as_secs_f64() - s.uptime_ms as f64 / 1e3),
             })
         })
     }

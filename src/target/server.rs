@@ -23,10 +23,20 @@ pub struct Cumulative {
 }
 
 impl Cumulative {
-    /// What was observed since `earlier` (the same member's previous reading). A count
-    /// that went down is a restarted member, whose counters are all new.
+    /// What was observed since `earlier` (the same member's previous reading). A count,
+    /// sum or bucket that went down is a restarted member, whose counters are all new.
+    /// (A member that restarted and then outgrew its old counts looks like growth here;
+    /// [`ServerCounters::started`] catches that.)
     pub fn since(&self, earlier: &Cumulative) -> Cumulative {
-        if self.count < earlier.count || self.buckets.len() != earlier.buckets.len() {
+        let shrank = self.count < earlier.count
+            || self.sum < earlier.sum
+            || self.buckets.len() != earlier.buckets.len()
+            || self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .any(|((le, n), (le0, m))| le != le0 || n < m);
+        if shrank {
             return self.clone();
         }
         Cumulative {
@@ -34,9 +44,9 @@ impl Cumulative {
                 .buckets
                 .iter()
                 .zip(&earlier.buckets)
-                .map(|((le, n), (_, m))| (*le, (n - m).max(0.0)))
+                .map(|((le, n), (_, m))| (*le, n - m))
                 .collect(),
-            sum: (self.sum - earlier.sum).max(0.0),
+            sum: self.sum - earlier.sum,
             count: self.count - earlier.count,
         }
     }
@@ -109,6 +119,36 @@ pub struct ServerCounters {
     pub wal_fsync: Cumulative,
     /// Backend commits (etcd's bbolt transactions); raftbench has none of its own.
     pub backend_commit: Option<Cumulative>,
+    /// When the member's process started (seconds since the epoch: etcd's
+    /// `process_start_time_seconds`, a raftbench node's clock less its uptime), so that a
+    /// member restarted between two readings has its counters counted anew.
+    pub started: Option<f64>,
+}
+
+/// Two start times further apart than this are two processes (a raftbench node's start
+/// time is computed from its uptime, so two readings of one process differ a little).
+const SAME_PROCESS: f64 = 0.5;
+
+impl ServerCounters {
+    /// What was counted since `earlier`, the same member's previous reading.
+    fn since(&self, earlier: &ServerCounters) -> (Cumulative, Option<Cumulative>) {
+        let restarted = matches!(
+            (self.started, earlier.started),
+            (Some(a), Some(b)) if (a - b).abs() > SAME_PROCESS
+        );
+        let grown = |now: &Cumulative, then: &Cumulative| {
+            if restarted {
+                now.clone()
+            } else {
+                now.since(then)
+            }
+        };
+        let commit = match (&self.backend_commit, &earlier.backend_commit) {
+            (Some(a), Some(b)) => Some(grown(a, b)),
+            _ => None,
+        };
+        (grown(&self.wal_fsync, &earlier.wal_fsync), commit)
+    }
 }
 
 /// A phase's server-side figures from every member's counters at its start and end
@@ -123,11 +163,10 @@ pub fn phase_figures(
     for (id, a) in after {
         let Some(b) = before.get(id) else { continue };
         source = Some(a.source);
-        fsync.add(&a.wal_fsync.since(&b.wal_fsync));
-        if let (Some(ac), Some(bc)) = (&a.backend_commit, &b.backend_commit) {
-            commit
-                .get_or_insert_with(Cumulative::default)
-                .add(&ac.since(bc));
+        let (f, c) = a.since(b);
+        fsync.add(&f);
+        if let Some(c) = c {
+            commit.get_or_insert_with(Cumulative::default).add(&c);
         }
     }
     let us = |s: f64| (s * 1e6 * 10.0).round() / 10.0;
@@ -179,6 +218,7 @@ mod tests {
             source: "etcd /metrics",
             wal_fsync: hist(&[(0.001, n), (f64::INFINITY, n)], n * 0.0005),
             backend_commit: None,
+            started: Some(1000.0),
         };
         let before = BTreeMap::from([(1, b(10.0)), (2, b(100.0))]);
         // Node 2 restarted: its counters went down, so all 4 are new.
@@ -188,5 +228,29 @@ mod tests {
         assert_eq!(f.wal_fsync_mean_us, Some(500.0));
         assert_eq!(f.backend_commits, None);
         assert!(phase_figures(&BTreeMap::new(), &after).is_none());
+    }
+
+    #[test]
+    fn a_member_restarted_between_readings_counts_anew_even_when_it_outgrew_its_old_counts() {
+        let c = |n: f64, started: f64| ServerCounters {
+            source: "etcd /metrics",
+            wal_fsync: hist(&[(0.001, n), (f64::INFINITY, n)], n * 0.0005),
+            backend_commit: Some(hist(&[(0.01, n / 2.0), (f64::INFINITY, n)], n * 0.002)),
+            started: Some(started),
+        };
+        // Member 1 ran on; member 2 was restarted and has done 50 fsyncs since, more than
+        // the 30 it had done before.
+        let before = BTreeMap::from([(1, c(10.0, 1000.0)), (2, c(30.0, 1000.0))]);
+        let after = BTreeMap::from([(1, c(20.0, 1000.2)), (2, c(50.0, 1060.0))]);
+        let f = phase_figures(&before, &after).unwrap();
+        assert_eq!(f.wal_fsyncs, 10 + 50);
+        assert_eq!(f.backend_commits, Some(60));
+        // A bucket that went down is a restart too, even when the total grew.
+        let now = hist(&[(0.001, 1.0), (f64::INFINITY, 12.0)], 0.5);
+        let then = hist(&[(0.001, 5.0), (f64::INFINITY, 10.0)], 0.1);
+        assert_eq!(now.since(&then), now);
+        // The growth stays a cumulative histogram.
+        let grown = hist(&[(0.001, 7.0), (f64::INFINITY, 12.0)], 0.5).since(&then);
+        assert_eq!(grown.buckets, vec![(0.001, 2.0), (f64::INFINITY, 2.0)]);
     }
 }

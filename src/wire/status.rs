@@ -38,6 +38,12 @@ pub struct RaftStatus {
     pub readies: u64,
     /// Readies whose persist had to be synced (entries, snapshot or a new term/vote).
     pub synced_persists: u64,
+    /// Microseconds the storage engine's `persist` took in those readies alone: with
+    /// `synced_persist_us / synced_persists`, the mean time of a persist raft needed
+    /// durable (the log append and, unless `fsync = "never"`, its fsync), the figure
+    /// comparable with another system's WAL fsync.
+    #[serde(default)]
+    pub synced_persist_us: u64,
     /// Entries appended to the local log since start. `entries_appended / synced_persists`
     /// is the group-commit factor: proposals covered by one fsync.
     pub entries_appended: u64,

@@ -111,6 +111,10 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
     if f.cluster.nodes == 0 {
         return top("cluster.nodes", "a cluster needs at least one node".into());
     }
+    if f.cluster.backend.is_peer() {
+        crate::target::etcd::launch::EtcdLaunch::check(&f.cluster.raft())
+            .or_else(|(name, m)| top(&format!("cluster.{name}"), m))?;
+    }
     if f.data.keys == 0 {
         return top("data.keys", "needs at least one key".into());
     }

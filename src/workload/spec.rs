@@ -554,6 +554,19 @@ fn key_offset(text: &str, key: &str) -> usize {
     0
 }
 
+/// Where a problem is: its element's offset, or for a problem with a `cluster.` setting as
+/// a whole, that setting's key (the `backend` key when the setting was left at its default,
+/// since the backend is what made the default wrong).
+fn setting_offset(text: &str, offset: usize, field: &str) -> usize {
+    match field.strip_prefix("cluster.") {
+        Some(key) if offset == 0 => match key_offset(text, key) {
+            0 => key_offset(text, "backend"),
+            o => o,
+        },
+        _ => offset,
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -609,7 +622,7 @@ impl Workload {
             });
         }
         validate(&file).map_err(|(offset, field, message)| {
-            let (line, column) = line_col(text, offset);
+            let (line, column) = line_col(text, setting_offset(text, offset, &field));
             SpecError::Invalid {
                 path: path.to_path_buf(),
                 line,
@@ -662,7 +675,9 @@ impl Workload {
     }
 
     /// Check the rules again after the command line changed the workload (`--nodes`,
-    /// `--scale`); problems are reported against the file without a line number.
+    /// `--scale`, `--backend`, `--fsync`); a problem with an element of the file (an event
+    /// the backend cannot do) is reported at its line and column, one of the settings as
+    /// a whole against the file alone.
     pub fn revalidate(&self) -> Result<(), SpecError> {
         // `--backend` and `--fsync` can make a combination the file alone did not have.
         let backend = self
@@ -673,12 +688,20 @@ impl Workload {
             .map_err(|m| (0, "cluster".to_string(), m));
         backend
             .and_then(|()| validate(&self.file))
-            .map_err(|(_, field, message)| SpecError::Invalid {
-                path: self.path.clone(),
-                line: 0,
-                column: 0,
-                field,
-                message: format!("{message} (after command-line overrides)"),
+            .map_err(|(offset, field, message)| {
+                let (line, column) = match (offset, std::fs::read_to_string(&self.path)) {
+                    (o, Ok(text)) if o > 0 || field.starts_with("cluster.") => {
+                        line_col(&text, setting_offset(&text, o, &field))
+                    }
+                    _ => (0, 0),
+                };
+                SpecError::Invalid {
+                    path: self.path.clone(),
+                    line,
+                    column,
+                    field,
+                    message: format!("{message} (after command-line overrides)"),
+                }
             })
     }
 }

@@ -253,21 +253,19 @@ fn a_three_way_comparison_includes_etcd() {
         .filter(|n| n.ends_with(".svg"))
         .collect();
     assert!(!charts.is_empty(), "no charts in {}", charts_dir.display());
-    // The overlay charts name every backend in their legends (the bar charts of a
-    // single metric may leave one out where it has no value).
-    let overlays: Vec<&String> = charts
+    // The put latency spectrum has a series of every backend, labelled `BACKEND · PHASE`
+    // (a bar chart's legend names every backend, with values or not).
+    let spectrum = charts
         .iter()
-        .filter(|c| {
-            let svg = std::fs::read_to_string(charts_dir.join(c)).unwrap();
-            ["memwal", "rocksdb", "etcd"]
-                .iter()
-                .all(|b| svg.contains(b))
-        })
-        .collect();
-    assert!(
-        charts.iter().any(|c| c.starts_with("spectrum-put")) && !overlays.is_empty(),
-        "no chart shows all three backends: {charts:?}"
-    );
+        .find(|c| c.starts_with("spectrum-put"))
+        .unwrap_or_else(|| panic!("no put spectrum among {charts:?}"));
+    let svg = std::fs::read_to_string(charts_dir.join(spectrum)).unwrap();
+    for b in ["memwal", "rocksdb", "etcd"] {
+        assert!(
+            svg.contains(&format!("{b} · ")),
+            "{spectrum} has no series of {b}"
+        );
+    }
 }
 
 /// What etcd cannot do is refused before anything starts, at the event's line; so is
@@ -282,11 +280,37 @@ fn what_etcd_cannot_do_is_refused_up_front() {
     );
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
+    // At the partition event: its table header or its action line.
+    let text = std::fs::read_to_string(manifest("workloads/partition.toml")).unwrap();
+    let action = 1 + text
+        .lines()
+        .position(|l| l.trim() == "action = \"partition\"")
+        .unwrap();
+    let at_event =
+        (action - 2..=action).any(|line| stderr.contains(&format!("partition.toml:{line}:")));
     assert!(
-        stderr.contains("partition.toml:")
-            && stderr.contains("etcd")
-            && stderr.contains("partition"),
+        at_event && stderr.contains("etcd") && stderr.contains("partition"),
+        "not refused at the event (line {action}): {stderr}"
+    );
+    // A comparison refuses it before its first backend runs, not after.
+    let out = t.path().join("cmp");
+    let o = cli(&[
+        "compare",
+        manifest("workloads/partition.toml").to_str().unwrap(),
+        "--backends",
+        "memwal,etcd",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("--backends etcd") && stderr.contains("partition.toml:"),
         "{stderr}"
+    );
+    assert!(
+        !out.join("runs").exists(),
+        "a backend ran before the refusal"
     );
     let o = run_workload(
         &manifest("workloads/smoke.toml"),

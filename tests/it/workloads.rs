@@ -200,6 +200,15 @@ fn rejected_cases_name_the_field_and_line() {
             "name",
             "unique",
         ),
+        (
+            "etcd election timeout shorter than 5 heartbeats",
+            &BASE.replace(
+                "[data]",
+                "[cluster]\nbackend = \"etcd\"\nelection_ticks = 4\n[data]",
+            ),
+            "cluster.election_ticks",
+            "5 heartbeats",
+        ),
     ];
     for (what, text, field, msg) in cases {
         let (f, line, m) = err(text);
@@ -213,6 +222,16 @@ fn rejected_cases_name_the_field_and_line() {
         );
         assert!(line > 0, "{what}: no line number");
     }
+    // A setting etcd refuses is reported at its own line.
+    let text = BASE.replace(
+        "[data]",
+        "[cluster]\nbackend = \"etcd\"\nelection_ticks = 4\n[data]",
+    );
+    let at = 1 + text
+        .lines()
+        .position(|l| l.starts_with("election_ticks"))
+        .unwrap();
+    assert_eq!(err(&text).1, at);
 }
 
 #[test]

@@ -86,6 +86,7 @@ pub fn parse_sizes(s: &str) -> Result<Vec<u64>, SizesError> {
 /// refused now.
 pub(super) fn check(o: &CapacityOptions, w: &Workload) -> Result<(), StudyError> {
     check_backends(&o.backends)?;
+    o.launch.check_each_backend(w, &o.backends)?;
     if o.slo.is_empty() {
         return Err(StudyError::Invalid("--slo: give at least one term".into()));
     }

@@ -141,6 +141,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, StudyError> {
         return Err(StudyError::Invalid("--repeat must be at least 1".into()));
     }
     let w = o.launch.load(&o.workload)?;
+    o.launch.check_each_backend(&w, &o.backends)?;
     let dir = o
         .out
         .clone()

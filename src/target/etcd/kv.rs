@@ -19,7 +19,7 @@
 //! Reads are retried on the next member on any transient error, until the deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,8 +47,20 @@ struct Inner {
     /// A leader search is running (after a failover, every worker that moved would start
     /// one otherwise).
     locating: AtomicBool,
+    /// When the last leader search started, in milliseconds since `born`: the preferred
+    /// member is checked again every [`RECHECK`], since a request answered by a follower
+    /// (which forwards it) gives no sign that the leader moved.
+    searched_ms: AtomicU64,
+    born: Instant,
     timeout: Duration,
 }
+
+/// How often the client checks that its preferred member still leads.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Rounds of a background leader search (about 3 s of backoff in all, plus the status
+/// calls' own timeouts), which ends at the first round that finds a leader.
+const SEARCH_ROUNDS: u32 = 6;
 
 /// What one attempt came to.
 enum Attempt<T> {
@@ -149,6 +161,8 @@ impl EtcdKv {
                 admin,
                 preferred: AtomicUsize::new(0),
                 locating: AtomicBool::new(false),
+                searched_ms: AtomicU64::new(0),
+                born: Instant::now(),
                 timeout,
             }),
         })
@@ -164,7 +178,7 @@ impl EtcdKv {
     /// Ask the members, first to answer wins, which of them leads, and prefer it. Best
     /// effort: a cluster without a leader leaves the preference as it is.
     pub async fn find_leader(&self) {
-        Inner::find_leader(&self.inner).await
+        Inner::find_leader(&self.inner, 1).await
     }
 
     /// Store `value` under `key`; returns once etcd committed it.
@@ -223,6 +237,9 @@ impl EtcdKv {
         };
         let mut backoff = Duration::from_millis(5);
         let mut moved = false;
+        if to_leader {
+            Self::recheck(inner);
+        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -260,49 +277,125 @@ impl EtcdKv {
         }
     }
 
+    /// Start a background leader search when the last one is more than [`RECHECK`] old.
+    fn recheck(inner: &Arc<Inner>) {
+        let now = inner.born.elapsed().as_millis() as u64;
+        let last = inner.searched_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= RECHECK.as_millis() as u64 {
+            Self::relocate(inner);
+        }
+    }
+
     /// After a failover, find the new leader in the background, so that the requests
     /// after this one go to it rather than through a follower; one search at a time.
     fn relocate(inner: &Arc<Inner>) {
         if inner.locating.swap(true, Ordering::AcqRel) {
             return;
         }
+        inner
+            .searched_ms
+            .store(inner.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         let inner = inner.clone();
         tokio::spawn(async move {
-            Inner::find_leader(&inner).await;
+            Inner::find_leader(&inner, SEARCH_ROUNDS).await;
             inner.locating.store(false, Ordering::Release);
         });
     }
 }
 
 impl Inner {
-    /// Ask every member at once for its status and prefer the one they name as leader.
-    /// Best effort: without a leader the preference stays as it is.
-    async fn find_leader(inner: &Arc<Inner>) {
-        let answers = futures::future::join_all(inner.admin.iter().map(|c| {
-            let mut c = c.clone();
-            async move {
-                tokio::time::timeout(ATTEMPT_TIMEOUT, c.status())
-                    .await
-                    .ok()?
-                    .ok()
+    /// Ask every member at once for its status, and prefer the member that names itself
+    /// leader in the highest term (a member cut off from the others may still name an old
+    /// leader, and an old leader may still think it leads). Up to `rounds` rounds with
+    /// backoff while no member leads; without a leader the preference stays as it is.
+    async fn find_leader(inner: &Arc<Inner>, rounds: u32) {
+        let mut backoff = Duration::from_millis(100);
+        for round in 0..rounds {
+            if round > 0 {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
             }
-        }))
-        .await;
-        let Some(leader) = answers
-            .iter()
-            .flatten()
-            .map(|s| s.leader())
-            .find(|l| *l != 0)
-        else {
-            return;
-        };
-        let own = |s: &Option<etcd_client::StatusResponse>| {
-            s.as_ref()
-                .and_then(|s| s.header())
-                .is_some_and(|h| h.member_id() == leader)
-        };
-        if let Some(i) = answers.iter().position(own) {
-            inner.preferred.store(i, Ordering::Relaxed);
+            let answers = futures::future::join_all(inner.admin.iter().map(|c| {
+                let mut c = c.clone();
+                async move {
+                    tokio::time::timeout(ATTEMPT_TIMEOUT, c.status())
+                        .await
+                        .ok()?
+                        .ok()
+                }
+            }))
+            .await;
+            let leading = answers.iter().enumerate().filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                let me = s.header()?.member_id();
+                (me != 0 && me == s.leader()).then_some((s.raft_term(), i))
+            });
+            if let Some((_, i)) = leading.max() {
+                inner.preferred.store(i, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grpc(code: Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    /// What an error comes to: "retry-next", "retry-here", "failed" or "in-doubt".
+    fn outcome(e: etcd_client::Error, write: bool) -> &'static str {
+        match classify::<()>(e, write) {
+            Ok(Attempt::Retry { next: true }) => "retry-next",
+            Ok(Attempt::Retry { next: false }) => "retry-here",
+            Ok(Attempt::Done(())) => "done",
+            Err(ClientError::Rejected { .. }) => "failed",
+            Err(ClientError::Indeterminate(_)) => "in-doubt",
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn a_write_whose_answer_was_lost_is_in_doubt_and_never_retried() {
+        for (code, msg) in [
+            (Code::Unavailable, "etcdserver: leader changed"),
+            (Code::DeadlineExceeded, "etcdserver: request timed out"),
+            (Code::Unknown, "transport is closing"),
+            (Code::Internal, "h2 protocol error"),
+        ] {
+            assert_eq!(outcome(grpc(code, msg), true), "in-doubt", "{msg}");
+            // A read has no effect: it moves on to the next member.
+            assert_eq!(outcome(grpc(code, msg), false), "retry-next", "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_write_that_certainly_was_not_proposed_is_retried() {
+        let never_sent = grpc(
+            Code::Unavailable,
+            "error trying to connect: tcp connect error: Connection refused (os error 111)",
+        );
+        assert_eq!(outcome(never_sent, true), "retry-next");
+        let dropped = grpc(Code::Unavailable, "etcdserver: raft proposal dropped");
+        assert_eq!(outcome(dropped, true), "retry-next");
+        let busy = grpc(Code::ResourceExhausted, "etcdserver: too many requests");
+        assert_eq!(outcome(busy, true), "retry-here");
+    }
+
+    #[test]
+    fn a_write_refused_for_what_it_is_fails() {
+        for (code, msg) in [
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (Code::InvalidArgument, "etcdserver: request is too large"),
+            (Code::PermissionDenied, "etcdserver: permission denied"),
+        ] {
+            assert_eq!(outcome(grpc(code, msg), true), "failed", "{msg}");
         }
     }
 }

@@ -62,6 +62,11 @@ pub fn parse(text: &str) -> Result<ServerCounters, String> {
         source: "etcd /metrics",
         wal_fsync,
         backend_commit: histogram(&scrape, BACKEND_COMMIT),
+        started: scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "process_start_time_seconds")
+            .map(|s| scalar(&s.value)),
     })
 }
 
@@ -106,6 +111,11 @@ etcd_disk_backend_commit_duration_seconds_count 2
         assert_eq!(c.wal_fsync.sum, 0.025);
         assert_eq!(c.wal_fsync.buckets.len(), 3);
         assert_eq!(c.backend_commit.unwrap().count, 2.0);
+        assert_eq!(c.started, None);
+        let started = format!(
+            "{text}# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.7e+09\n"
+        );
+        assert_eq!(parse(&started).unwrap().started, Some(1.7e9));
         assert!(parse("up 1\n").unwrap_err().contains(WAL_FSYNC));
     }
 }

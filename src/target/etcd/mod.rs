@@ -276,17 +276,25 @@ impl TargetApi for EtcdApi {
             })
             .await
             .map_err(node_err(leader.id, "MemberAdd"))?;
-            if let Some(added) = resp.member() {
-                self.members.write().by_etcd.insert(added.id(), new.id);
+            let added = resp.member().map(|m| m.id());
+            if let Some(added) = added {
+                self.members.write().by_etcd.insert(added, new.id);
             }
             // The new member must be told the membership it joins, itself included (etcd
-            // checks that it matches the cluster's).
+            // checks that it matches the cluster's). As etcdctl does, the new member is
+            // found by its id; another member that has not started yet has no name in
+            // the list, and is given the one it will start with.
+            let by_etcd = self.members.read().by_etcd.clone();
             let initial = resp
                 .member_list()
                 .iter()
                 .flat_map(|m| {
-                    let name = if m.name().is_empty() {
+                    let name = if Some(m.id()) == added {
                         launch::member_name(new.id)
+                    } else if m.name().is_empty() {
+                        by_etcd
+                            .get(&m.id())
+                            .map_or_else(String::new, |ours| launch::member_name(*ours))
                     } else {
                         m.name().to_string()
                     };
