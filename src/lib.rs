@@ -42,6 +42,8 @@
 //! - [`report`] — charts (plotters, PNG + SVG) and the HTML report (`raftbench plot`);
 //! - [`study`] — experiments that drive the runner: `compare`, `capacity`, `merge`;
 //! - [`loadtest`] — a small closed-loop load (`raftbench loadtest`);
+//! - [`remote`] — hosts: nodes and load generators on other machines, reached over ssh or
+//!   a command prefix (`cluster up --cluster`, `run --cluster` with generator hosts);
 //! - [`faultfs`] — a FUSE file system under a node's data directory that can lose what
 //!   was not fsynced (power loss, torn write-back), slow or fail fsyncs and fill up
 //!   (`raftbench faultfs`);
@@ -72,6 +74,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod pagecache;
 pub mod procinfo;
+pub mod remote;
 pub mod report;
 pub mod study;
 pub mod target;

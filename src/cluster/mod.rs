@@ -62,7 +62,7 @@ pub enum ClusterError {
     Invalid(String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     let what = what.into();
     move |source| ClusterError::Io { what, source }
 }
@@ -323,7 +323,8 @@ impl Cluster<Commands> {
     /// other hosts). Nothing is started or checked here; `log_dir` receives
     /// `control.log`, the output of every control command run.
     pub fn attach(path: &Path, log_dir: &Path) -> Result<Cluster<Commands>, ClusterError> {
-        let file = ClusterFile::load(path)?;
+        // Nodes on hosts are controlled through their hosts' transports.
+        let file = crate::remote::nodes::load_controlled(path)?;
         let secret = file
             .secret(path)
             .map_err(|e| ClusterError::Invalid(e.to_string()))?
@@ -509,9 +510,13 @@ impl<C: NodeControl> Cluster<C> {
                     peer_addr: n.peer_addr.clone(),
                     client_addr: n.client_addr.clone(),
                     data_dir: (!n.data_dir.as_os_str().is_empty()).then(|| n.data_dir.clone()),
+                    host: None,
                     control: self.control.commands(n.id),
                 })
                 .collect(),
+            redact: Vec::new(),
+            hosts: Vec::new(),
+            generators: Vec::new(),
         }
     }
 

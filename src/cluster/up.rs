@@ -41,8 +41,13 @@ pub struct UpArgs {
     #[arg(long, default_value = "32MiB")]
     pub snapshot_write_rate: bytesize::ByteSize,
     /// Directory for the nodes' data and logs (created; must not hold another cluster).
-    #[arg(long)]
-    pub dir: PathBuf,
+    /// With `--cluster`: where the control log goes (default: beside the cluster file).
+    #[arg(long, required_unless_present = "cluster")]
+    pub dir: Option<PathBuf>,
+    /// Start the nodes of this cluster file on the [[host]] entries they name (over ssh
+    /// or the host's command prefix), instead of a local cluster.
+    #[arg(long, conflicts_with_all = ["nodes", "target", "backend", "fsync", "cluster_file"])]
+    pub cluster: Option<PathBuf>,
     #[command(flatten)]
     pub raft: RaftArgs,
     /// Write the cluster file here (default: <dir>/cluster.toml).
@@ -58,14 +63,14 @@ pub enum TargetArg {
 }
 
 /// Completes on the first of SIGINT, SIGTERM and SIGHUP, naming it.
-struct Signals {
+pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn install() -> Result<Signals, ClusterError> {
+    pub(crate) fn install() -> Result<Signals, ClusterError> {
         let sig =
             |kind, name: &str| signal(kind).map_err(io(format!("installing the {name} handler")));
         Ok(Signals {
@@ -75,7 +80,7 @@ impl Signals {
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
@@ -87,6 +92,19 @@ impl Signals {
 /// Run `raftbench cluster up` with `binary` as the nodes' executable; what a user should
 /// see goes to `out`. Returns once a signal stopped every node.
 pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), ClusterError> {
+    if let Some(file) = &args.cluster {
+        let log_dir = args.dir.clone().unwrap_or_else(|| {
+            file.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("control")
+        });
+        return crate::remote::up::up_on_hosts(file, &log_dir, out);
+    }
+    let Some(dir) = args.dir.clone() else {
+        return Err(ClusterError::Invalid(
+            "--dir is needed for a local cluster".into(),
+        ));
+    };
     let rt = tokio::runtime::Runtime::new().map_err(io("starting the tokio runtime"))?;
     let kind = match args.target {
         TargetArg::Etcd => BackendKind::Etcd,
@@ -101,7 +119,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
         nodes: args.nodes,
         backend,
         raft: args.raft.apply(RaftSettings::default()),
-        dir: args.dir.clone(),
+        dir: dir.clone(),
         binary,
         fault_disks: None,
         node_args: Vec::new(),
@@ -129,7 +147,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
             cluster.shutdown();
             return Err(ClusterError::Invalid(format!(
                 "{e}; see the node logs in {}",
-                args.dir.join("logs").display()
+                dir.join("logs").display()
             )));
         }
     };
@@ -149,7 +167,7 @@ pub fn up(args: &UpArgs, binary: PathBuf, out: &mut dyn Write) -> Result<(), Clu
             args.nodes,
             kind,
             args.fsync,
-            args.dir.display()
+            dir.display()
         ),
     )?;
     for n in cluster.nodes().values() {

@@ -34,6 +34,11 @@
 //! other and require it of admin calls on non-loopback binds, and the harness sends it.
 //! The secret lives in a file of its own (mode 0600) so that the cluster file can be shared
 //! and committed.
+//!
+//! A cluster file may also name **hosts** (`[[host]]`, see [`super::hosts`]): each node
+//! then says on which `host` it runs, and `[[generator]]` entries name the hosts that run
+//! load generators. `raftbench cluster up --cluster F` starts the nodes on their hosts and
+//! `raftbench run W --cluster F` starts the generators there, from one coordinator.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::backend::BackendConfig;
+use super::hosts::{GeneratorHost, Host};
 use super::secret::{ClusterSecret, SecretError};
 
 /// Why a cluster file could not be read, parsed or written.
@@ -146,6 +152,9 @@ pub struct ClusterNode {
     pub client_addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The `[[host]]` it runs on, when the file names hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default, skip_serializing_if = "ControlCommands::is_empty")]
     pub control: ControlCommands,
 }
@@ -206,8 +215,16 @@ pub struct ClusterFile {
     #[serde(flatten)]
     pub raft: RaftSettings,
     pub backend: BackendConfig,
+    /// Strings replaced by `[redacted]` wherever `run.json` records this file (a token in
+    /// a control command, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
     #[serde(rename = "node")]
     pub nodes: Vec<ClusterNode>,
+    #[serde(rename = "host", default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Host>,
+    #[serde(rename = "generator", default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorHost>,
 }
 
 impl ClusterFile {
@@ -222,16 +239,75 @@ impl ClusterFile {
                 path: path.to_path_buf(),
                 source,
             })?;
+        file.check().map_err(|message| ClusterFileError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(file)
+    }
+
+    /// What is wrong with the file's entries: ids, and hosts that nodes and generators
+    /// name.
+    fn check(&self) -> Result<(), String> {
         let mut ids = BTreeSet::new();
-        for n in &file.nodes {
+        for n in &self.nodes {
             if n.id == 0 || !ids.insert(n.id) {
-                return Err(ClusterFileError::Invalid {
-                    path: path.to_path_buf(),
-                    message: format!("node id {} is 0 or listed twice", n.id),
-                });
+                return Err(format!("node id {} is 0 or listed twice", n.id));
             }
         }
-        Ok(file)
+        let mut names = BTreeSet::new();
+        for h in &self.hosts {
+            h.check()?;
+            if !names.insert(h.name.as_str()) {
+                return Err(format!("host {} is listed twice", h.name));
+            }
+        }
+        let known = |what: String, host: &str| {
+            if names.contains(host) {
+                Ok(())
+            } else if names.is_empty() {
+                Err(format!(
+                    "{what} names host {host:?}, and the file lists no [[host]]"
+                ))
+            } else {
+                Err(format!(
+                    "{what} names host {host:?}, which is not among the [[host]] entries ({})",
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        };
+        for n in &self.nodes {
+            match &n.host {
+                Some(h) => known(format!("node {}", n.id), h)?,
+                None if !self.hosts.is_empty() => {
+                    return Err(format!(
+                        "node {} names no host, and the file lists hosts: give each node a \
+                         `host`",
+                        n.id
+                    ));
+                }
+                None => {}
+            }
+        }
+        for (i, g) in self.generators.iter().enumerate() {
+            known(format!("generator {}", i + 1), &g.host)?;
+        }
+        if let Some(r) = self.redact.iter().find(|r| r.is_empty()) {
+            return Err(format!("redact lists an empty string {r:?}"));
+        }
+        Ok(())
+    }
+
+    /// The host entry `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// `text` with every string of `redact` replaced by `[redacted]`.
+    pub fn redacted(&self, text: &str) -> String {
+        self.redact
+            .iter()
+            .fold(text.to_string(), |t, r| t.replace(r.as_str(), "[redacted]"))
     }
 
     /// The members as `(id, addresses)`.
@@ -289,11 +365,15 @@ mod tests {
             secret_file: Some("cluster.secret".into()),
             raft: RaftSettings::default(),
             backend: BackendConfig::new(crate::wire::BackendKind::Memwal, ""),
+            redact: Vec::new(),
+            hosts: Vec::new(),
+            generators: Vec::new(),
             nodes: vec![ClusterNode {
                 id: 1,
                 peer_addr: "127.0.0.1:1".into(),
                 client_addr: "127.0.0.1:2".into(),
                 data_dir: None,
+                host: None,
                 control: ControlCommands {
                     kill: Some("kill -9 $(cat /tmp/pid)".into()),
                     ..Default::default()
@@ -326,5 +406,101 @@ mod tests {
         assert!(e.contains("tick_msec") && e.contains("c.toml"), "{e}");
         let e = ClusterFile::load(&t.path().join("missing.toml")).unwrap_err();
         assert!(matches!(e, ClusterFileError::Read { .. }), "{e}");
+    }
+
+    #[test]
+    fn hosts_are_checked_against_their_transport_and_named_by_nodes_and_generators() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("hosts.toml");
+        let host = |name: &str, extra: &str| {
+            format!(
+                "[[host]]\nname = \"{name}\"\ntransport = \"ssh\"\naddress = \"10.0.0.1\"\n\
+                 workdir = \"/srv/rb\"\n{extra}"
+            )
+        };
+        let node = |id: u64, host: &str| {
+            format!(
+                "[[node]]\nid = {id}\nhost = \"{host}\"\npeer_addr = \"10.0.0.1:{id}1\"\n\
+                 client_addr = \"10.0.0.1:{id}2\"\n"
+            )
+        };
+        let base = "[backend]\nkind = \"memwal\"\n";
+        let good = format!(
+            "{base}{}{}{}{}[[generator]]\nhost = \"g1\"\n",
+            node(1, "db1"),
+            node(2, "db1"),
+            host("db1", "identity = \"id\"\n"),
+            host("g1", "")
+        );
+        std::fs::write(&path, &good).unwrap();
+        let f = ClusterFile::load(&path).unwrap();
+        assert_eq!(f.hosts.len(), 2);
+        assert_eq!(f.nodes[1].host.as_deref(), Some("db1"));
+        assert_eq!(f.generators[0].host, "g1");
+        let saved = t.path().join("saved.toml");
+        f.save(&saved).unwrap();
+        assert_eq!(ClusterFile::load(&saved).unwrap(), f);
+        let bad = |text: String, says: &str| {
+            std::fs::write(&path, &text).unwrap();
+            let e = ClusterFile::load(&path).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("hosts.toml"), "{says}: {e}");
+        };
+        bad(good.replace("host = \"g1\"\n", "host = \"g9\"\n"), "\"g9\"");
+        bad(
+            format!(
+                "{base}{}{}",
+                node(1, "db1"),
+                host("db1", "command = \"x\"\n")
+            ),
+            "belongs to transport \"command\"",
+        );
+        bad(
+            format!(
+                "{base}{}{}",
+                node(1, "db1"),
+                host("db1", "").replace("address = \"10.0.0.1\"\n", "")
+            ),
+            "needs an `address`",
+        );
+        bad(
+            format!(
+                "{base}{}{}{}",
+                node(1, "db1"),
+                host("db1", ""),
+                host("db1", "")
+            ),
+            "listed twice",
+        );
+        bad(
+            format!(
+                "{base}{}{}",
+                node(1, "db1").replace("host = \"db1\"\n", ""),
+                host("db1", "")
+            ),
+            "names no host",
+        );
+        bad(
+            format!("{base}{}{}", node(1, "db1"), host("db1", "")).replace("/srv/rb", "srv"),
+            "absolute",
+        );
+    }
+
+    #[test]
+    fn redacted_strings_do_not_reach_what_is_recorded() {
+        let mut f = ClusterFile {
+            secret_file: None,
+            raft: RaftSettings::default(),
+            backend: BackendConfig::new(crate::wire::BackendKind::Memwal, ""),
+            redact: vec!["s3cr3t".into()],
+            nodes: Vec::new(),
+            hosts: Vec::new(),
+            generators: Vec::new(),
+        };
+        assert_eq!(
+            f.redacted("curl -H 'token: s3cr3t' x"),
+            "curl -H 'token: [redacted]' x"
+        );
+        f.redact.clear();
+        assert_eq!(f.redacted("s3cr3t"), "s3cr3t");
     }
 }

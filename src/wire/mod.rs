@@ -8,6 +8,7 @@
 //!   carries;
 //! - [`cluster_file`]: cluster files (nodes, addresses, raft settings, the backend section,
 //!   control commands) and member addresses;
+//! - [`hosts`]: the hosts of a multi-host cluster file, and how each is reached;
 //! - [`api`]: the HTTP API's limits and its error vocabulary ([`ErrorCode`], [`ErrorBody`]);
 //! - [`backend`]: backend kinds, fsync policies and engine options, by their names in files
 //!   and on the command line;
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod backend;
 pub mod cluster_file;
+pub mod hosts;
 pub mod manifest;
 pub mod secret;
 pub mod status;
@@ -33,6 +35,7 @@ pub use cluster_file::{
     ClusterFile, ClusterFileError, ClusterNode, ControlCommands, MemberAddrs, RaftArgs,
     RaftSettings,
 };
+pub use hosts::{GeneratorHost, Host, HostTransport};
 pub use manifest::{
     DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
     RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, VerifyReport,

@@ -13,6 +13,7 @@ const HARNESS: &[&str] = &[
     "metrics",
     "pagecache",
     "procinfo",
+    "remote",
     "report",
     "study",
     "target",

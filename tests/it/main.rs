@@ -29,6 +29,7 @@ mod corruption;
 mod crash;
 mod etcd;
 mod faultfs;
+mod hosts;
 mod layering;
 mod live;
 mod power;

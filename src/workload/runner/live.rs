@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::RunError;
 use crate::cluster::Cluster;
-use crate::wire::{BackendConfig, ClusterFile, ClusterNode, LiveCluster};
+use crate::wire::{BackendConfig, ClusterFile, ClusterNode, ControlCommands, LiveCluster};
 use crate::workload::Workload;
 use crate::workload::spec::{Action, CacheState, Target};
 
@@ -23,9 +23,29 @@ pub(super) async fn attach(
     let cluster = Cluster::attach(path, log_dir)?.into_dyn();
     check_live(&cluster).await?;
     let file = cluster.cluster_file();
+    // What `run.json` keeps of the nodes: their commands, less what the file marks
+    // sensitive.
+    let original = ClusterFile::load(path)?;
+    let redact = |c: &Option<String>| c.as_deref().map(|c| original.redacted(c));
+    let nodes = file
+        .nodes
+        .into_iter()
+        .map(|mut n| {
+            let c = &n.control;
+            n.control = ControlCommands {
+                start: redact(&c.start),
+                stop: redact(&c.stop),
+                kill: redact(&c.kill),
+                pause: redact(&c.pause),
+                resume: redact(&c.resume),
+                power_loss: redact(&c.power_loss),
+            };
+            n
+        })
+        .collect();
     let live = LiveCluster {
         cluster_file: path.to_path_buf(),
-        nodes: file.nodes,
+        nodes,
     };
     Ok((cluster, file.backend, live))
 }
@@ -84,7 +104,7 @@ const LEADER_AGREEMENT_GRACE: Duration = Duration::from_secs(5);
 /// Refuse, before anything runs, events that need a control command the cluster file
 /// does not give (a live cluster is controlled only through those commands).
 pub fn check_controls(w: &Workload, path: &Path) -> Result<(), RunError> {
-    let file = ClusterFile::load(path)?;
+    let file = crate::remote::nodes::load_controlled(path)?;
     for p in &w.file.phases {
         let p = p.get_ref();
         for ev in &p.events {

@@ -1,0 +1,297 @@
+//! Several hosts, for real: network namespaces made by `scripts/netns-lab.sh`, each with its
+//! own address and an sshd, driven from the lab's hub namespace over ssh. Skipped, with a
+//! message, where the tests cannot create namespaces (not root, no `ip netns`, no sshd).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::{RAFTBENCH, csv_rows, interrupt, manifest, read_json};
+
+/// Why the lab cannot run here, if it cannot.
+fn lab_unavailable() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root".into());
+    }
+    let netns = Command::new("ip").args(["netns", "list"]).output();
+    if !netns.is_ok_and(|o| o.status.success()) {
+        return Some("`ip netns` is not available".into());
+    }
+    if !Path::new("/usr/sbin/sshd").exists() {
+        return Some("no /usr/sbin/sshd (apt-get install openssh-server)".into());
+    }
+    None
+}
+
+/// A lab of `n` hosts (the first `nodes` of them node hosts), removed when dropped.
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    fn script(prefix: &str, dir: &Path, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(manifest("scripts/netns-lab.sh"))
+            .args(args)
+            .env("LAB_PREFIX", prefix)
+            .env("LAB_DIR", dir)
+            .env("RAFTBENCH_BIN", RAFTBENCH)
+            .output()
+            .unwrap()
+    }
+
+    /// `None` (and a message) where namespaces cannot be made.
+    fn up(n: usize, nodes: usize) -> Option<Lab> {
+        if let Some(why) = lab_unavailable() {
+            eprintln!("skipping the multi-host lab test: {why}");
+            return None;
+        }
+        // Each test has a lab of its own: namespace and bridge names are unique per test
+        // (addresses may repeat: each lab's namespaces see only each other).
+        let prefix = format!(
+            "rbt{}x{}",
+            std::process::id() % 100_000,
+            LABS.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(&prefix);
+        let o = Self::script(&prefix, &dir, &["up", &n.to_string(), &nodes.to_string()]);
+        assert!(
+            o.status.success(),
+            "lab up: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Some(Lab { prefix, dir })
+    }
+
+    fn hosts_toml(&self) -> PathBuf {
+        self.dir.join("hosts.toml")
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.prefix)
+    }
+
+    /// `raftbench ARGS` in the hub namespace, where the coordinator runs.
+    fn raftbench(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.hub(), RAFTBENCH]);
+        c
+    }
+
+    /// The processes left in host `i`'s namespace, other than its sshd.
+    fn processes_on(&self, i: usize) -> Vec<String> {
+        let o = Command::new("ip")
+            .args(["netns", "pids", &format!("{}-h{i}", self.prefix)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| !c.contains("sshd"))
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let o = Self::script(&self.prefix, &self.dir, &["down"]);
+        if !o.status.success() {
+            eprintln!("lab down: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}
+
+/// `cluster up --cluster` running in the hub, stopped (SIGINT) when dropped.
+struct HostsUp {
+    child: Child,
+    out: PathBuf,
+}
+
+impl HostsUp {
+    fn start(lab: &Lab) -> Result<HostsUp, String> {
+        let out = lab.dir.join("up.out");
+        let child = lab
+            .raftbench()
+            .args(["cluster", "up", "--cluster"])
+            .arg(lab.hosts_toml())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(lab.dir.join("up.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut up = HostsUp { child, out };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if std::fs::read_to_string(&up.out)
+                .unwrap_or_default()
+                .contains("Ctrl-C")
+            {
+                return Ok(up);
+            }
+            if let Some(status) = up.child.try_wait().unwrap() {
+                return Err(format!(
+                    "cluster up exited ({status}): {}{}",
+                    std::fs::read_to_string(&up.out).unwrap_or_default(),
+                    std::fs::read_to_string(lab.dir.join("up.err")).unwrap_or_default()
+                ));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster up did not start in 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stop(mut self) {
+        interrupt(&self.child);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "cluster up: {status}: {}", self.output());
+    }
+}
+
+impl Drop for HostsUp {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            interrupt(&self.child);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A short failover: the leader killed and restarted over ssh under load, then verified.
+const FAILOVER: &str = r#"
+name = "lab-failover"
+seed = 7
+[cluster]
+nodes = 3
+[data]
+keys = 2000
+value_size = 128
+[[phase]]
+name = "load"
+ops = 2000
+concurrency = 16
+mix = { put = 1.0 }
+key_distribution = { dist = "sequential" }
+[[phase]]
+name = "run"
+duration = "12s"
+concurrency = 16
+rate = 300
+timeout = "2s"
+mix = { put = 0.5, get = 0.5 }
+  [[phase.event]]
+  at = "3s"
+  action = "kill"
+  target = "leader"
+  [[phase.event]]
+  at = "7s"
+  action = "restart"
+  target = "killed"
+[[phase]]
+name = "verify"
+verify = true
+"#;
+
+/// Nodes started on three hosts over ssh; a run from the hub kills and restarts the leader
+/// through ssh, and nothing acknowledged is lost; stopping `cluster up` stops every node.
+#[test]
+fn nodes_on_three_hosts_survive_a_leader_kill_driven_over_ssh() {
+    let Some(lab) = Lab::up(3, 3) else { return };
+    let up = HostsUp::start(&lab).unwrap();
+    let started = up.output();
+    for h in ["h1", "h2", "h3"] {
+        assert!(
+            started.contains(&format!("host {h}: raftbench ")) && started.contains("clock offset"),
+            "{started}"
+        );
+    }
+    assert!(started.contains("(leader)"), "{started}");
+
+    let wl = lab.dir.join("failover.toml");
+    std::fs::write(&wl, FAILOVER).unwrap();
+    let out = lab.dir.join("results");
+    let o = lab
+        .raftbench()
+        .arg("run")
+        .arg(&wl)
+        .arg("--cluster")
+        .arg(lab.hosts_toml())
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains(" 0 lost, 0 stale"), "{stdout}");
+    let recovery = csv_rows(&out.join("recovery.csv"));
+    assert!(
+        recovery.iter().any(|r| &r[3] == "leader_elected_ms"),
+        "{recovery:?}"
+    );
+    // The kill and the restart went over ssh, to the host the leader was on.
+    let log = std::fs::read_to_string(out.join("cluster/control.log")).unwrap();
+    assert!(
+        log.contains(" kill: ") && log.contains(" start: ") && log.contains("BatchMode=yes"),
+        "{log}"
+    );
+    // run.json keeps the identity's path, never a key.
+    let run = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run.contains("id_ed25519") && !run.contains("PRIVATE KEY"));
+    let _ = read_json(&out.join("run.json"));
+
+    up.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 1..=3 {
+        let left = lab.processes_on(i);
+        assert!(left.is_empty(), "host h{i} still runs {left:?}");
+    }
+}
+
+/// A host that cannot be reached is named before anything starts anywhere.
+#[test]
+fn an_unreachable_host_is_named_before_anything_starts() {
+    let Some(lab) = Lab::up(3, 3) else { return };
+    // h2's sshd goes away: its address answers, but nothing listens on port 22.
+    let pid = std::fs::read_to_string(lab.dir.join("h2/sshd.pid")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let o = lab
+        .raftbench()
+        .args(["cluster", "up", "--cluster"])
+        .arg(lab.hosts_toml())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("host h2") && stderr.contains("ssh"),
+        "{stderr}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // Nothing was started on the reachable hosts.
+    for i in [1, 3] {
+        let left = lab.processes_on(i);
+        assert!(left.is_empty(), "host h{i} runs {left:?}");
+    }
+}
