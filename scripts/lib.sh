@@ -36,6 +36,23 @@ ensure_build_deps() {
   fi
 }
 
+# The multi-host lab (scripts/netns-lab.sh, used by the tests as root) runs Debian's
+# openssh-server in network namespaces, and network faults on hosts use nftables. Installed
+# when we can (root + apt); otherwise the lab tests skip, and this says what to install.
+ensure_lab_deps() {
+  local missing=()
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing the multi-host lab's packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "note: the multi-host lab tests will skip; to run them, as root: apt-get install -y ${missing[*]}" >&2
+  fi
+}
+
 # One target directory for every script (and CI), so RocksDB's ~13-minute C++ build is
 # done once. Override with CARGO_TARGET_DIR.
 ensure_target_dir() {

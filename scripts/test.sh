@@ -2,12 +2,14 @@
 # raftbench's test command (the README's, and what CI runs):
 #   fmt check, clippy (warnings denied), the test suite, and a build of the benchmarks.
 # Every cargo command uses --release so RocksDB's C++ is compiled once, not once per profile.
-# It installs what the build needs when it is missing (libclang for RocksDB's bindgen).
+# It installs what the build needs when it is missing (libclang for RocksDB's bindgen, …), and
+# when root the multi-host lab's openssh-server and nftables (the lab tests skip without them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_build_deps
+ensure_lab_deps
 ensure_target_dir
 
 step "cargo fmt --check"
