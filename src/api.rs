@@ -8,7 +8,9 @@
 //! POST   /members/{id}      {"peer_addr": "...", "client_addr": "..."}; DELETE /members/{id}
 //! POST   /admin/snapshot    snapshot + compact now; JSON with duration and size
 //! POST   /admin/transfer-leader/{id}
-//! POST   /admin/partition   {"isolate_from": [ids]}; POST /admin/heal
+//! POST   /admin/partition   {"isolate_from": [ids], "direction": "both"|"in"|"out"}
+//! POST   /admin/link        {"peers": [ids], "delay_ms", "jitter_ms", "loss"}: degrade
+//!                           the node's outbound links; POST /admin/heal undoes both
 //! ```
 //! A read's response says how it was served: [`CONSISTENCY_HEADER`] and
 //! [`APPLIED_INDEX_HEADER`] (the node had applied at least that index when it read).
@@ -35,14 +37,15 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use raft::eraftpb::{ConfChange, ConfChangeType};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::kv::KvCommand;
 use crate::node::{MEMBER_KEY_PREFIX, NodeError, NodeHandle};
 use crate::wire::api::{APPLIED_INDEX_HEADER, CONSISTENCY_HEADER, RESERVED_KEY_BYTE};
 use crate::wire::{
-    ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemberAddrs, Role, StatusReport,
+    ErrorBody, ErrorCode, LinkRequest, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemberAddrs,
+    PartitionRequest, Role, StatusReport,
 };
 
 /// How long a write or read may wait for raft before the client gets a timeout.
@@ -71,6 +74,7 @@ pub async fn serve(
         .route("/admin/transfer-leader/{id}", post(transfer_leader))
         .route("/admin/partition", post(partition))
         .route("/admin/heal", post(heal))
+        .route("/admin/link", post(link))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -437,29 +441,50 @@ async fn transfer_leader(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct PartitionRequest {
-    isolate_from: Vec<u64>,
-}
-
 async fn partition(
     Admin(s): Admin,
     body: Result<Json<PartitionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(req) = body.map_err(|e| {
-        ApiError::bad_request(format!("{e}; expected {{\"isolate_from\": [node ids]}}"))
+        ApiError::bad_request(format!(
+            "{e}; expected {{\"isolate_from\": [node ids], \"direction\": \"both\" | \"in\" | \"out\"}}"
+        ))
     })?;
     if req.isolate_from.contains(&s.id()) {
         return Err(ApiError::bad_request(
             "a node cannot be isolated from itself",
         ));
     }
-    s.transport().isolate(&req.isolate_from);
-    Ok(Json(json!({ "isolated_from": s.transport().isolated() })))
+    s.transport().partition(&req.isolate_from, req.direction);
+    Ok(Json(link_state(&s)))
+}
+
+async fn link(
+    Admin(s): Admin,
+    body: Result<Json<LinkRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e}; expected {{\"peers\": [node ids], \"delay_ms\": N, \"jitter_ms\": N, \"loss\": 0..1}}"
+        ))
+    })?;
+    req.check().map_err(ApiError::bad_request)?;
+    if req.peers.contains(&s.id()) {
+        return Err(ApiError::bad_request("a node has no link to itself"));
+    }
+    s.transport().degrade(&req);
+    Ok(Json(link_state(&s)))
+}
+
+/// What is injected on the node's links now.
+fn link_state(s: &NodeHandle) -> serde_json::Value {
+    json!({
+        "isolated_from": s.transport().isolated(),
+        "links": s.transport().link_faults(),
+    })
 }
 
 async fn heal(Admin(s): Admin) -> Json<serde_json::Value> {
     s.transport().heal();
-    Json(json!({ "isolated_from": [] }))
+    Json(link_state(&s))
 }

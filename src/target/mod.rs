@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 
 use crate::client::{Client, ClientError, Consistency};
 use crate::cluster::{ClusterError, Member};
-use crate::wire::{BackendKind, Role, StatusReport};
+use crate::wire::{BackendKind, Direction, LinkRequest, Role, StatusReport};
 use crate::workload::spec::Action;
 
 /// One member's state as its target reports it: the common part every target has, and
@@ -108,8 +108,15 @@ pub trait TargetApi: Send + Sync {
         &'a self,
         member: &'a Member,
         others: &'a [u64],
+        direction: Direction,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
-    /// End every partition of `member`.
+    /// Degrade `member`'s outbound links to the request's peers (delay, jitter, loss).
+    fn degrade<'a>(
+        &'a self,
+        member: &'a Member,
+        link: &'a LinkRequest,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// End every partition and degradation of `member`.
     fn heal<'a>(&'a self, member: &'a Member) -> BoxFuture<'a, Result<(), ClusterError>>;
     /// `member`'s own cumulative WAL fsync (and backend commit) figures now (2 s deadline).
     fn server_counters<'a>(
@@ -135,7 +142,7 @@ pub fn refusal(kind: BackendKind, action: Action) -> Option<String> {
         return None;
     }
     match action {
-        Action::Partition | Action::Heal => Some(format!(
+        Action::Partition | Action::Heal | Action::LinkSlow => Some(format!(
             "`{}`: raftbench partitions a node inside its own peer transport, which etcd \
              does not have; etcd members can be killed, stopped, paused and restarted",
             action.name()

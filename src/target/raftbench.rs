@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use super::server::{Cumulative, ServerCounters};
 use super::{NodeStatus, SnapshotTaken, TargetApi};
 use crate::cluster::{ClusterError, Member, fetch_status};
+use crate::wire::{Direction, LinkRequest, PartitionRequest};
 
 /// Admin calls on a node that does not answer must not hang the run.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -173,13 +174,37 @@ impl TargetApi for RaftbenchApi {
         &'a self,
         m: &'a Member,
         others: &'a [u64],
+        direction: Direction,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            let body = serde_json::json!({ "isolate_from": others });
+            let body = serde_json::to_value(PartitionRequest {
+                isolate_from: others.to_vec(),
+                direction,
+            })
+            .unwrap_or_default();
             self.admin(
                 m,
                 reqwest::Method::POST,
                 "/admin/partition",
+                Some(body),
+                ADMIN_TIMEOUT,
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn degrade<'a>(
+        &'a self,
+        m: &'a Member,
+        link: &'a LinkRequest,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let body = serde_json::to_value(link).unwrap_or_default();
+            self.admin(
+                m,
+                reqwest::Method::POST,
+                "/admin/link",
                 Some(body),
                 ADMIN_TIMEOUT,
             )

@@ -21,21 +21,23 @@
 //! — raft retransmits — so a peer can never block the raft loop. A task reconnects with
 //! exponential backoff (20 ms to 1 s) and drops what was queued while the peer was down.
 //!
-//! Fault injection lives here too: [`Transport::isolate`] drops all traffic to and from the
-//! given peers (both directions, as seen from this node) until [`Transport::heal`].
+//! Fault injection lives here too ([`links`]): [`Transport::partition`] drops traffic to
+//! and/or from the given peers (one direction or both, as seen from this node) and
+//! [`Transport::degrade`] delays and loses messages to them, until [`Transport::heal`].
 
 pub mod allow;
 pub mod frames;
 pub mod handshake;
+pub mod links;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::SinkExt;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use raft::eraftpb::{Message, MessageType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -70,7 +72,8 @@ pub trait Inbox: Send + Sync + 'static {
 
 struct Peer {
     addr: String,
-    tx: mpsc::Sender<Message>,
+    /// Messages with the moment each may be sent (later than now on a delayed link).
+    tx: mpsc::Sender<(Instant, Message)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,7 +112,7 @@ pub struct Transport {
     rt: tokio::runtime::Handle,
     inbox: Arc<dyn Inbox>,
     peers: Mutex<HashMap<u64, Peer>>,
-    isolated: RwLock<HashSet<u64>>,
+    links: links::Links,
     dropped: AtomicU64,
     counters: Counters,
     last_refusal: Mutex<Option<String>>,
@@ -145,7 +148,7 @@ impl Transport {
             rt,
             inbox,
             peers: Mutex::new(HashMap::new()),
-            isolated: RwLock::new(HashSet::new()),
+            links: links::Links::default(),
             dropped: AtomicU64::new(0),
             counters: Counters::default(),
             last_refusal: Mutex::new(None),
@@ -347,7 +350,7 @@ impl Transport {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         frames::read_messages(frames, &self.limits, peer, |msg| {
-            if self.is_isolated(msg.from) {
+            if self.links.drops_from(msg.from) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -374,11 +377,16 @@ impl Transport {
         for msg in msgs {
             let to = msg.to;
             let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
-            if self.is_isolated(to) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let queued = peers.get(&to).is_some_and(|p| p.tx.try_send(msg).is_ok());
+            let at = match self.links.outbound(to) {
+                links::Outbound::Drop => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                links::Outbound::At(at) => at,
+            };
+            let queued = peers
+                .get(&to)
+                .is_some_and(|p| p.tx.try_send((at, msg)).is_ok());
             if !queued {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.inbox.unreachable(to, snapshot);
@@ -454,23 +462,33 @@ impl Transport {
 
     /// Drop all traffic to and from `ids` until [`Self::heal`].
     pub fn isolate(&self, ids: &[u64]) {
-        self.isolated.write().extend(ids.iter().copied());
+        self.partition(ids, crate::wire::Direction::Both);
     }
 
-    /// Undo every [`Self::isolate`].
+    /// Drop traffic with `ids` in `direction` (as seen from this node) until
+    /// [`Self::heal`].
+    pub fn partition(&self, ids: &[u64], direction: crate::wire::Direction) {
+        self.links.partition(ids, direction);
+    }
+
+    /// Delay and lose messages to the request's peers until [`Self::heal`].
+    pub fn degrade(&self, r: &crate::wire::LinkRequest) {
+        self.links.degrade(r);
+    }
+
+    /// Undo every partition and degradation.
     pub fn heal(&self) {
-        self.isolated.write().clear();
+        self.links.heal();
     }
 
-    /// Peers currently isolated.
+    /// Peers some traffic is dropped to or from.
     pub fn isolated(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.isolated.read().iter().copied().collect();
-        v.sort_unstable();
-        v
+        self.links.isolated()
     }
 
-    fn is_isolated(&self, id: u64) -> bool {
-        self.isolated.read().contains(&id)
+    /// Every link with an injected fault, by peer.
+    pub fn link_faults(&self) -> std::collections::BTreeMap<u64, links::LinkFault> {
+        self.links.faults()
     }
 
     /// Messages dropped so far (full queues, unknown or isolated peers).
@@ -514,7 +532,7 @@ async fn outbound(
     me: std::sync::Weak<Transport>,
     id: u64,
     addr: String,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<(Instant, Message)>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let (identity, secret, limits) = match me.upgrade() {
@@ -551,7 +569,7 @@ async fn outbound(
             let Some(t) = me.upgrade() else { return };
             // What was queued for a dead peer is stale by the time it is back.
             let mut snapshot = false;
-            while let Ok(m) = rx.try_recv() {
+            while let Ok((_, m)) = rx.try_recv() {
                 snapshot |= m.get_msg_type() == MessageType::MsgSnapshot;
                 t.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -579,9 +597,17 @@ async fn outbound(
             }
             let snapshot = batch
                 .iter()
-                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+                .any(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot);
             let mut sent = true;
-            'batch: for m in &batch {
+            'batch: for (at, m) in &batch {
+                // A delayed link: what was fed goes out first, then this waits its moment.
+                if *at > Instant::now() {
+                    if SinkExt::<bytes::Bytes>::flush(&mut frames).await.is_err() {
+                        sent = false;
+                        break 'batch;
+                    }
+                    tokio::time::sleep_until((*at).into()).await;
+                }
                 for frame in frames::encode(m, max_frame) {
                     if frames.feed(frame).await.is_err() {
                         sent = false;

@@ -144,3 +144,72 @@ mod tests {
         );
     }
 }
+
+/// Which traffic a partition cuts, as seen from the node it is applied to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Both ways: the node neither hears from nor reaches the peers.
+    #[default]
+    Both,
+    /// Inbound only: the node hears nothing from the peers, which still hear from it.
+    In,
+    /// Outbound only: the node's messages to the peers are lost; it still hears them.
+    Out,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Both => "both",
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// `POST /admin/partition`: drop traffic with `isolate_from` in `direction` until
+/// `/admin/heal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRequest {
+    pub isolate_from: Vec<u64>,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// Longest delay `POST /admin/link` accepts, in milliseconds.
+pub const MAX_LINK_DELAY_MS: u64 = 60_000;
+
+/// `POST /admin/link`: degrade the node's outbound links to `peers` until `/admin/heal`:
+/// each message waits `delay_ms` ± up to `jitter_ms` (uniformly; order is kept, as TCP
+/// keeps it) and is lost with probability `loss`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    pub peers: Vec<u64>,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub jitter_ms: u64,
+    #[serde(default)]
+    pub loss: f64,
+}
+
+impl LinkRequest {
+    /// What is wrong with the request, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if self.delay_ms > MAX_LINK_DELAY_MS || self.jitter_ms > MAX_LINK_DELAY_MS {
+            return Err(format!(
+                "delay_ms and jitter_ms must be at most {MAX_LINK_DELAY_MS}"
+            ));
+        }
+        if self.jitter_ms > self.delay_ms {
+            return Err("jitter_ms cannot exceed delay_ms".into());
+        }
+        if !(0.0..=1.0).contains(&self.loss) {
+            return Err(format!("loss must be in [0, 1], got {}", self.loss));
+        }
+        Ok(())
+    }
+}

@@ -26,7 +26,9 @@ pub mod manifest;
 pub mod secret;
 pub mod status;
 
-pub use api::{ErrorBody, ErrorCode, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use api::{
+    Direction, ErrorBody, ErrorCode, LinkRequest, MAX_KEY_BYTES, MAX_VALUE_BYTES, PartitionRequest,
+};
 pub use backend::{
     BackendConfig, BackendKind, Compression, EtcdOptions, FsyncPolicy, LogEngine, MemwalOptions,
     RaftEngineOptions, RedbDurability, RedbOptions, RocksdbOptions, StateEngine,

@@ -50,6 +50,32 @@ pub struct Faults {
     pub seed: u64,
     /// `torn-write` events so far: each gets its own seed.
     pub torn: u64,
+    /// Nodes with a network fault injected (partition, link-slow) and not healed since.
+    /// A node is registered *before* its fault is injected (as roachprod registers a
+    /// fault with its recovery first), so that a fault whose call failed halfway is still
+    /// healed when the run ends ([`heal_all`]).
+    pub links: BTreeSet<u64>,
+}
+
+/// Heal every node with a registered network fault (see [`Faults::links`]); what could
+/// not be healed, one line per node. Called when a run ends, whatever its phases did, so
+/// that a live cluster is never left partitioned.
+pub async fn heal_all(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults) -> Vec<String> {
+    let c = cluster.lock().await;
+    let mut failed = Vec::new();
+    for id in std::mem::take(&mut faults.links) {
+        if !c.is_running(id) {
+            continue; // its transport, and its faults, went with the process
+        }
+        let r = match c.node(id) {
+            Ok(m) => c.api().heal(m).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            failed.push(format!("node {id}: {e}"));
+        }
+    }
+    failed
 }
 
 const POLL: Duration = Duration::from_millis(10);
@@ -313,10 +339,12 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
             };
         }
         Action::Partition => {
+            let direction = ev.direction.unwrap_or_default();
+            faults.links.extend(ids.iter().copied());
             for id in &ids {
                 let others: Vec<u64> = c.nodes().keys().copied().filter(|o| o != id).collect();
                 let r = match c.node(*id) {
-                    Ok(m) => c.api().partition(m, &others).await,
+                    Ok(m) => c.api().partition(m, &others, direction).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = r {
@@ -327,6 +355,34 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                 follow = Followup::LeaderLost { old: l, at: now };
             }
         }
+        Action::LinkSlow => {
+            // Both ways: the target delays what it sends, and every other node what it
+            // sends to the target.
+            let link = |peers: Vec<u64>| crate::wire::LinkRequest {
+                peers,
+                delay_ms: ev.delay.map_or(0, |d| d.0.as_millis() as u64),
+                jitter_ms: ev.jitter.map_or(0, |d| d.0.as_millis() as u64),
+                loss: ev.loss.unwrap_or(0.0),
+            };
+            for id in &ids {
+                let others: Vec<u64> = c.nodes().keys().copied().filter(|o| o != id).collect();
+                let mut calls = vec![(*id, link(others.clone()))];
+                calls.extend(others.iter().map(|o| (*o, link(vec![*id]))));
+                faults.links.extend(calls.iter().map(|(on, _)| *on));
+                for (on, req) in calls {
+                    if !c.is_running(on) || c.is_paused(on) {
+                        continue;
+                    }
+                    let r = match c.node(on) {
+                        Ok(m) => c.api().degrade(m, &req).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = r {
+                        details.push(format!("link-slow on node {on}: {e}"));
+                    }
+                }
+            }
+        }
         Action::Heal => {
             // A paused node would never answer: skip it and say so.
             for n in c.nodes().values().filter(|n| c.is_running(n.id)) {
@@ -334,8 +390,11 @@ pub async fn execute(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults, ev: &Ev
                     details.push(format!("node {} is paused: not healed", n.id));
                     continue;
                 }
-                if let Err(e) = c.api().heal(n).await {
-                    details.push(format!("heal: {e}"));
+                match c.api().heal(n).await {
+                    Ok(()) => {
+                        faults.links.remove(&n.id);
+                    }
+                    Err(e) => details.push(format!("heal: {e}")),
                 }
             }
         }

@@ -39,6 +39,47 @@ fn check_keys(d: &KeyDistribution, at: usize, field: &str) -> Result<(), Problem
     }
 }
 
+/// The options of network events: `direction` belongs to `partition`, `delay`, `jitter`
+/// and `loss` to `link-slow`, which needs a delay or a loss. Returns (field, message).
+fn check_link_options(ev: &Event) -> Result<(), (&'static str, String)> {
+    if ev.action != Action::Partition && ev.direction.is_some() {
+        return Err((
+            "direction",
+            "`direction` belongs to `partition` events".into(),
+        ));
+    }
+    if ev.action != Action::LinkSlow {
+        if ev.delay.is_some() || ev.jitter.is_some() || ev.loss.is_some() {
+            return Err((
+                "delay",
+                "`delay`, `jitter` and `loss` belong to `link-slow` events".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let max = Duration::from_millis(crate::wire::api::MAX_LINK_DELAY_MS);
+    let delay = ev.delay.map_or(Duration::ZERO, |d| d.0);
+    let jitter = ev.jitter.map_or(Duration::ZERO, |d| d.0);
+    let loss = ev.loss.unwrap_or(0.0);
+    if delay > max {
+        return Err(("delay", format!("must be at most {max:?}")));
+    }
+    if jitter > delay {
+        return Err(("jitter", "cannot exceed `delay`".into()));
+    }
+    if !(0.0..=1.0).contains(&loss) {
+        return Err(("loss", format!("must be in [0, 1], got {loss}")));
+    }
+    if delay.is_zero() && loss == 0.0 {
+        return Err((
+            "delay",
+            "link-slow needs a `delay` (for example \"50ms\") or a `loss` (for example 0.05)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The options of disk events: each belongs to one action, and some are required.
 /// Returns (field, message).
 fn check_disk_options(ev: &Event) -> Result<(), (&'static str, String)> {
@@ -307,6 +348,7 @@ pub(super) fn validate(f: &WorkloadFile) -> Result<(), Problem> {
                 );
             }
             check_disk_options(ev)
+                .and_then(|()| check_link_options(ev))
                 .map_err(|(name, m)| (eat, field(&format!("event.{name}")), m))?;
             if let Some(why) = crate::target::refusal(f.cluster.backend, ev.action) {
                 return ebad(

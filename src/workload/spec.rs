@@ -296,6 +296,9 @@ pub enum Action {
     DiskFail,
     /// End `disk-slow` and `disk-fail`.
     DiskHeal,
+    /// Degrade every raft link of the target node, both ways: each message waits `delay`
+    /// (± `jitter`) and is lost with probability `loss`, until `heal`.
+    LinkSlow,
 }
 
 impl Action {
@@ -426,6 +429,19 @@ pub struct Event {
     /// `disk-fail` with `error = "eio"`: how many fsyncs fail (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// `partition`: which way traffic is cut, as seen from the target (`both`, default;
+    /// `in`: it hears nothing; `out`: nothing it sends arrives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<crate::wire::Direction>,
+    /// `link-slow`: the delay each message takes on the target's links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<HumanDuration>,
+    /// `link-slow`: plus or minus up to this, uniformly (at most `delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<HumanDuration>,
+    /// `link-slow`: the share of messages lost, in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
 impl Event {
@@ -442,6 +458,10 @@ impl Event {
             files: None,
             error: None,
             count: None,
+            direction: None,
+            delay: None,
+            jitter: None,
+            loss: None,
         }
     }
 }

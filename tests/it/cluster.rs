@@ -725,6 +725,27 @@ async fn bad_input_is_a_json_4xx(kind: BackendKind) {
             "bad_request",
         ),
         (
+            "bad partition direction",
+            h.post(format!("{url}/admin/partition"))
+                .json(&serde_json::json!({"isolate_from": [2], "direction": "sideways"})),
+            400,
+            "bad_request",
+        ),
+        (
+            "link loss above 1",
+            h.post(format!("{url}/admin/link"))
+                .json(&serde_json::json!({"peers": [2], "delay_ms": 5, "loss": 1.5})),
+            400,
+            "bad_request",
+        ),
+        (
+            "link jitter above its delay",
+            h.post(format!("{url}/admin/link"))
+                .json(&serde_json::json!({"peers": [2], "delay_ms": 5, "jitter_ms": 9})),
+            400,
+            "bad_request",
+        ),
+        (
             "unknown endpoint",
             h.get(format!("{url}/nope")),
             404,

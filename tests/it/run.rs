@@ -203,6 +203,81 @@ verify = true
     );
 }
 
+/// A one-way partition (the leader's outbound raft traffic cut) makes the followers elect
+/// a new leader; a slow, lossy link to a follower and the heal keep every acknowledged
+/// write.
+#[test]
+fn a_one_way_partition_and_a_slow_link_elect_anew_and_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = t.path().join("one-way.toml");
+    std::fs::write(
+        &wl,
+        r#"
+name = "one-way-test"
+seed = 5
+[data]
+keys = 300
+[[phase]]
+name = "load"
+ops = 300
+concurrency = 8
+mix = { put = 1.0 }
+key_distribution = { dist = "sequential" }
+[[phase]]
+name = "run"
+duration = "9s"
+concurrency = 16
+rate = 300
+timeout = "3s"
+mix = { put = 0.7, get = 0.3 }
+  [[phase.event]]
+  at = "2s"
+  action = "partition"
+  target = "leader"
+  direction = "out"
+  [[phase.event]]
+  at = "3s"
+  action = "link-slow"
+  target = "follower"
+  delay = "30ms"
+  jitter = "10ms"
+  loss = 0.02
+  [[phase.event]]
+  at = "6s"
+  action = "heal"
+  target = "all"
+[[phase]]
+name = "verify"
+verify = true
+"#,
+    )
+    .unwrap();
+    let out = t.path().join("results");
+    let o = run(&wl, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events = csv_rows(&out.join("events.csv"));
+    let actions: Vec<&str> = events.iter().map(|e| &e[2]).collect();
+    assert_eq!(actions, ["partition", "linkslow", "heal"], "{events:?}");
+    for e in &events {
+        assert!(
+            !e[4].contains("link-slow on node") && !e[4].contains("heal:"),
+            "{e:?}"
+        );
+    }
+    let rec = csv_rows(&out.join("recovery.csv"));
+    let elected = rec
+        .iter()
+        .find(|r| &r[1] == "partition" && &r[3] == "leader_elected_ms")
+        .unwrap_or_else(|| panic!("no election after the one-way partition: {rec:?}"));
+    assert!(elected[4].parse::<f64>().unwrap() > 0.0);
+    let verify = csv_rows(&out.join("verify.csv"));
+    assert_eq!(
+        (&verify[0][3], &verify[0][4]),
+        ("0", "0"),
+        "lost/stale writes"
+    );
+}
+
 /// Coordinated omission: the leader stalls (SIGSTOP) under an open-loop load with few
 /// workers. Only the handful of requests in flight see the stall as service time, but
 /// every operation scheduled during it is late: the corrected p99.9 must show the stall and

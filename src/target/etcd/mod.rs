@@ -24,7 +24,7 @@ pub use kv::EtcdKv;
 use super::server::ServerCounters;
 use super::{NodeStatus, SnapshotTaken, TargetApi};
 use crate::cluster::{ClusterError, Member};
-use crate::wire::Role;
+use crate::wire::{Direction, LinkRequest, Role};
 
 /// How long a status call may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -391,6 +391,7 @@ impl TargetApi for EtcdApi {
         &'a self,
         m: &'a Member,
         _others: &'a [u64],
+        _direction: Direction,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
             Err(ClusterError::Node {
@@ -400,8 +401,21 @@ impl TargetApi for EtcdApi {
         })
     }
 
+    fn degrade<'a>(
+        &'a self,
+        m: &'a Member,
+        _link: &'a LinkRequest,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            Err(ClusterError::Node {
+                id: m.id,
+                message: "etcd members' links cannot be degraded by raftbench".into(),
+            })
+        })
+    }
+
     fn heal<'a>(&'a self, m: &'a Member) -> BoxFuture<'a, Result<(), ClusterError>> {
-        self.partition(m, &[])
+        self.partition(m, &[], Direction::Both)
     }
 
     fn server_counters<'a>(

@@ -224,6 +224,10 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         verifies,
         verify,
     } = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync).await;
+    // Whatever the phases did, no network fault outlives the run.
+    for failed in crate::workload::events::heal_all(&cluster, &mut log.faults).await {
+        eprintln!("warning: could not heal {failed}");
+    }
     stop_sampling.store(true, Ordering::Relaxed);
     let sample::Samples {
         rows: resources,
