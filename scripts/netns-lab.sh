@@ -53,7 +53,8 @@ down() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$DIR"
+  # Only a directory this script made (it holds the marker) is removed.
+  if [[ -f $DIR/.netns-lab ]]; then rm -rf "$DIR"; fi
   echo "netns-lab: down"
 }
 
@@ -69,7 +70,11 @@ up() {
   [[ $nodes =~ ^[0-9]+$ && $nodes -ge 1 && $nodes -le $n ]] || die "NODES must be 1..N, got $nodes"
   need
   down >/dev/null
+  if [[ -e $DIR ]]; then die "$DIR exists and was not made by this script; set LAB_DIR"; fi
+  # A failure halfway leaves nothing behind.
+  trap 'echo "netns-lab: up failed; removing what it made" >&2; down >/dev/null' ERR
   mkdir -p "$DIR" /run/sshd
+  touch "$DIR/.netns-lab"
   chmod 700 "$DIR"
   local bin
   bin="${RAFTBENCH_BIN:-$(command -v raftbench || true)}"
@@ -135,7 +140,11 @@ EOF
       fi
       sleep 0.2
     done
-    [[ -n $ok ]] || die "sshd on h$i ($addr) does not answer; see $DIR/h$i/sshd.log"
+    if [[ -z $ok ]]; then
+      echo "netns-lab: sshd on h$i ($addr) does not answer: $(tail -3 "$DIR/h$i/sshd.log" 2>/dev/null)" >&2
+      down >/dev/null
+      exit 1
+    fi
   done
 
   {
@@ -174,6 +183,7 @@ EOF
       echo "host = \"h$i\""
     done
   } >"$DIR/hosts.toml"
+  trap - ERR
   echo "netns-lab: $n hosts up ($nodes node hosts); cluster file $DIR/hosts.toml"
   echo "netns-lab: run the coordinator in the hub: ip netns exec $HUB $bin run WORKLOAD --cluster $DIR/hosts.toml"
 }

@@ -23,6 +23,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Control commands per node, and what they have done.
 pub struct Commands {
     file: PathBuf,
+    /// Strings never written to the control log or an error (the cluster file's `redact`).
+    redact: Vec<String>,
     nodes: BTreeMap<u64, Controlled>,
 }
 
@@ -36,6 +38,7 @@ impl Commands {
     pub fn new(file: &Path, commands: impl IntoIterator<Item = (u64, ControlCommands)>) -> Self {
         Commands {
             file: file.to_path_buf(),
+            redact: Vec::new(),
             nodes: commands
                 .into_iter()
                 .map(|(id, commands)| {
@@ -49,6 +52,18 @@ impl Commands {
                 })
                 .collect(),
         }
+    }
+
+    /// Keep `redact` out of the control log and of errors.
+    pub fn redacting(mut self, redact: Vec<String>) -> Self {
+        self.redact = redact;
+        self
+    }
+
+    fn shown(&self, cmd: &str) -> String {
+        self.redact
+            .iter()
+            .fold(cmd.to_string(), |t, r| t.replace(r.as_str(), "[redacted]"))
     }
 
     fn controlled(&mut self, id: u64) -> Result<&mut Controlled, ClusterError> {
@@ -114,13 +129,14 @@ impl Commands {
                 ))
             })?
             .to_string();
+        let shown = self.shown(&cmd);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&node.log_path)
             .map_err(io(format!("opening {}", node.log_path.display())))?;
         use std::io::Write as _;
-        writeln!(&log, "# node {id} {which}: {cmd}")
+        writeln!(&log, "# node {id} {which}: {shown}")
             .map_err(io(format!("writing {}", node.log_path.display())))?;
         let mut child = Command::new("sh")
             .arg("-c")
@@ -147,7 +163,7 @@ impl Commands {
                     return Err(ClusterError::Node {
                         id,
                         message: format!(
-                            "`{which}` command `{cmd}` did not finish in {} s",
+                            "`{which}` command `{shown}` did not finish in {} s",
                             COMMAND_TIMEOUT.as_secs()
                         ),
                     });
@@ -158,7 +174,7 @@ impl Commands {
             return Err(ClusterError::Node {
                 id,
                 message: format!(
-                    "`{which}` command `{cmd}` failed ({status}); its output is in {}",
+                    "`{which}` command `{shown}` failed ({status}); its output is in {}",
                     node.log_path.display()
                 ),
             });

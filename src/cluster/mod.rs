@@ -371,7 +371,8 @@ impl Cluster<Commands> {
             nodes,
             http,
             secret,
-            control: Commands::new(path, file.nodes.iter().map(|n| (n.id, n.control.clone()))),
+            control: Commands::new(path, file.nodes.iter().map(|n| (n.id, n.control.clone())))
+                .redacting(file.redact.clone()),
         })
     }
 }

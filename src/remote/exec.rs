@@ -138,9 +138,12 @@ impl HostExec {
             ]);
         }
         if let Some(kh) = &h.known_hosts {
+            // ssh splits this option's value at spaces and expands `%` tokens: quote the
+            // path and escape `%`.
+            let path = self.local_path(kh).display().to_string().replace('%', "%%");
             a.extend([
                 "-o".into(),
-                format!("UserKnownHostsFile={}", self.local_path(kh).display()),
+                format!("UserKnownHostsFile=\"{path}\""),
                 "-o".into(),
                 "StrictHostKeyChecking=yes".into(),
             ]);
@@ -398,14 +401,14 @@ mod tests {
         h.user = Some("bench".into());
         h.port = Some(2222);
         h.identity = Some("keys/id".into());
-        h.known_hosts = Some("/etc/kh".into());
+        h.known_hosts = Some("/etc/k h%".into());
         let line = HostExec::new(h, Path::new("/cfg")).line("echo 'x y'");
         for part in [
             "BatchMode=yes",
             "ConnectTimeout=5",
             "-p 2222",
             "-i /cfg/keys/id",
-            "UserKnownHostsFile=/etc/kh",
+            "UserKnownHostsFile=\"/etc/k h%%\"",
             "StrictHostKeyChecking=yes",
             "bench@10.0.0.1",
         ] {

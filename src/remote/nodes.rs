@@ -23,6 +23,10 @@ pub const HOST_SECRET_FILE: &str = "cluster.secret";
 /// How long a graceful stop may take before the stop command gives up (tenths of a second).
 const STOP_TENTHS: u32 = 300;
 
+/// A shell function: whether pid `$1` is a live process (not a zombie left unreaped, and
+/// not gone), from `/proc`.
+const ALIVE: &str = "alive() { kill -0 \"$1\" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' \"/proc/$1/status\" 2>/dev/null; }";
+
 /// The script that starts `node` on its host, unless it is running already.
 pub fn start_script(exec: &HostExec, node: &ClusterNode) -> String {
     let id = node.id;
@@ -31,8 +35,8 @@ pub fn start_script(exec: &HostExec, node: &ClusterNode) -> String {
         .as_ref()
         .map_or_else(|| format!("node-{id}"), |d| quote(&d.to_string_lossy()));
     format!(
-        "cd {wd} || exit 1; \
-         if [ -f node-{id}.pid ] && kill -0 \"$(cat node-{id}.pid)\" 2>/dev/null; then exit 0; fi; \
+        "{ALIVE}; cd {wd} || exit 1; \
+         if [ -f node-{id}.pid ] && alive \"$(cat node-{id}.pid)\"; then exit 0; fi; \
          setsid nohup {bin} node --cluster-file {HOST_CLUSTER_FILE} --id {id} --data-dir {data} \
          </dev/null >>node-{id}.log 2>&1 & echo $! > node-{id}.pid",
         wd = quote(&exec.host.workdir.to_string_lossy()),
@@ -40,20 +44,26 @@ pub fn start_script(exec: &HostExec, node: &ClusterNode) -> String {
     )
 }
 
-/// `kill -SIGNAL` to node `id`'s recorded process; fails when it is not running.
+/// `kill -SIGNAL` to node `id`'s recorded process (in `$p`); fails when it is not running.
 fn signal_script(exec: &HostExec, id: u64, signal: &str) -> String {
     format!(
-        "cd {wd} && p=$(cat node-{id}.pid) && kill -{signal} \"$p\"",
+        "{ALIVE}; cd {wd} && p=$(cat node-{id}.pid) && alive \"$p\" && kill -{signal} \"$p\"",
         wd = quote(&exec.host.workdir.to_string_lossy()),
     )
 }
 
-/// SIGTERM, then wait (bounded) until the process is gone.
-fn stop_script(exec: &HostExec, id: u64) -> String {
+/// Signal, then wait (bounded) until the process is gone, so that nothing signals its pid
+/// afterwards (another process may get it).
+fn signal_and_wait_script(exec: &HostExec, id: u64, signal: &str) -> String {
     format!(
-        "{term}; i=0; while kill -0 \"$p\" 2>/dev/null && [ $i -lt {STOP_TENTHS} ]; do \
-         sleep 0.1; i=$((i+1)); done; ! kill -0 \"$p\" 2>/dev/null",
-        term = signal_script(exec, id, "TERM"),
+        "{sig}; i=0; while alive \"$p\" && [ $i -lt {STOP_TENTHS} ]; do \
+         sleep 0.1; i=$((i+1)); done; if alive \"$p\"; then exit 1; fi",
+        // A paused node handles SIGTERM only once it runs again.
+        sig = if signal == "TERM" {
+            format!("{} && kill -CONT \"$p\"", signal_script(exec, id, signal))
+        } else {
+            signal_script(exec, id, signal)
+        },
     )
 }
 
@@ -64,8 +74,8 @@ pub fn control_commands(exec: &HostExec, node: &ClusterNode) -> ControlCommands 
         |given: &Option<String>, script: String| given.clone().or_else(|| Some(exec.line(&script)));
     ControlCommands {
         start: or(&c.start, start_script(exec, node)),
-        stop: or(&c.stop, stop_script(exec, node.id)),
-        kill: or(&c.kill, signal_script(exec, node.id, "KILL")),
+        stop: or(&c.stop, signal_and_wait_script(exec, node.id, "TERM")),
+        kill: or(&c.kill, signal_and_wait_script(exec, node.id, "KILL")),
         pause: or(&c.pause, signal_script(exec, node.id, "STOP")),
         resume: or(&c.resume, signal_script(exec, node.id, "CONT")),
         // A power cut needs the host's cooperation (a fault file system, a switch): only

@@ -18,7 +18,7 @@ use super::nodes::{HOST_CLUSTER_FILE, HOST_SECRET_FILE, with_host_controls};
 use super::{HostExec, check_hosts};
 use crate::cluster::up::Signals;
 use crate::cluster::{Cluster, ClusterError, io};
-use crate::wire::{ClusterFile, ControlCommands};
+use crate::wire::{ClusterFile, ClusterNode, ControlCommands};
 
 /// How long the new cluster may take to elect a leader.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,8 +57,17 @@ pub async fn distribute(
         Some(p) => Some(std::fs::read(&p).map_err(io(format!("reading {}", p.display())))?),
         None => None,
     };
+    // What the nodes read, and nothing else: no hosts, generators, control commands or
+    // redacted strings travel to the hosts.
     let mut copy = file.clone();
     copy.secret_file = secret.as_ref().map(|_| PathBuf::from(HOST_SECRET_FILE));
+    copy.redact.clear();
+    copy.hosts.clear();
+    copy.generators.clear();
+    for n in &mut copy.nodes {
+        n.host = None;
+        n.control = ControlCommands::default();
+    }
     let text = toml::to_string_pretty(&copy)
         .map_err(|e| ClusterError::Invalid(format!("writing the cluster file: {e}")))?;
     let sends = hosts.iter().map(|h| {
@@ -68,7 +77,7 @@ pub async fn distribute(
             if let Some(s) = &secret {
                 h.put_file(HOST_SECRET_FILE, s, 0o600).await?;
             }
-            h.put_file(HOST_CLUSTER_FILE, text.as_bytes(), 0o644).await
+            h.put_file(HOST_CLUSTER_FILE, text.as_bytes(), 0o600).await
         }
     });
     let failures: Vec<String> = futures::future::join_all(sends)
@@ -83,8 +92,10 @@ pub async fn distribute(
     }
 }
 
-/// Run a control command (a line for `sh -c` here) of node `id`.
-async fn control(id: u64, which: &str, line: Option<&str>) -> Result<(), ClusterError> {
+/// Run a control command (a line for `sh -c` here) of `node`, with the environment
+/// `run --cluster` gives control commands.
+async fn control(node: &ClusterNode, which: &str, line: Option<&str>) -> Result<(), ClusterError> {
+    let id = node.id;
     let line = line.ok_or_else(|| {
         ClusterError::Invalid(format!("node {id} has no `{which}` control command"))
     })?;
@@ -93,6 +104,15 @@ async fn control(id: u64, which: &str, line: Option<&str>) -> Result<(), Cluster
         Command::new("sh")
             .arg("-c")
             .arg(line)
+            .env("RAFTBENCH_NODE_ID", id.to_string())
+            .env("RAFTBENCH_CLIENT_ADDR", &node.client_addr)
+            .env("RAFTBENCH_PEER_ADDR", &node.peer_addr)
+            .env(
+                "RAFTBENCH_DATA_DIR",
+                node.data_dir
+                    .clone()
+                    .unwrap_or_else(|| format!("node-{id}").into()),
+            )
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -118,10 +138,10 @@ async fn control(id: u64, which: &str, line: Option<&str>) -> Result<(), Cluster
 
 /// Stop every node through its `stop` command, all at once; failures are reported, not
 /// fatal (the others must still stop).
-async fn stop_all(nodes: &[(u64, ControlCommands)], out: &mut dyn Write) {
+async fn stop_all(nodes: &[ClusterNode], out: &mut dyn Write) {
     let stops = nodes
         .iter()
-        .map(|(id, c)| async move { (id, control(*id, "stop", c.stop.as_deref()).await) });
+        .map(|n| async move { (n.id, control(n, "stop", n.control.stop.as_deref()).await) });
     for (id, r) in futures::future::join_all(stops).await {
         if let Err(e) = r {
             let _ = writeln!(out, "node {id}: {e}");
@@ -168,24 +188,24 @@ pub fn up_on_hosts(path: &Path, log_dir: &Path, out: &mut dyn Write) -> Result<(
             ),
         )?;
     }
+    // Everything that can be refused here is, before anything starts anywhere: the secret
+    // parses, and the cluster can be attached.
+    file.secret(path)
+        .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+    let cluster = Cluster::attach(path, log_dir)?;
     rt.block_on(distribute(&file, path, &hosts))?;
     let controlled = with_host_controls(file.clone(), path);
-    let nodes: Vec<(u64, ControlCommands)> = controlled
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.control.clone()))
-        .collect();
+    let nodes: Vec<ClusterNode> = controlled.nodes;
     let started = rt.block_on(async {
         let starts = nodes
             .iter()
-            .map(|(id, c)| async move { control(*id, "start", c.start.as_deref()).await });
+            .map(|n| async move { control(n, "start", n.control.start.as_deref()).await });
         futures::future::join_all(starts).await
     });
     if let Some(Err(e)) = started.into_iter().find(Result::is_err) {
         rt.block_on(stop_all(&nodes, out));
         return Err(e);
     }
-    let cluster = Cluster::attach(path, log_dir)?;
     let waited = rt.block_on(async {
         tokio::select! {
             l = cluster.wait_for_leader(ELECTION_TIMEOUT) => Ok(l),
@@ -206,6 +226,28 @@ pub fn up_on_hosts(path: &Path, log_dir: &Path, out: &mut dyn Write) -> Result<(
                 "{sig} before the cluster elected a leader; nodes stopped"
             )));
         }
+    };
+    let shown = show(&file, &hosts, leader, path, out);
+    if shown.is_err() {
+        rt.block_on(stop_all(&nodes, out));
+    }
+    shown?;
+    let sig = rt.block_on(signals.recv());
+    let _ = writeln!(out, "{sig}: stopping...").and_then(|()| out.flush());
+    rt.block_on(stop_all(&nodes, out));
+    Ok(())
+}
+
+/// What `up` prints once the cluster has a leader.
+fn show(
+    file: &ClusterFile,
+    hosts: &[HostExec],
+    leader: u64,
+    path: &Path,
+    out: &mut dyn Write,
+) -> Result<(), ClusterError> {
+    let print = |out: &mut dyn Write, line: String| {
+        writeln!(out, "{line}").map_err(io("writing to stdout"))
     };
     print(
         out,
@@ -232,9 +274,5 @@ pub fn up_on_hosts(path: &Path, log_dir: &Path, out: &mut dyn Write) -> Result<(
     }
     print(out, format!("cluster file: {}", path.display()))?;
     print(out, "Ctrl-C (or SIGTERM, SIGHUP) stops every node.".into())?;
-    out.flush().map_err(io("writing to stdout"))?;
-    let sig = rt.block_on(signals.recv());
-    let _ = writeln!(out, "{sig}: stopping...").and_then(|()| out.flush());
-    rt.block_on(stop_all(&nodes, out));
-    Ok(())
+    out.flush().map_err(io("writing to stdout"))
 }

@@ -5,10 +5,13 @@
 //! firewall rules, and only for raft traffic (the client API is untouched, as a partition
 //! between replicas is). A delay is applied where a message leaves: it is queued with the
 //! moment it may be sent, and the peer's sender waits for it, keeping the order (as TCP
-//! does) even when jitter would reorder. A degraded link in both directions is two calls:
-//! one on each end.
+//! does): under load a message then waits as long as the slowest one queued ahead of it,
+//! so jitter widens the delay's spread only when messages are sparse. A heal or a new
+//! degradation releases what already waits. A degraded link in both directions is two
+//! calls: one on each end.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -42,17 +45,26 @@ impl LinkFault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outbound {
     Drop,
-    /// Send it at this moment (now, without a delay).
-    At(Instant),
+    /// Send it at this moment (now, without a delay), unless the links have changed since
+    /// (their epoch is no longer this one): a heal releases what waits at once.
+    At((Instant, u64)),
 }
 
 /// The faults on every link of this node.
 #[derive(Debug, Default)]
 pub struct Links {
     faults: RwLock<HashMap<u64, LinkFault>>,
+    /// Bumped by every heal and degradation, so that messages queued under an older
+    /// delay go out without it.
+    epoch: AtomicU64,
 }
 
 impl Links {
+    /// The links' current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Cut the links to `ids` in `direction` (added to what is already injected).
     pub fn partition(&self, ids: &[u64], direction: Direction) {
         let mut f = self.faults.write();
@@ -67,6 +79,7 @@ impl Links {
     /// of those links; partitions stay).
     pub fn degrade(&self, r: &LinkRequest) {
         let mut f = self.faults.write();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for id in &r.peers {
             let l = f.entry(*id).or_default();
             l.delay_ms = r.delay_ms;
@@ -81,6 +94,7 @@ impl Links {
     /// Undo every fault.
     pub fn heal(&self) {
         self.faults.write().clear();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether a message from `from` is to be dropped.
@@ -91,9 +105,12 @@ impl Links {
     /// What to do with a message to `to`, queued now.
     pub fn outbound(&self, to: u64) -> Outbound {
         let now = Instant::now();
-        let Some(l) = self.faults.read().get(&to).copied() else {
-            return Outbound::At(now);
+        let faults = self.faults.read();
+        let epoch = self.epoch();
+        let Some(l) = faults.get(&to).copied() else {
+            return Outbound::At((now, epoch));
         };
+        drop(faults);
         let mut rng = rand::rng();
         if l.drop_out || (l.loss > 0.0 && rng.random_bool(l.loss)) {
             return Outbound::Drop;
@@ -103,7 +120,7 @@ impl Links {
             j => rng.random_range(-(j as i64)..=j as i64),
         };
         let ms = (l.delay_ms as i64 + jitter).max(0) as u64;
-        Outbound::At(now + Duration::from_millis(ms))
+        Outbound::At((now + Duration::from_millis(ms), epoch))
     }
 
     /// Peers some traffic is dropped to or from.
@@ -159,7 +176,7 @@ mod tests {
             let before = Instant::now();
             match l.outbound(2) {
                 Outbound::Drop => dropped += 1,
-                Outbound::At(t) => {
+                Outbound::At((t, _)) => {
                     let d = t.duration_since(before);
                     assert!(
                         d >= Duration::from_millis(40) && d <= Duration::from_millis(61),
@@ -171,7 +188,9 @@ mod tests {
         // 25 % of 4000 is 1000; the bounds are over 6 standard deviations wide.
         assert!((800..1200).contains(&dropped), "{dropped}");
         // Another peer's link is untouched; clearing the degradation removes it.
-        assert!(matches!(l.outbound(3), Outbound::At(t) if t <= Instant::now()));
+        assert!(matches!(l.outbound(3), Outbound::At((t, _)) if t <= Instant::now()));
+        // A change of the links is a new epoch: what was queued before goes out at once.
+        let before = l.epoch();
         l.degrade(&LinkRequest {
             peers: vec![2],
             delay_ms: 0,
@@ -179,5 +198,6 @@ mod tests {
             loss: 0.0,
         });
         assert!(l.faults().is_empty());
+        assert!(l.epoch() > before);
     }
 }

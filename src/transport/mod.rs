@@ -73,7 +73,7 @@ pub trait Inbox: Send + Sync + 'static {
 struct Peer {
     addr: String,
     /// Messages with the moment each may be sent (later than now on a delayed link).
-    tx: mpsc::Sender<(Instant, Message)>,
+    tx: mpsc::Sender<((Instant, u64), Message)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -380,6 +380,11 @@ impl Transport {
             let at = match self.links.outbound(to) {
                 links::Outbound::Drop => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    // raft waits for the outcome of a snapshot it sent: a lost one must be
+                    // reported, or the follower stays paused until the leader changes.
+                    if snapshot {
+                        self.inbox.unreachable(to, true);
+                    }
                     continue;
                 }
                 links::Outbound::At(at) => at,
@@ -532,7 +537,7 @@ async fn outbound(
     me: std::sync::Weak<Transport>,
     id: u64,
     addr: String,
-    mut rx: mpsc::Receiver<(Instant, Message)>,
+    mut rx: mpsc::Receiver<((Instant, u64), Message)>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let (identity, secret, limits) = match me.upgrade() {
@@ -600,13 +605,14 @@ async fn outbound(
                 .any(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot);
             let mut sent = true;
             'batch: for (at, m) in &batch {
-                // A delayed link: what was fed goes out first, then this waits its moment.
-                if *at > Instant::now() {
+                // A delayed link: what was fed goes out first, then this waits its moment
+                // (unless the link was healed or changed since it was queued).
+                if at.0 > Instant::now() && me.upgrade().is_some_and(|t| t.links.epoch() == at.1) {
                     if SinkExt::<bytes::Bytes>::flush(&mut frames).await.is_err() {
                         sent = false;
                         break 'batch;
                     }
-                    tokio::time::sleep_until((*at).into()).await;
+                    tokio::time::sleep_until(at.0.into()).await;
                 }
                 for frame in frames::encode(m, max_frame) {
                     if frames.feed(frame).await.is_err() {

@@ -182,8 +182,9 @@ pub struct PartitionRequest {
 pub const MAX_LINK_DELAY_MS: u64 = 60_000;
 
 /// `POST /admin/link`: degrade the node's outbound links to `peers` until `/admin/heal`:
-/// each message waits `delay_ms` ± up to `jitter_ms` (uniformly; order is kept, as TCP
-/// keeps it) and is lost with probability `loss`.
+/// each message is given `delay_ms` ± up to `jitter_ms` (drawn uniformly; order is kept,
+/// as TCP keeps it, so under load a message waits as long as the slowest ahead of it) and
+/// is lost with probability `loss`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {

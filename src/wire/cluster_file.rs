@@ -255,6 +255,13 @@ impl ClusterFile {
                 return Err(format!("node id {} is 0 or listed twice", n.id));
             }
         }
+        if !self.hosts.is_empty() && self.backend.kind.is_peer() {
+            return Err(format!(
+                "[[host]] entries start raftbench nodes; a {} cluster on hosts is attached \
+                 with its own control commands instead",
+                self.backend.kind
+            ));
+        }
         let mut names = BTreeSet::new();
         for h in &self.hosts {
             h.check()?;
@@ -482,6 +489,10 @@ mod tests {
         bad(
             format!("{base}{}{}", node(1, "db1"), host("db1", "")).replace("/srv/rb", "srv"),
             "absolute",
+        );
+        bad(
+            format!("{base}{}{}", node(1, "db1"), host("db1", "")).replace("memwal", "etcd"),
+            "start raftbench nodes",
         );
     }
 

@@ -67,6 +67,12 @@ pub async fn heal_all(cluster: &Arc<Mutex<Cluster>>, faults: &mut Faults) -> Vec
         if !c.is_running(id) {
             continue; // its transport, and its faults, went with the process
         }
+        if c.is_paused(id) {
+            failed.push(format!(
+                "node {id}: paused, so its network faults stay until it is resumed and healed"
+            ));
+            continue;
+        }
         let r = match c.node(id) {
             Ok(m) => c.api().heal(m).await,
             Err(e) => Err(e),

@@ -64,6 +64,15 @@ fn check_link_options(ev: &Event) -> Result<(), (&'static str, String)> {
     if delay > max {
         return Err(("delay", format!("must be at most {max:?}")));
     }
+    // Links are delayed in whole milliseconds.
+    for (name, d) in [("delay", delay), ("jitter", jitter)] {
+        if !d.is_zero() && d < Duration::from_millis(1) {
+            return Err((
+                name,
+                "must be at least 1ms (links are delayed in milliseconds)".into(),
+            ));
+        }
+    }
     if jitter > delay {
         return Err(("jitter", "cannot exceed `delay`".into()));
     }

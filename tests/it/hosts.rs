@@ -59,13 +59,15 @@ impl Lab {
         );
         let dir = std::env::temp_dir().join(&prefix);
         let o = Self::script(&prefix, &dir, &["up", &n.to_string(), &nodes.to_string()]);
+        // The guard first: a failed `up` is cleaned up too.
+        let lab = Lab { prefix, dir };
         assert!(
             o.status.success(),
             "lab up: {}{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        Some(Lab { prefix, dir })
+        Some(lab)
     }
 
     fn hosts_toml(&self) -> PathBuf {
@@ -240,20 +242,31 @@ fn nodes_on_three_hosts_survive_a_leader_kill_driven_over_ssh() {
     );
     assert!(stdout.contains(" 0 lost, 0 stale"), "{stdout}");
     let recovery = csv_rows(&out.join("recovery.csv"));
-    assert!(
-        recovery.iter().any(|r| &r[3] == "leader_elected_ms"),
-        "{recovery:?}"
-    );
+    for metric in ["leader_elected_ms", "caught_up_ms"] {
+        assert!(
+            recovery.iter().any(|r| r[3] == *metric),
+            "no {metric}: {recovery:?}"
+        );
+    }
     // The kill and the restart went over ssh, to the host the leader was on.
     let log = std::fs::read_to_string(out.join("cluster/control.log")).unwrap();
     assert!(
         log.contains(" kill: ") && log.contains(" start: ") && log.contains("BatchMode=yes"),
         "{log}"
     );
-    // run.json keeps the identity's path, never a key.
+    // run.json keeps the identity's path, never the key or the cluster secret; the hosts
+    // got only what nodes read.
     let run = std::fs::read_to_string(out.join("run.json")).unwrap();
-    assert!(run.contains("id_ed25519") && !run.contains("PRIVATE KEY"));
+    let key = std::fs::read_to_string(lab.dir.join("id_ed25519")).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    let secret = std::fs::read_to_string(lab.dir.join("cluster.secret")).unwrap();
+    assert!(run.contains("id_ed25519") && !run.contains(key_body) && !run.contains(secret.trim()));
     let _ = read_json(&out.join("run.json"));
+    let on_host = std::fs::read_to_string(lab.dir.join("h1/cluster.toml")).unwrap();
+    assert!(
+        !on_host.contains("[[host]]") && !on_host.contains("ssh"),
+        "{on_host}"
+    );
 
     up.stop();
     std::thread::sleep(Duration::from_millis(300));

@@ -201,6 +201,22 @@ fn rejected_cases_name_the_field_and_line() {
             "unique",
         ),
         (
+            "link delay below a millisecond",
+            &format!(
+                "{BASE}  [[phase.event]]\n  at = \"1s\"\n  action = \"link-slow\"\n  delay = \"500us\"\n"
+            ),
+            "delay",
+            "at least 1ms",
+        ),
+        (
+            "direction on a kill",
+            &format!(
+                "{BASE}  [[phase.event]]\n  at = \"1s\"\n  action = \"kill\"\n  direction = \"in\"\n"
+            ),
+            "direction",
+            "belongs to `partition`",
+        ),
+        (
             "etcd election timeout shorter than 5 heartbeats",
             &BASE.replace(
                 "[data]",

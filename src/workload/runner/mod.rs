@@ -219,15 +219,37 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
 
     let mut log = EventLog::default();
     log.faults.seed = seed;
-    let Phases {
-        load: phases,
-        verifies,
-        verify,
-    } = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync).await;
+    // A signal ends the run early, but not before what it injected is healed and the
+    // cluster it started is stopped.
+    let interrupted = {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| RunError::Invalid(format!("installing the SIGTERM handler: {e}")))?;
+        tokio::select! {
+            p = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync) => Ok(p),
+            _ = tokio::signal::ctrl_c() => Err("SIGINT"),
+            _ = term.recv() => Err("SIGTERM"),
+        }
+    };
     // Whatever the phases did, no network fault outlives the run.
     for failed in crate::workload::events::heal_all(&cluster, &mut log.faults).await {
         eprintln!("warning: could not heal {failed}");
     }
+    let Phases {
+        load: phases,
+        verifies,
+        verify,
+    } = match interrupted {
+        Ok(p) => p,
+        Err(sig) => {
+            stop_sampling.store(true, Ordering::Relaxed);
+            cluster.lock().await.shutdown();
+            return Err(RunError::Invalid(format!(
+                "{sig}: run stopped; injected network faults were healed and a cluster this \
+                 run started was stopped (results in {} are incomplete)",
+                dir.display()
+            )));
+        }
+    };
     stop_sampling.store(true, Ordering::Relaxed);
     let sample::Samples {
         rows: resources,
