@@ -61,9 +61,7 @@ impl Commands {
     }
 
     fn shown(&self, cmd: &str) -> String {
-        self.redact
-            .iter()
-            .fold(cmd.to_string(), |t, r| t.replace(r.as_str(), "[redacted]"))
+        crate::wire::cluster_file::redacted(&self.redact, cmd)
     }
 
     fn controlled(&mut self, id: u64) -> Result<&mut Controlled, ClusterError> {
@@ -226,11 +224,21 @@ impl NodeControl for Commands {
         Some(&self.file)
     }
 
+    /// As recorded (in `run.json`): with the cluster file's `redact` strings replaced.
     fn commands(&self, id: u64) -> ControlCommands {
-        self.nodes
-            .get(&id)
-            .map(|c| c.commands.clone())
-            .unwrap_or_default()
+        let Some(c) = self.nodes.get(&id) else {
+            return ControlCommands::default();
+        };
+        let shown = |cmd: &Option<String>| cmd.as_deref().map(|c| self.shown(c));
+        let c = &c.commands;
+        ControlCommands {
+            start: shown(&c.start),
+            stop: shown(&c.stop),
+            kill: shown(&c.kill),
+            pause: shown(&c.pause),
+            resume: shown(&c.resume),
+            power_loss: shown(&c.power_loss),
+        }
     }
 
     /// Each node's `power_loss` command, in turn (what it loses is the command's business:
@@ -289,6 +297,28 @@ mod tests {
 
     fn ran(dir: &Path) -> String {
         std::fs::read_to_string(dir.join("ran")).unwrap_or_default()
+    }
+
+    /// Redacted strings reach neither what is recorded of the commands nor the control
+    /// log, and the commands still run as written.
+    #[test]
+    fn redacted_strings_are_run_but_never_shown() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().display().to_string();
+        let mut c = commands(t.path(), false).redacting(vec![dir.clone()]);
+        let m = member(t.path());
+        let recorded = c.commands(1);
+        assert!(
+            recorded
+                .kill
+                .as_deref()
+                .is_some_and(|k| k.contains("[redacted]") && !k.contains(&dir)),
+            "{recorded:?}"
+        );
+        c.kill(&m).unwrap();
+        assert_eq!(ran(t.path()).trim(), "kill");
+        let log = std::fs::read_to_string(&m.log_path).unwrap();
+        assert!(log.contains("[redacted]") && !log.contains(&dir), "{log}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! run a command can be used.
 //!
 //! The script always runs under the host's `sh -c`, whatever the login shell there, and is
-//! quoted for each shell it passes through (`shlex`), so paths with spaces survive.
+//! quoted for each shell it passes through ([`crate::cluster::sh_quote`]), so paths with
+//! spaces survive.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,6 +16,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::cluster::sh_quote as quote;
 use crate::wire::{Host, HostTransport};
 
 /// How long ssh may take to connect before the host counts as unreachable.
@@ -57,14 +59,6 @@ fn stderr_tail(stderr: &str) -> String {
         ": {}",
         tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
     )
-}
-
-/// Quote `s` as one word for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    // `try_quote` refuses only NUL bytes, which no command line can carry anyway.
-    shlex::try_quote(s)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| format!("'{}'", s.replace('\0', "").replace('\'', r"'\''")))
 }
 
 /// One host, reached through its transport. Relative paths of the host entry (identity,
@@ -403,20 +397,23 @@ mod tests {
         h.identity = Some("keys/id".into());
         h.known_hosts = Some("/etc/k h%".into());
         let line = HostExec::new(h, Path::new("/cfg")).line("echo 'x y'");
-        for part in [
-            "BatchMode=yes",
-            "ConnectTimeout=5",
-            "-p 2222",
-            "-i /cfg/keys/id",
-            "UserKnownHostsFile=\"/etc/k h%%\"",
-            "StrictHostKeyChecking=yes",
-            "bench@10.0.0.1",
-        ] {
-            assert!(line.contains(part), "{part} missing from {line}");
-        }
-        // This machine's shell hands ssh the remote line as one word; the remote shell
-        // splits it into `sh -c SCRIPT` with the script intact.
+        // The words ssh receives, once this machine's shell has unquoted the line.
         let words = shlex::split(&line).unwrap();
+        let has = |pair: [&str; 2]| words.windows(2).any(|w| w == pair);
+        for pair in [
+            ["-o", "BatchMode=yes"],
+            ["-o", "ConnectTimeout=5"],
+            ["-p", "2222"],
+            ["-i", "/cfg/keys/id"],
+            ["-o", "UserKnownHostsFile=\"/etc/k h%%\""],
+            ["-o", "StrictHostKeyChecking=yes"],
+        ] {
+            assert!(has(pair), "{pair:?} missing from {words:?}");
+        }
+        assert_eq!(words[0], "ssh");
+        assert_eq!(words[words.len() - 2], "bench@10.0.0.1");
+        // ssh hands the remote shell the last word as its line, which it splits into
+        // `sh -c SCRIPT` with the script intact.
         let remote = shlex::split(words.last().unwrap()).unwrap();
         assert_eq!(remote, ["sh", "-c", "echo 'x y'"]);
     }

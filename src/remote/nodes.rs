@@ -12,7 +12,8 @@
 
 use std::path::Path;
 
-use super::exec::{HostExec, quote};
+use super::exec::HostExec;
+use crate::cluster::sh_quote as quote;
 use crate::wire::{ClusterFile, ClusterFileError, ClusterNode, ControlCommands};
 
 /// The cluster file's name in a host's working directory.

@@ -72,8 +72,9 @@ pub trait Inbox: Send + Sync + 'static {
 
 struct Peer {
     addr: String,
-    /// Messages with the moment each may be sent (later than now on a delayed link).
-    tx: mpsc::Sender<((Instant, u64), Message)>,
+    /// Messages, with the moment each may be sent on a delayed link (and the links' epoch
+    /// then).
+    tx: mpsc::Sender<(Option<(Instant, u64)>, Message)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -387,7 +388,8 @@ impl Transport {
                     }
                     continue;
                 }
-                links::Outbound::At(at) => at,
+                links::Outbound::Now => None,
+                links::Outbound::At(at) => Some(at),
             };
             let queued = peers
                 .get(&to)
@@ -537,7 +539,7 @@ async fn outbound(
     me: std::sync::Weak<Transport>,
     id: u64,
     addr: String,
-    mut rx: mpsc::Receiver<((Instant, u64), Message)>,
+    mut rx: mpsc::Receiver<(Option<(Instant, u64)>, Message)>,
 ) {
     let mut backoff = Duration::from_millis(20);
     let (identity, secret, limits) = match me.upgrade() {
@@ -607,12 +609,15 @@ async fn outbound(
             'batch: for (at, m) in &batch {
                 // A delayed link: what was fed goes out first, then this waits its moment
                 // (unless the link was healed or changed since it was queued).
-                if at.0 > Instant::now() && me.upgrade().is_some_and(|t| t.links.epoch() == at.1) {
+                if let Some((at, epoch)) = *at
+                    && at > Instant::now()
+                    && me.upgrade().is_some_and(|t| t.links.epoch() == epoch)
+                {
                     if SinkExt::<bytes::Bytes>::flush(&mut frames).await.is_err() {
                         sent = false;
                         break 'batch;
                     }
-                    tokio::time::sleep_until(at.0.into()).await;
+                    tokio::time::sleep_until(at.into()).await;
                 }
                 for frame in frames::encode(m, max_frame) {
                     if frames.feed(frame).await.is_err() {

@@ -205,6 +205,13 @@ impl ControlCommands {
     }
 }
 
+/// `text` with every string of `redact` replaced by `[redacted]`.
+pub fn redacted(redact: &[String], text: &str) -> String {
+    redact
+        .iter()
+        .fold(text.to_string(), |t, r| t.replace(r.as_str(), "[redacted]"))
+}
+
 /// A cluster file (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,9 +319,7 @@ impl ClusterFile {
 
     /// `text` with every string of `redact` replaced by `[redacted]`.
     pub fn redacted(&self, text: &str) -> String {
-        self.redact
-            .iter()
-            .fold(text.to_string(), |t, r| t.replace(r.as_str(), "[redacted]"))
+        redacted(&self.redact, text)
     }
 
     /// The members as `(id, addresses)`.

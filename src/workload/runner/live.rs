@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::RunError;
 use crate::cluster::Cluster;
-use crate::wire::{BackendConfig, ClusterFile, ClusterNode, ControlCommands, LiveCluster};
+use crate::wire::{BackendConfig, ClusterNode, LiveCluster};
 use crate::workload::Workload;
 use crate::workload::spec::{Action, CacheState, Target};
 
@@ -22,30 +22,11 @@ pub(super) async fn attach(
 ) -> Result<(Cluster, BackendConfig, LiveCluster), RunError> {
     let cluster = Cluster::attach(path, log_dir)?.into_dyn();
     check_live(&cluster).await?;
+    // Its nodes with their control commands, less what the file marks sensitive.
     let file = cluster.cluster_file();
-    // What `run.json` keeps of the nodes: their commands, less what the file marks
-    // sensitive.
-    let original = ClusterFile::load(path)?;
-    let redact = |c: &Option<String>| c.as_deref().map(|c| original.redacted(c));
-    let nodes = file
-        .nodes
-        .into_iter()
-        .map(|mut n| {
-            let c = &n.control;
-            n.control = ControlCommands {
-                start: redact(&c.start),
-                stop: redact(&c.stop),
-                kill: redact(&c.kill),
-                pause: redact(&c.pause),
-                resume: redact(&c.resume),
-                power_loss: redact(&c.power_loss),
-            };
-            n
-        })
-        .collect();
     let live = LiveCluster {
         cluster_file: path.to_path_buf(),
-        nodes,
+        nodes: file.nodes,
     };
     Ok((cluster, file.backend, live))
 }
