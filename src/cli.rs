@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// Number of load generators sharing the workload (see --client-id).
     #[arg(long, requires = "client_id")]
     pub clients: Option<u64>,
+    /// Driven by a coordinator (`run --cluster` with [[generator]] hosts starts
+    /// generators so): no events, and the run and each phase start when its stdin says.
+    #[arg(long, requires = "client_id", hide = true)]
+    pub coordinated: bool,
     #[command(flatten)]
     pub replay: crate::workload::runner::ReplayArgs,
 }

@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
                 cluster: args.cluster.clone(),
                 // clap makes --client-id and --clients require each other.
                 generator: args.client_id.zip(args.clients),
+                coordinated: args.coordinated,
             };
             let result = rt()?.block_on(runner::run(opts))?;
             println!("results: {}", result.dir.display());

@@ -175,8 +175,10 @@ impl HostExec {
     /// dropped).
     pub fn command(&self, script: &str) -> Command {
         let mut c = Command::new("sh");
+        // `exec`: the process is ssh (or the prefix) itself, not a shell around it, so
+        // killing it ends the session.
         c.arg("-c")
-            .arg(self.line(script))
+            .arg(format!("exec {}", self.line(script)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

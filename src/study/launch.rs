@@ -75,6 +75,7 @@ impl Launch {
             },
             cluster: None,
             generator: None,
+            coordinated: false,
         })
         .await?;
         if let Some(v) = &result.verify

@@ -111,6 +111,25 @@ pub struct RunManifest<W> {
     /// not a split generator (merged with `--force`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generators: Option<Vec<Option<(u64, u64)>>>,
+    /// A coordinated run (`run --cluster` with `[[generator]]` hosts) only: every host it
+    /// used, as checked before the run, with the clock offset its timings are aligned by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostRecord>,
+}
+
+/// A host of a coordinated run, as checked before it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub host: String,
+    /// `node 1`, `generator 2`, ...
+    pub roles: Vec<String>,
+    /// `raftbench --version` there.
+    pub version: String,
+    /// Its clock minus the coordinator's, in milliseconds: generators start on the
+    /// coordinator's moment in their own clocks, so merged timelines and writes-resumed
+    /// times are aligned to within `clock_error_ms`.
+    pub clock_offset_ms: f64,
+    pub clock_error_ms: f64,
 }
 
 fn legacy_schema() -> u32 {
@@ -417,6 +436,7 @@ mod tests {
                 ..Default::default()
             }),
             merged_from: None,
+            hosts: Vec::new(),
             generators: None,
         }
     }

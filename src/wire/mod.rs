@@ -39,8 +39,8 @@ pub use cluster_file::{
 };
 pub use hosts::{GeneratorHost, Host, HostTransport};
 pub use manifest::{
-    DiskLayer, Generator, LiveCluster, Machine, ManifestError, PhaseRecord, PhaseVerify,
-    RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, VerifyReport,
+    DiskLayer, Generator, HostRecord, LiveCluster, Machine, ManifestError, PhaseRecord,
+    PhaseVerify, RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, VerifyReport,
 };
 pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
 pub use status::{

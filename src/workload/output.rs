@@ -291,6 +291,22 @@ fn csv_file<T: Serialize>(dir: &Path, name: &str, rows: &[T], header: &[&str]) -
     w.flush()
 }
 
+/// `events.csv` and `recovery.csv`.
+pub fn write_events(dir: &Path, events: &[EventRow], recovery: &[RecoveryRow]) -> io::Result<()> {
+    csv_file(
+        dir,
+        "events.csv",
+        events,
+        &["t_ms", "phase", "action", "node", "detail"],
+    )?;
+    csv_file(
+        dir,
+        "recovery.csv",
+        recovery,
+        &["event", "action", "node", "metric", "ms"],
+    )
+}
+
 /// Write every results file: the CSVs and histogram logs from what the run measured, and
 /// `run.json` from `manifest`. `started_at` is the run's start to the nanosecond (the
 /// manifest gives it to the second), for the histogram logs. Returns the summary rows (also
@@ -360,18 +376,7 @@ pub fn write_all(
             "t_s", "phase", "op", "ops", "errors", "p50_us", "p99_us", "max_us",
         ],
     )?;
-    csv_file(
-        dir,
-        "events.csv",
-        events,
-        &["t_ms", "phase", "action", "node", "detail"],
-    )?;
-    csv_file(
-        dir,
-        "recovery.csv",
-        recovery,
-        &["event", "action", "node", "metric", "ms"],
-    )?;
+    write_events(dir, events, recovery)?;
     csv_file(
         dir,
         "resources.csv",

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{RAFTBENCH, csv_rows, interrupt, manifest, read_json};
+use crate::common::{RAFTBENCH, csv_named_rows, csv_rows, interrupt, manifest, read_json};
 
 /// Why the lab cannot run here, if it cannot.
 fn lab_unavailable() -> Option<String> {
@@ -307,4 +307,243 @@ fn an_unreachable_host_is_named_before_anything_starts() {
         let left = lab.processes_on(i);
         assert!(left.is_empty(), "host h{i} runs {left:?}");
     }
+}
+
+/// A split run for the coordinator: a one-way partition of the leader and a slow link to a
+/// follower while two generators write, then healed and verified.
+const SPLIT_FAULTS: &str = r#"
+name = "lab-split"
+seed = 11
+[data]
+keys = 2000
+value_size = 128
+[[phase]]
+name = "load"
+ops = 2000
+concurrency = 16
+mix = { put = 1.0 }
+key_distribution = { dist = "sequential" }
+[[phase]]
+name = "run"
+duration = "12s"
+concurrency = 16
+rate = 400
+timeout = "3s"
+mix = { put = 0.7, get = 0.3 }
+  [[phase.event]]
+  at = "3s"
+  action = "partition"
+  target = "leader"
+  direction = "out"
+  [[phase.event]]
+  at = "4s"
+  action = "link-slow"
+  target = "follower"
+  delay = "30ms"
+  jitter = "10ms"
+  loss = 0.02
+  [[phase.event]]
+  at = "8s"
+  action = "heal"
+  target = "all"
+[[phase]]
+name = "verify"
+verify = true
+"#;
+
+/// `summary.csv`'s counts per (phase, op, outcome, latency kind), of corrected latency
+/// (merged results keep service time for successes only).
+fn counts(dir: &Path) -> std::collections::BTreeMap<(String, String, String, String), u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in csv_named_rows(&dir.join("summary.csv")) {
+        if r["latency_kind"] != "corrected" {
+            continue;
+        }
+        *m.entry((
+            r["phase"].clone(),
+            r["op"].clone(),
+            r["outcome"].clone(),
+            r["latency_kind"].clone(),
+        ))
+        .or_default() += r["count"].parse::<u64>().unwrap();
+    }
+    m
+}
+
+/// One command from the hub: two generators on two hosts started over ssh at one moment,
+/// the coordinator injecting a one-way partition of the leader and a slow link; their
+/// results fetched and merged exactly (counts and histograms add up), nothing lost.
+#[test]
+fn two_generators_on_two_hosts_are_coordinated_and_merged_exactly() {
+    let Some(lab) = Lab::up(5, 3) else { return };
+    let up = HostsUp::start(&lab).unwrap();
+    let wl = lab.dir.join("split.toml");
+    std::fs::write(&wl, SPLIT_FAULTS).unwrap();
+    let out = lab.dir.join("results");
+    let o = lab
+        .raftbench()
+        .arg("run")
+        .arg(&wl)
+        .arg("--cluster")
+        .arg(lab.hosts_toml())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(" 0 lost, 0 stale"), "{stdout}");
+    // Progress streamed back, named by generator and host.
+    for g in ["generator 1 on host h4", "generator 2 on host h5"] {
+        assert!(stderr.contains(&format!("[{g}] phase")), "{stderr}");
+    }
+
+    // Each generator's own result came back, and the merged one is their sum.
+    let gens = [out.join("generators/g1-h4"), out.join("generators/g2-h5")];
+    let mut sum = std::collections::BTreeMap::new();
+    for (i, g) in gens.iter().enumerate() {
+        let run = read_json(&g.join("run.json"));
+        assert_eq!(run["generator"]["id"], i as u64 + 1);
+        assert_eq!(run["generator"]["of"], 2);
+        // Only the coordinator injected events.
+        assert!(csv_rows(&g.join("events.csv")).is_empty());
+        for (k, v) in counts(g) {
+            *sum.entry(k).or_insert(0) += v;
+        }
+    }
+    assert_eq!(counts(&out), sum, "merged counts are the generators' sum");
+    let run = read_json(&out.join("run.json"));
+    let acked: u64 = gens
+        .iter()
+        .map(|g| {
+            read_json(&g.join("run.json"))["verify"]["acknowledged"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(run["verify"]["acknowledged"].as_u64(), Some(acked));
+    assert!(acked > 1000, "{acked}");
+    assert_eq!(run["verify"]["lost"], 0);
+
+    // The coordinator's events, with recovery measured across both generators.
+    let events = csv_rows(&out.join("events.csv"));
+    let actions: Vec<&str> = events.iter().map(|e| &e[2]).collect();
+    assert_eq!(actions, ["partition", "linkslow", "heal"], "{events:?}");
+    let recovery = csv_rows(&out.join("recovery.csv"));
+    for metric in ["leader_elected_ms", "writes_resumed_ms"] {
+        assert!(
+            recovery
+                .iter()
+                .any(|r| &r[1] == "partition" && &r[3] == metric),
+            "no {metric}: {recovery:?}"
+        );
+    }
+    // Every host recorded, with its roles and clock.
+    let hosts = run["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 5, "{hosts:?}");
+    let h5 = hosts.iter().find(|h| h["host"] == "h5").unwrap();
+    assert_eq!(h5["roles"][0], "generator 2");
+    assert!(h5["clock_error_ms"].as_f64().unwrap() < 100.0);
+    // The report was drawn for the merged run.
+    assert!(out.join("report.html").exists());
+    for i in [4, 5] {
+        let left = lab.processes_on(i);
+        assert!(left.is_empty(), "host h{i} still runs {left:?}");
+    }
+    up.stop();
+}
+
+/// A generator killed mid-run aborts the whole run: the error names its host, the other
+/// generator is stopped, and nothing is left running on the generator hosts.
+#[test]
+fn a_killed_generator_aborts_the_run_naming_its_host() {
+    let Some(lab) = Lab::up(5, 3) else { return };
+    let up = HostsUp::start(&lab).unwrap();
+    let wl = lab.dir.join("long.toml");
+    std::fs::write(
+        &wl,
+        r#"
+name = "lab-long"
+[data]
+keys = 1000
+[[phase]]
+name = "run"
+duration = "60s"
+concurrency = 4
+rate = 100
+mix = { put = 1.0 }
+"#,
+    )
+    .unwrap();
+    let err = lab.dir.join("abort.err");
+    let mut run = lab
+        .raftbench()
+        .arg("run")
+        .arg(&wl)
+        .arg("--cluster")
+        .arg(lab.hosts_toml())
+        .arg("--out")
+        .arg(lab.dir.join("aborted"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait for generator 2's process on h5, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let o = Command::new("ip")
+            .args(["netns", "pids", &format!("{}-h5", lab.prefix)])
+            .output()
+            .unwrap();
+        let found = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("--coordinated") && !c.starts_with("sh")
+                })
+            })
+            .map(|p| p.parse::<i32>().unwrap());
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no generator on h5: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the run went on without generator 2"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("generator 2 on host h5") && stderr.contains("aborted"),
+        "{stderr}"
+    );
+    // The other generator stopped too, within seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.processes_on(4).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = lab.processes_on(4);
+    assert!(left.is_empty(), "host h4 still runs {left:?}");
+    up.stop();
 }

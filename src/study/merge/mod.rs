@@ -71,9 +71,9 @@ fn generator(run: &RunData) -> Option<(u64, u64)> {
 
 /// Refuse runs that are not parts of one run, unless `force`.
 fn check(runs: &[RunData], force: bool) -> Result<(), StudyError> {
-    if runs.len() < 2 {
+    if runs.is_empty() {
         return Err(StudyError::Invalid(
-            "merge needs at least two results directories".into(),
+            "merge needs results directories".into(),
         ));
     }
     if force {
@@ -150,16 +150,38 @@ fn add_into<K: Ord + Clone>(
 
 /// Merge the runs in `o.dirs` into `o.out`, then draw its charts and report.
 pub fn merge(o: &MergeOptions) -> Result<Merged, StudyError> {
-    let runs = o
-        .dirs
-        .iter()
-        .map(|d| RunData::load(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let runs = load(o)?;
+    if runs.len() < 2 {
+        return Err(StudyError::Invalid(
+            "merge needs at least two results directories".into(),
+        ));
+    }
     check(&runs, o.force)?;
     check_out_dir(&o.out)?;
-    let c = combine(&runs, o)?;
-    output::write(&o.out, &c)?;
+    let m = write(&runs, o)?;
     plot::plot_run(&o.out)?;
+    Ok(m)
+}
+
+/// Merge the runs in `o.dirs` into the existing directory `o.out`, leaving what else it
+/// holds (the coordinator's: the generators' own results, the control log), with no
+/// charts yet: the coordinator adds its events and recovery first.
+pub fn merge_in_place(o: &MergeOptions) -> Result<Merged, StudyError> {
+    let runs = load(o)?;
+    check(&runs, o.force)?;
+    write(&runs, o)
+}
+
+fn load(o: &MergeOptions) -> Result<Vec<RunData>, StudyError> {
+    Ok(o.dirs
+        .iter()
+        .map(|d| RunData::load(d))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+fn write(runs: &[RunData], o: &MergeOptions) -> Result<Merged, StudyError> {
+    let c = combine(runs, o)?;
+    output::write(&o.out, &c)?;
     Ok(Merged {
         dir: o.out.clone(),
         summary: c.summary,

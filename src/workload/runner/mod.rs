@@ -17,6 +17,7 @@
 //! - `readback`: the verify phase; `sample`: resource sampling; `progress`: the terminal's
 //!   progress bars.
 
+mod coordinator;
 mod live;
 mod overrides;
 mod pacer;
@@ -46,6 +47,7 @@ use super::spec::WorkloadFile;
 use super::verify::{Model, VerifyReport};
 use super::{SpecError, Workload};
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
+use crate::remote::sync::{self, Follower};
 use crate::target::KvClient;
 use crate::wire::{
     BackendConfig, BackendKind, FsyncPolicy, Generator, PhaseVerify, RUN_MANIFEST_SCHEMA,
@@ -90,6 +92,10 @@ pub struct RunOptions {
     /// `(I, N)`: this is load generator I of N running the same workload against one
     /// cluster (see [`split`]).
     pub generator: Option<(u64, u64)>,
+    /// This generator is driven by a coordinator over its stdin and stdout
+    /// ([`crate::remote::sync`]): it injects no events and starts the run and each phase
+    /// when told.
+    pub coordinated: bool,
 }
 
 /// What a run produced.
@@ -153,10 +159,20 @@ struct Shared {
     key_stride: u64,
     key_offset: u64,
     quiet: bool,
+    /// Progress as lines too (a coordinated generator's, streamed to its coordinator).
+    progress_lines: bool,
 }
 
-/// Run a workload end to end.
+/// Run a workload end to end: here, or, when the cluster file lists `[[generator]]` hosts
+/// and this is not one of the generators, from the coordinator that drives them
+/// ([`coordinator`]).
 pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
+    if let (Some(path), None) = (&o.cluster, o.generator) {
+        let file = crate::remote::nodes::load_controlled(path)?;
+        if !file.generators.is_empty() {
+            return coordinator::run(o, file).await;
+        }
+    }
     let w = prepare_workload(&o)?;
     // Every open-loop worker holds a timer and a connection.
     crate::procinfo::raise_nofile();
@@ -186,6 +202,13 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         .await
         .map_err(RunError::Invalid)?;
     let cluster = Arc::new(Mutex::new(cluster));
+    // A coordinated generator counts run time from the moment its coordinator names, the
+    // same for every generator.
+    let mut follower = o.coordinated.then(Follower::start);
+    let run_start = match &mut follower {
+        Some(f) => f.barrier(sync::RUN).await.map_err(sync_error)?,
+        None => Instant::now(),
+    };
     // Split generators: a partition of the keys, and their own random streams (the
     // workload's seed, recorded, stays the same for all of them).
     let (i, n) = o.generator.unwrap_or((1, 1));
@@ -203,12 +226,13 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
                 | (o.generator.map_or(0, |g| g.0 & 0xFF) << 40)
                 | 1,
         ),
-        run_start: Instant::now(),
+        run_start,
         key_size: f.data.key_size,
         keys,
         key_stride,
         key_offset,
         quiet: o.replay.quiet,
+        progress_lines: o.coordinated,
     });
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn(sample::sample_resources(
@@ -225,7 +249,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| RunError::Invalid(format!("installing the SIGTERM handler: {e}")))?;
         tokio::select! {
-            p = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync) => Ok(p),
+            p = run_phases(&shared, &cluster, &mut log, f, seed, backend.fsync, follower.as_mut()) => Ok(p),
             _ = tokio::signal::ctrl_c() => Err("SIGINT"),
             _ = term.recv() => Err("SIGTERM"),
         }
@@ -239,7 +263,12 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         verifies,
         verify,
     } = match interrupted {
-        Ok(p) => p,
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            stop_sampling.store(true, Ordering::Relaxed);
+            cluster.lock().await.shutdown();
+            return Err(e);
+        }
         Err(sig) => {
             stop_sampling.store(true, Ordering::Relaxed);
             cluster.lock().await.shutdown();
@@ -250,6 +279,9 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
             )));
         }
     };
+    if let Some(fl) = &mut follower {
+        answer_events(fl, f, &phases).await?;
+    }
     stop_sampling.store(true, Ordering::Relaxed);
     let sample::Samples {
         rows: resources,
@@ -294,6 +326,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         phases: phases.iter().map(output::phase_record).collect(),
         verify,
         merged_from: None,
+        hosts: Vec::new(),
         generators: None,
         workload: w,
     };
@@ -327,6 +360,12 @@ fn prepare_workload(o: &RunOptions) -> Result<Workload, RunError> {
     let mut w = overrides::apply_overrides(w, o)?;
     if let Some((i, n)) = o.generator {
         split(&mut w, i, n)?;
+        if o.coordinated {
+            // The coordinator injects every event.
+            for p in &mut w.file.phases {
+                p.get_mut().events.clear();
+            }
+        }
         w.revalidate()?;
     }
     if let Some(path) = &o.cluster {
@@ -406,7 +445,8 @@ struct Phases {
 }
 
 /// Every phase in order: load phases measured, verify phases read every key back (each
-/// judges the writes since the verify before it, so their counts add up).
+/// judges the writes since the verify before it, so their counts add up). A coordinated
+/// generator starts each when its coordinator says.
 async fn run_phases(
     shared: &Arc<Shared>,
     cluster: &Arc<Mutex<Cluster>>,
@@ -414,12 +454,18 @@ async fn run_phases(
     f: &WorkloadFile,
     seed: u64,
     fsync: FsyncPolicy,
-) -> Phases {
+    mut follower: Option<&mut Follower>,
+) -> Result<Phases, RunError> {
     let mut phases = Vec::new();
     let mut verifies = Vec::new();
     let mut verify: Option<VerifyReport> = None;
     for (i, p) in f.phases.iter().enumerate() {
         let p = p.get_ref();
+        if let Some(fl) = follower.as_deref_mut() {
+            fl.barrier(&sync::phase_label(i))
+                .await
+                .map_err(sync_error)?;
+        }
         if p.verify {
             let t_ms = shared.run_start.elapsed().as_millis() as u64;
             let since = verifies.last().map_or(0, |v: &PhaseVerify| v.t_ms);
@@ -472,11 +518,40 @@ async fn run_phases(
         }
         phases.push(out);
     }
-    Phases {
+    Ok(Phases {
         load: phases,
         verifies,
         verify,
-    }
+    })
+}
+
+/// A coordinated generator's last word: for each event its coordinator injected, the last
+/// acknowledgement before it and the first of a write sent after it, from the phase it
+/// was in.
+async fn answer_events(
+    fl: &mut Follower,
+    f: &WorkloadFile,
+    phases: &[PhaseOutput],
+) -> Result<(), RunError> {
+    let events = fl.events().await.map_err(sync_error)?;
+    let answers = events
+        .iter()
+        .map(|(pi, at_us)| {
+            let name = f.phases.get(*pi).map(|p| p.get_ref().name.as_str());
+            phases
+                .iter()
+                .find(|p| Some(p.name.as_str()) == name)
+                .map_or((None, None), |p| {
+                    recovery::acks_around(&p.recorder, *at_us as f64 / 1e6)
+                })
+        })
+        .collect();
+    fl.resumed(answers);
+    Ok(())
+}
+
+fn sync_error(e: sync::SyncError) -> RunError {
+    RunError::Invalid(format!("coordinator: {e}"))
 }
 
 /// The client's overall deadline: 10 s, or longer when a phase asks for a longer timeout.

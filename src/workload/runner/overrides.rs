@@ -87,6 +87,7 @@ mod tests {
             },
             cluster: None,
             generator: None,
+            coordinated: false,
         };
         let events = |w: &Workload| -> Vec<(Action, CacheState)> {
             w.file

@@ -87,7 +87,9 @@ pub(super) async fn run_phase(
     let cpu_before = self_cpu_time();
     // Live figures only feed the progress display: with --quiet the workers skip them.
     let live = (!shared.quiet).then(|| Arc::new(Live::default()));
-    let progress = live.clone().map(|l| Progress::start(p, index, l));
+    let progress = live
+        .clone()
+        .map(|l| Progress::start(p, index, l, shared.progress_lines));
     let plan = Arc::new(Plan {
         index,
         seed,
@@ -116,7 +118,7 @@ pub(super) async fn run_phase(
         .map(|w| tokio::spawn(worker(shared.clone(), plan.clone(), w)))
         .collect();
 
-    let pending = recovery::inject(shared, cluster, log, p, start).await;
+    let pending = recovery::inject(shared.run_start, cluster, log, p, start).await;
 
     let mut rec = Recorder::default();
     let mut finished = start;

@@ -104,9 +104,11 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    /// Show phase `index`'s bar, refreshed twice a second from `live`.
-    pub(super) fn start(p: &Phase, index: usize, live: Arc<Live>) -> Progress {
-        let (bar, task) = spawn_progress(p, index, live);
+    /// Show phase `index`'s bar, refreshed twice a second from `live`; with `lines`, also
+    /// as a line every [`LINE_EVERY`] (for a coordinator, which streams a generator's
+    /// output: a bar is drawn only on a terminal).
+    pub(super) fn start(p: &Phase, index: usize, live: Arc<Live>, lines: bool) -> Progress {
+        let (bar, task) = spawn_progress(p, index, live, lines);
         Progress { bar, task }
     }
 
@@ -117,11 +119,15 @@ impl Progress {
     }
 }
 
+/// How often a progress line is printed, in display refreshes (half seconds).
+const LINE_EVERY: u32 = 10;
+
 /// A progress bar for a phase, refreshed twice a second with ops/s, p99 and errors.
 fn spawn_progress(
     p: &Phase,
     index: usize,
     live: Arc<Live>,
+    lines: bool,
 ) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
     let (len, unit) = match (p.ops, p.duration) {
         (Some(ops), _) => (ops, "ops"),
@@ -138,9 +144,11 @@ fn spawn_progress(
     );
     bar.set_prefix(p.name.clone());
     let (b, by_ops) = (bar.clone(), p.ops.is_some());
+    let (name, len) = (p.name.clone(), len);
     let task = tokio::spawn(async move {
         let started = Instant::now();
         let mut last = (Instant::now(), 0u64);
+        let mut ticks = 0u32;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let ok = live.ok.load(Ordering::Relaxed);
@@ -148,15 +156,21 @@ fn spawn_progress(
             let rate = (ok - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), ok);
             let p99 = live.window.take_quantile(0.99);
-            b.set_position(if by_ops {
+            let pos = if by_ops {
                 ok + errors
             } else {
                 started.elapsed().as_secs()
-            });
-            b.set_message(format!(
+            };
+            b.set_position(pos);
+            let msg = format!(
                 "{rate:>8.0} ops/s  p99 {:>8.1} ms  errors {errors}",
                 p99 as f64 / 1e3
-            ));
+            );
+            ticks += 1;
+            if lines && ticks.is_multiple_of(LINE_EVERY) {
+                eprintln!("progress {index:>2} {name:<16} {pos}/{len} {unit}  {msg}");
+            }
+            b.set_message(msg);
         }
     });
     (bar, task)

@@ -8,7 +8,6 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::Shared;
 use crate::cluster::Cluster;
 use crate::metrics::Recorder;
 use crate::workload::events::{self, EventRow, Faults, RecoveryRow};
@@ -51,7 +50,7 @@ pub(super) struct Pending {
 /// Inject `p`'s events in time order from the phase's `start`, each as its time comes;
 /// their follow-ups are measured in the background.
 pub(super) async fn inject(
-    shared: &Shared,
+    run_start: Instant,
     cluster: &Arc<Mutex<Cluster>>,
     log: &mut EventLog,
     p: &Phase,
@@ -63,9 +62,9 @@ pub(super) async fn inject(
     for ev in evs {
         tokio::time::sleep_until((start + ev.at.0).into()).await;
         let done = events::execute(cluster, &mut log.faults, &ev).await;
-        let t_ms = done.at.duration_since(shared.run_start).as_millis() as u64;
+        let t_ms = done.at.duration_since(run_start).as_millis() as u64;
         // Run-relative, like the timeline and the acknowledgement times.
-        let at_s = done.at.duration_since(shared.run_start).as_secs_f64();
+        let at_s = done.at.duration_since(run_start).as_secs_f64();
         let index = log.rows.len();
         log.rows.push(EventRow {
             t_ms,
@@ -92,36 +91,70 @@ pub(super) async fn inject(
 pub(super) async fn measured(rec: &Recorder, pending: Vec<Pending>) -> Vec<RecoveryRow> {
     let mut out = Vec::new();
     for p in pending {
-        let action = action_name(p.action);
+        let at_s = p.at_s;
+        out.extend(
+            p.rows(writes_resumed(rec, at_s), |from, to| {
+                rec.p99_between(from, to)
+            })
+            .await,
+        );
+    }
+    out
+}
+
+impl Pending {
+    /// When it took effect, in seconds since the run started.
+    pub fn at_s(&self) -> f64 {
+        self.at_s
+    }
+
+    /// Its recovery rows, once its measurement is done: the nodes' figures, then
+    /// `writes_resumed_ms` from `resumed` (µs since the run started, as
+    /// [`writes_resumed`] gives them) and `p99_during_recovery_us` from `p99` over the
+    /// recovery window in whole seconds since the run started.
+    pub async fn rows(
+        self,
+        resumed: Option<(u64, u64)>,
+        p99: impl Fn(u64, u64) -> Option<u64>,
+    ) -> Vec<RecoveryRow> {
+        let mut out = Vec::new();
+        let action = action_name(self.action);
         let row = |node: u64, metric: &str, ms: f64| RecoveryRow {
-            event: p.index,
+            event: self.index,
             action: action.clone(),
             node,
             metric: metric.into(),
             ms,
         };
-        let mut window_end = p.at_s;
-        for (node, metric, ms) in p.measuring.await.unwrap_or_default() {
+        let mut window_end = self.at_s;
+        for (node, metric, ms) in self.measuring.await.unwrap_or_default() {
             if metric.ends_with("_ms") {
-                window_end = window_end.max(p.at_s + ms / 1e3);
+                window_end = window_end.max(self.at_s + ms / 1e3);
             }
             out.push(row(node, metric, ms));
         }
-        if let Some((before, after)) = writes_resumed(rec, p.at_s) {
+        if let Some((before, after)) = resumed {
             window_end = window_end.max(after as f64 / 1e6);
             out.push(row(0, "writes_resumed_ms", (after - before) as f64 / 1e3));
         }
-        if let Some(p99) = rec.p99_between(p.at_s as u64, window_end.ceil() as u64) {
+        if let Some(p99) = p99(self.at_s as u64, window_end.ceil() as u64) {
             out.push(row(0, "p99_during_recovery_us", p99 as f64));
         }
+        out
     }
-    out
 }
 
 /// Writes resumed: from the last acknowledgement before `at_s` to the first acknowledgement
 /// of a write *sent* after it (a write sent before may still be answered just after a
 /// kill), in µs since the run started.
-fn writes_resumed(rec: &Recorder, at_s: f64) -> Option<(u64, u64)> {
+pub(super) fn writes_resumed(rec: &Recorder, at_s: f64) -> Option<(u64, u64)> {
+    let (before, after) = acks_around(rec, at_s);
+    Some((before?, after?))
+}
+
+/// The last acknowledgement before `at_s`, and the first of a write sent after it (µs
+/// since the run started); each `None` where there is none.
+pub(super) fn acks_around(rec: &Recorder, at_s: f64) -> (Option<u64>, Option<u64>) {
     let at_us = (at_s * 1e6) as u64;
     let before = rec
         .write_acks
@@ -135,7 +168,7 @@ fn writes_resumed(rec: &Recorder, at_s: f64) -> Option<(u64, u64)> {
         .filter(|w| w.0 > at_us)
         .map(|w| w.1)
         .min();
-    Some((before?, after?))
+    (before, after)
 }
 
 /// An action as `events.csv` and `recovery.csv` name it (`kill`, `addnode`, ...).
