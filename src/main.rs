@@ -57,6 +57,11 @@ fn main() -> anyhow::Result<()> {
             };
             let result = rt()?.block_on(runner::run(opts))?;
             println!("results: {}", result.dir.display());
+            if args.coordinated {
+                // The coordinator draws and prints the merged run; this generator's own
+                // figures are in its results, which it fetches.
+                return Ok(());
+            }
             match raftbench::report::plot::plot_run(&result.dir) {
                 Ok(p) => println!("report: {}", p.report.display()),
                 // The measurements are on disk; a chart failure must not hide them.
