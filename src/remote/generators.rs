@@ -84,6 +84,8 @@ pub struct Generators {
     rx: mpsc::UnboundedReceiver<(usize, Report)>,
     /// What the run is at, for errors (`phase-2`).
     pub stage: String,
+    /// The first failure: (generator, what happened).
+    failure: Option<(usize, String)>,
 }
 
 impl Generators {
@@ -113,9 +115,9 @@ impl Generators {
             let tail = Arc::new(Mutex::new(VecDeque::new()));
             // stderr: streamed with the generator's name, and its end kept.
             let (who, keep) = (s.who.clone(), tail.clone());
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
+            let stderr_done = tokio::spawn(async move {
+                let mut r = BufReader::new(stderr);
+                while let Some(l) = next_line(&mut r).await {
                     eprintln!("[{who}] {l}");
                     let mut t = keep.lock().unwrap_or_else(|e| e.into_inner());
                     if t.len() == TAIL_LINES {
@@ -124,31 +126,40 @@ impl Generators {
                     t.push_back(l);
                 }
             });
-            // stdout: protocol lines reported, the rest streamed; then the exit status.
+            // stdout: protocol lines reported, the rest streamed; then, once its stderr
+            // is read to the end too (so that an error shows its last words), the exit
+            // status.
             let (kill, mut killed) = oneshot::channel::<()>();
             let (who, tx) = (s.who.clone(), tx.clone());
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
+                let mut r = BufReader::new(stdout);
+                let mut kill_sent = false;
                 loop {
                     tokio::select! {
-                        l = lines.next_line() => match l {
-                            Ok(Some(l)) => match Msg::parse(&l) {
+                        l = next_line(&mut r) => match l {
+                            Some(l) => match Msg::parse(&l) {
                                 Ok(Some(m)) => { let _ = tx.send((i, Report::Msg(m))); }
                                 Ok(None) => eprintln!("[{who}] {l}"),
                                 Err(e) => { let _ = tx.send((i, Report::Bad(e.to_string()))); }
                             },
-                            _ => break,
+                            None => break,
                         },
                         _ = &mut killed => {
                             let _ = child.start_kill();
+                            kill_sent = true;
                             break;
                         }
                     }
                 }
                 let status = tokio::select! {
                     s = child.wait() => s,
-                    _ = &mut killed => { let _ = child.start_kill(); child.wait().await }
+                    _ = &mut killed, if !kill_sent => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
                 };
+                // A grandchild may hold stderr open: wait for it a moment only.
+                let _ = tokio::time::timeout(Duration::from_secs(1), stderr_done).await;
                 let report = match status {
                     Ok(s) => Report::Exited(describe(s), s.success()),
                     Err(e) => Report::Exited(format!("could not be waited for: {e}"), false),
@@ -171,6 +182,7 @@ impl Generators {
             gens,
             rx,
             stage: "start".into(),
+            failure: None,
         })
     }
 
@@ -199,8 +211,13 @@ impl Generators {
     }
 
     /// Take the next report into the generators' state; an error for a generator that
-    /// failed or spoke out of turn. `finishing`: a successful exit is expected now.
+    /// failed or spoke out of turn. `finishing`: a successful exit is expected now. The
+    /// first failure sticks: every later call returns it again, so that one lost to a
+    /// cancelled wait is not forgotten.
     async fn step(&mut self, finishing: bool) -> Result<(), GeneratorError> {
+        if let Some((i, what)) = &self.failure {
+            return Err(self.failed(*i, what.clone()));
+        }
         let Some((i, r)) = self.rx.recv().await else {
             return Err(GeneratorError::Failed {
                 who: "the generators".into(),
@@ -210,51 +227,44 @@ impl Generators {
         };
         let stage = self.stage.clone();
         let g = &mut self.gens[i];
-        match r {
-            Report::Msg(Msg::Ready(l)) if g.ready.is_none() => g.ready = Some(l),
-            Report::Msg(Msg::Done) if !g.done => g.done = true,
-            Report::Msg(Msg::Resumed(r)) if g.done && g.resumed.is_none() => g.resumed = Some(r),
-            Report::Msg(m) => {
-                return Err(self.failed(i, format!("said {:?} out of turn at {stage}", m)));
+        let failure = match r {
+            Report::Msg(Msg::Ready(l)) if g.ready.is_none() && !g.done => {
+                g.ready = Some(l);
+                None
             }
-            Report::Bad(e) => return Err(self.failed(i, e)),
+            Report::Msg(Msg::Done) if !g.done && g.ready.is_none() => {
+                g.done = true;
+                None
+            }
+            Report::Msg(Msg::Resumed(r)) if g.done && g.resumed.is_none() => {
+                g.resumed = Some(r);
+                None
+            }
+            Report::Msg(m) => Some(format!("said {m:?} out of turn at {stage}")),
+            Report::Bad(e) => Some(e),
             Report::Exited(status, ok) => {
                 g.exited = Some(ok);
-                if !(ok && finishing && g.resumed.is_some()) {
-                    // Stop the others now: a run missing a generator is no run.
-                    return Err(self.failed(i, format!("its session ended ({status}) at {stage}")));
-                }
+                // A run missing a generator is no run.
+                (!(ok && finishing && g.resumed.is_some()))
+                    .then(|| format!("its session ended ({status}) at {stage}"))
             }
+        };
+        match failure {
+            Some(what) => {
+                self.failure = Some((i, what.clone()));
+                Err(self.failed(i, what))
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Until a generator fails (never returns otherwise): what to wait on beside the
-    /// coordinator's own work, so that a failure stops it at once.
+    /// coordinator's own work, so that a failure stops it at once. Cancel-safe.
     pub async fn watch(&mut self) -> GeneratorError {
         loop {
             if let Err(e) = self.step(false).await {
-                // A dying session's last stderr lines may still be on their way.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return self.refresh(e);
+                return e;
             }
-        }
-    }
-
-    /// The error again, with the stderr that has arrived since.
-    fn refresh(&self, e: GeneratorError) -> GeneratorError {
-        match e {
-            GeneratorError::Failed { who, what, .. } => {
-                match self.gens.iter().position(|g| g.who == who) {
-                    Some(i) => self.failed(i, what),
-                    None => GeneratorError::Failed {
-                        who,
-                        what,
-                        stderr: Vec::new(),
-                    },
-                }
-            }
-            e => e,
         }
     }
 
@@ -266,6 +276,7 @@ impl Generators {
                 "its session has ended (writing to it: {e}) at {}",
                 self.stage
             );
+            self.failure = Some((i, what.clone()));
             return Err(self.failed(i, what));
         }
         Ok(())
@@ -280,10 +291,7 @@ impl Generators {
     ) -> Result<SystemTime, GeneratorError> {
         self.stage = label.to_string();
         while self.gens.iter().any(|g| g.ready.is_none()) {
-            if let Err(e) = self.step(false).await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Err(self.refresh(e));
-            }
+            self.step(false).await?;
             // Done while others wait at a barrier: it skipped it.
             if let Some(i) = self.gens.iter().position(|g| g.done) {
                 return Err(self.failed(i, format!("said DONE out of turn at {label}")));
@@ -304,24 +312,27 @@ impl Generators {
         Ok(start)
     }
 
+    /// Wait until every generator has finished its last phase (said `DONE`).
+    pub async fn all_done(&mut self) -> Result<(), GeneratorError> {
+        while self.gens.iter().any(|g| !g.done) {
+            self.step(false).await?;
+        }
+        Ok(())
+    }
+
     /// Once every generator is done: tell them the events, collect their answers, and wait
     /// for every session to end successfully. Per generator, its answer per event.
     pub async fn finish(
         &mut self,
         events: &[(usize, u64)],
     ) -> Result<Vec<Vec<Resumed>>, GeneratorError> {
+        self.all_done().await?;
         self.stage = "the end".into();
-        while self.gens.iter().any(|g| !g.done) {
-            self.step(false).await.map_err(|e| self.refresh(e))?;
-        }
         for i in 0..self.gens.len() {
             self.send(i, &Msg::Events(events.to_vec())).await?;
         }
         while self.gens.iter().any(|g| g.exited.is_none()) {
-            if let Err(e) = self.step(true).await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Err(self.refresh(e));
-            }
+            self.step(true).await?;
         }
         let mut out = Vec::new();
         for i in 0..self.gens.len() {
@@ -338,6 +349,21 @@ impl Generators {
             }
         }
         Ok(out)
+    }
+}
+
+/// The next line of `r` (invalid UTF-8 replaced, so that one bad byte does not stop the
+/// pipe being drained); `None` at its end or on a read error.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<String> {
+    let mut buf = Vec::new();
+    match r.read_until(b'\n', &mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            Some(String::from_utf8_lossy(&buf).into_owned())
+        }
     }
 }
 

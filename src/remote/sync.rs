@@ -9,7 +9,7 @@
 //! READY run                     GO run <unix ns, in the generator's clock>
 //! READY phase-<i>               GO phase-<i> <unix ns>
 //! DONE                          EVENTS <n> <phase>:<µs since the run started> ...
-//! RESUMED <n> <before>,<after> | - ...
+//! RESUMED <n> <before|->,<after|-> ...
 //! ```
 //!
 //! `GO run` fixes the instant every generator (and the coordinator) counts run time from,
@@ -115,7 +115,7 @@ impl Msg {
         let counted = |words: &[&str]| -> Result<Vec<String>, SyncError> {
             let n = words.first().ok_or_else(|| bad("no count"))?;
             let n = n.parse::<usize>().map_err(|_| bad("bad count"))?;
-            if words.len() != n + 1 {
+            if words.len() - 1 != n {
                 return Err(bad("count does not match the items"));
             }
             Ok(words[1..].iter().map(|w| w.to_string()).collect())
@@ -156,11 +156,18 @@ pub fn unix_ns(t: SystemTime) -> i128 {
     }
 }
 
-/// The instant on the monotonic clock at which this machine's wall clock reads `ns`
-/// (now, if that is past).
+/// The instant on the monotonic clock at which this machine's wall clock reads (or read)
+/// `ns`: a moment already past stays in the past, so that a late `GO` does not shift
+/// the time base it sets.
 pub fn instant_at(ns: i128) -> Instant {
+    let now = Instant::now();
     let ahead = ns - unix_ns(SystemTime::now());
-    Instant::now() + Duration::from_nanos(ahead.clamp(0, u64::MAX as i128) as u64)
+    let by = Duration::from_nanos(ahead.unsigned_abs().min(u64::MAX as u128) as u64);
+    if ahead >= 0 {
+        now + by
+    } else {
+        now.checked_sub(by).unwrap_or(now)
+    }
 }
 
 /// The generator's side: protocol lines out on stdout, the coordinator's in from stdin.
@@ -196,7 +203,12 @@ impl Follower {
                             Some(Err(e)) => format!("reading it failed: {e}"),
                             _ => "it closed".into(),
                         };
-                        eprintln!("coordinator's session ended ({why}): stopping this generator");
+                        // Not eprintln: with the session gone, stderr may be a broken
+                        // pipe, and eprintln would panic this thread instead of exiting.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "coordinator's session ended ({why}): stopping this generator"
+                        );
                         std::process::exit(ABORT_EXIT);
                     }
                 }
@@ -227,6 +239,13 @@ impl Follower {
         match self.hear().await? {
             Msg::Go(l, ns) if l == label => {
                 let at = instant_at(ns);
+                let late = Instant::now().saturating_duration_since(at);
+                if late > Duration::from_millis(100) {
+                    eprintln!(
+                        "warning: GO {label} arrived {late:?} after the moment it names \
+                         (clocks or the link are slower than the coordinator's lead)"
+                    );
+                }
                 tokio::time::sleep_until(at.into()).await;
                 Ok(at)
             }

@@ -17,7 +17,7 @@
 //! [[host]]
 //! name = "lab1"
 //! transport = "command"
-//! command = "ip netns exec lab1"    # a prefix: the coordinator appends `sh -c '…'`
+//! command = "ip netns exec lab1"    # a prefix (one simple command): the coordinator appends `sh -c '…'`
 //! workdir = "/tmp/lab1"
 //!
 //! [[node]]
@@ -52,7 +52,9 @@ pub enum HostTransport {
     /// This machine, through `sh -c`.
     Local,
     /// A command prefix that runs what follows it somewhere (`ip netns exec NS`,
-    /// `docker exec CONTAINER`, `kubectl exec POD --`).
+    /// `docker exec CONTAINER`, `kubectl exec POD --`): one simple command, which the
+    /// coordinator `exec`s (no `VAR=value` in front, no `&&` or pipes), so that killing it
+    /// ends what it runs.
     Command,
 }
 

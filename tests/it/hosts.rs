@@ -473,6 +473,11 @@ duration = "60s"
 concurrency = 4
 rate = 100
 mix = { put = 1.0 }
+  # Not reached: the coordinator is waiting to inject it when the generator dies.
+  [[phase.event]]
+  at = "50s"
+  action = "partition"
+  target = "leader"
 "#,
     )
     .unwrap();
@@ -535,9 +540,12 @@ mix = { put = 1.0 }
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(
-        stderr.contains("generator 2 on host h5") && stderr.contains("aborted"),
+        stderr.contains("generator 2 on host h5")
+            && stderr.contains("aborted")
+            && stderr.contains("at phase-0"),
         "{stderr}"
     );
+    assert!(!stderr.contains("panicked"), "{stderr}");
     // The other generator stopped too, within seconds.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lab.processes_on(4).is_empty() && Instant::now() < deadline {

@@ -7,7 +7,8 @@
 //! merged from each generator's `timeline.hlog` (exact); for results without one, per-second
 //! p50/p99/max are the maximum over generators (an upper bound). The cluster-side files —
 //! `events.csv`, `recovery.csv`, `resources.csv` — come from generator 1, the only one that
-//! injects events.
+//! injects events (a coordinated run, [`merge_in_place`], then writes its own events and
+//! recovery over them: there the coordinator injects).
 //!
 //! This module combines the runs; [`output`] writes the combination as a results directory.
 

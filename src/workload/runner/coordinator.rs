@@ -10,7 +10,8 @@
 //!    every phase start at one absolute moment, which each generator waits for in its own
 //!    clock, and their output streams here with their names;
 //! 4. the coordinator alone injects the events, each registered before it is injected,
-//!    and heals every network fault when the run ends or fails;
+//!    and heals every network fault once every generator has finished its last phase, or
+//!    the run has failed;
 //! 5. at the end it fetches each generator's results through its transport into
 //!    `generators/`, merges them exactly (`raftbench merge`: histograms added) into this
 //!    results directory, and adds the events and their recovery figures, writes resuming
@@ -88,7 +89,7 @@ pub(super) async fn run(o: RunOptions, file: ClusterFile) -> Result<RunResult, R
     let cluster = Arc::new(Mutex::new(cluster));
 
     // 2. What the generators read.
-    let remote_dir = remote_dir(&dir);
+    let remote_dir = remote_dir(&dir, started_at);
     let gen_execs = host_execs(&file, &path, gen_hosts.iter().copied())?;
     distribute(&file, &path, &gen_execs).await?;
     let text = std::fs::read(&o.workload).map_err(|source| RunError::Output {
@@ -127,35 +128,45 @@ pub(super) async fn run(o: RunOptions, file: ClusterFile) -> Result<RunResult, R
         })
         .collect();
     let mut gens = Generators::launch(specs).map_err(gen_error)?;
-
-    // 4. The run, with its events; a signal stops it as a failure would.
-    let mut log = EventLog::default();
-    let driven = {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| RunError::Invalid(format!("installing the SIGTERM handler: {e}")))?;
-        tokio::select! {
-            d = drive(&mut gens, &cluster, &mut log, f) => d,
-            _ = tokio::signal::ctrl_c() => Err(RunError::Invalid("SIGINT: run stopped".into())),
-            _ = term.recv() => Err(RunError::Invalid("SIGTERM: run stopped".into())),
-        }
+    let places = Places {
+        execs: &execs,
+        gen_hosts: &gen_hosts,
+        remote_dir: &remote_dir,
     };
+
+    // 4. The run, with its events; a signal stops it as a failure would, until the
+    // results are merged.
+    let mut log = EventLog::default();
+    log.faults.seed = f.seed;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| RunError::Invalid(format!("installing the SIGTERM handler: {e}")))?;
+    let driven = tokio::select! {
+        d = drive(&mut gens, &cluster, &mut log, f) => d,
+        _ = tokio::signal::ctrl_c() => Err(RunError::Invalid("SIGINT: run stopped".into())),
+        _ = term.recv() => Err(RunError::Invalid("SIGTERM: run stopped".into())),
+    };
+    // Every generator has finished (or the run failed): nothing injected outlives it.
     for failed in crate::workload::events::heal_all(&cluster, &mut log.faults).await {
         eprintln!("warning: could not heal {failed}");
     }
     let ended = match driven {
-        Ok((run_start, pending)) => finish(&o, &dir, &mut gens, pending, &log, &execs, &gen_hosts)
-            .await
-            .map(|r| (run_start, r)),
+        Ok((run_start, end, pending)) => tokio::select! {
+            r = finish(&o, &dir, &mut gens, pending, &log, &places) => {
+                r.map(|r| (end.duration_since(run_start), r))
+            }
+            _ = tokio::signal::ctrl_c() => Err(RunError::Invalid("SIGINT: run stopped".into())),
+            _ = term.recv() => Err(RunError::Invalid("SIGTERM: run stopped".into())),
+        },
         Err(e) => Err(e),
     };
     drop(gens); // kills every session still open
     cluster.lock().await.shutdown();
-    let (run_start, (merged, data_manifest)) = ended?;
+    let (duration, (merged, data_manifest)) = ended?;
     let mut manifest = data_manifest;
     manifest.workload = w;
     manifest.workload_file = o.workload.clone();
     manifest.live_cluster = Some(live);
-    manifest.duration_s = run_start.elapsed().as_secs_f64();
+    manifest.duration_s = duration.as_secs_f64();
     manifest.hosts = host_records(&file, &reports);
     let run_json = dir.join("run.json");
     manifest
@@ -171,6 +182,13 @@ pub(super) async fn run(o: RunOptions, file: ClusterFile) -> Result<RunResult, R
     })
 }
 
+/// Where the generators' results are: each one's host, and the directory on it.
+struct Places<'a> {
+    execs: &'a BTreeMap<&'a str, &'a HostExec>,
+    gen_hosts: &'a [&'a str],
+    remote_dir: &'a str,
+}
+
 /// After the last phase: the generators' answers, their results fetched and merged, and
 /// the events and recovery of the whole run written beside.
 async fn finish(
@@ -179,21 +197,19 @@ async fn finish(
     gens: &mut Generators,
     pending: Vec<(usize, Vec<Pending>)>,
     log: &EventLog,
-    execs: &BTreeMap<&str, &HostExec>,
-    gen_hosts: &[&str],
+    places: &Places<'_>,
 ) -> Result<(merge::Merged, RunManifest<Workload>), RunError> {
     let events: Vec<(usize, u64)> = pending
         .iter()
         .flat_map(|(i, ps)| ps.iter().map(|p| (*i, (p.at_s() * 1e6) as u64)))
         .collect();
     let answers = gens.finish(&events).await.map_err(gen_error)?;
-    let remote_dir = remote_dir(dir);
     let mut dirs = Vec::new();
-    for (k, name) in gen_hosts.iter().enumerate() {
+    for (k, name) in places.gen_hosts.iter().enumerate() {
         let i = k + 1;
         let local = dir.join("generators").join(format!("g{i}-{name}"));
-        execs[name]
-            .fetch_dir(&format!("{remote_dir}/g{i}"), &local)
+        places.execs[name]
+            .fetch_dir(&format!("{}/g{i}", places.remote_dir), &local)
             .await
             .map_err(|e| RunError::Invalid(e.to_string()))?;
         dirs.push(local);
@@ -214,16 +230,44 @@ async fn finish(
             source,
         }
     })?;
-    Ok((merged, data.manifest))
+    let mut manifest = data.manifest;
+    let mut merged = merged;
+    lost_ages(&mut manifest, log);
+    merged.verify = manifest.verify.clone();
+    Ok((merged, manifest))
 }
 
-/// Where on each generator host this run's files go, relative to its workdir.
-fn remote_dir(dir: &Path) -> String {
+/// Each verify phase's `newest_lost_age_ms`: the power cuts were the coordinator's, so the
+/// generators could not tell how old the newest write a cut took was. As a single run
+/// does: from the last cut since the verify before it.
+fn lost_ages(manifest: &mut RunManifest<Workload>, log: &EventLog) {
+    let mut since = 0;
+    let mut newest: Option<u64> = None;
+    for pv in &mut manifest.verify_phases {
+        let r = &mut pv.report;
+        r.newest_lost_age_ms = log
+            .last_power_cut_between(since, pv.t_ms)
+            .zip(r.newest_lost_acked_ms)
+            .map(|(cut, acked)| cut.saturating_sub(acked));
+        since = pv.t_ms;
+        newest = match (newest, r.newest_lost_age_ms) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+    }
+    if let Some(v) = &mut manifest.verify {
+        v.newest_lost_age_ms = newest;
+    }
+}
+
+/// Where on each generator host this run's files go, relative to its workdir: named by
+/// the results directory and the moment, so that no earlier run's are in the way.
+fn remote_dir(dir: &Path, started_at: SystemTime) -> String {
     let run_id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    format!("runs/{run_id}")
+    format!("runs/{run_id}-{}", sync::unix_ns(started_at) / 1_000_000)
 }
 
 /// The script that runs generator `i` of `n` in its host's working directory.
@@ -264,14 +308,15 @@ fn generator_script(
 }
 
 /// The run under the coordinator: the start, then each phase at its barrier with its
-/// events injected here; a failed generator ends it at once. Returns the run's start and
-/// each load phase's injected events (by phase index).
+/// events injected here, until every generator has finished its last phase; a failed
+/// generator ends it at once. Returns the run's start, its end, and each load phase's
+/// injected events (by phase index).
 async fn drive(
     gens: &mut Generators,
     cluster: &Arc<Mutex<Cluster>>,
     log: &mut EventLog,
     f: &WorkloadFile,
-) -> Result<(Instant, Vec<(usize, Vec<Pending>)>), RunError> {
+) -> Result<(Instant, Instant, Vec<(usize, Vec<Pending>)>), RunError> {
     let run_start = instant_of(
         gens.barrier(sync::RUN, START_LEAD)
             .await
@@ -295,7 +340,8 @@ async fn drive(
         };
         pending.push((i, injected));
     }
-    Ok((run_start, pending))
+    gens.all_done().await.map_err(gen_error)?;
+    Ok((run_start, Instant::now(), pending))
 }
 
 /// The monotonic instant at which this machine's clock reads `t`.
@@ -318,24 +364,33 @@ async fn recovery_rows(
 ) -> Vec<RecoveryRow> {
     let mut rows = Vec::new();
     let mut k = 0;
-    for (_, ps) in pending {
+    for (i, ps) in pending {
+        let phase = merged
+            .manifest
+            .workload
+            .file
+            .phases
+            .get(i)
+            .map(|p| p.get_ref().name.clone())
+            .unwrap_or_default();
         for p in ps {
             let before = answers.iter().filter_map(|a| a.get(k)?.0).max();
             let after = answers.iter().filter_map(|a| a.get(k)?.1).min();
             k += 1;
-            let p99 = |from: u64, to: u64| p99_between(merged, from, to);
+            let p99 = |from: u64, to: u64| p99_between(merged, &phase, from, to);
             rows.extend(p.rows(before.zip(after), p99).await);
         }
     }
     rows
 }
 
-/// p99 of successful operations in the merged run's seconds `[from, to]`.
-fn p99_between(merged: &RunData, from: u64, to: u64) -> Option<u64> {
+/// p99 of phase `phase`'s successful operations in the merged run's seconds `[from, to]`
+/// (as a single generator's figure is of its phase's own operations).
+fn p99_between(merged: &RunData, phase: &str, from: u64, to: u64) -> Option<u64> {
     let per_second = merged.timeline_histograms.as_ref()?;
     let mut h: Option<hdrhistogram::Histogram<u64>> = None;
-    for ((t, _, _), sec) in per_second {
-        if (from..=to).contains(t) {
+    for ((t, p, _), sec) in per_second {
+        if p == phase && (from..=to).contains(t) {
             match &mut h {
                 Some(h) => crate::metrics::merge_into(h, sec).ok()?,
                 None => h = Some(sec.clone()),

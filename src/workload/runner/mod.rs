@@ -542,7 +542,7 @@ async fn answer_events(
                 .iter()
                 .find(|p| Some(p.name.as_str()) == name)
                 .map_or((None, None), |p| {
-                    recovery::acks_around(&p.recorder, *at_us as f64 / 1e6)
+                    recovery::acks_around_us(&p.recorder, *at_us)
                 })
         })
         .collect();

@@ -25,13 +25,18 @@ impl EventLog {
     /// When the last power cut so far (`power-loss`, `torn-write`) took effect, in ms since
     /// the run started.
     pub fn last_power_cut_ms(&self) -> Option<u64> {
+        self.last_power_cut_between(0, u64::MAX)
+    }
+
+    /// The last power cut that took effect in `[from_ms, to_ms]` since the run started.
+    pub fn last_power_cut_between(&self, from_ms: u64, to_ms: u64) -> Option<u64> {
         let cuts = [
             action_name(Action::PowerLoss),
             action_name(Action::TornWrite),
         ];
         self.rows
             .iter()
-            .filter(|r| cuts.contains(&r.action))
+            .filter(|r| cuts.contains(&r.action) && (from_ms..=to_ms).contains(&r.t_ms))
             .map(|r| r.t_ms)
             .max()
     }
@@ -155,7 +160,11 @@ pub(super) fn writes_resumed(rec: &Recorder, at_s: f64) -> Option<(u64, u64)> {
 /// The last acknowledgement before `at_s`, and the first of a write sent after it (µs
 /// since the run started); each `None` where there is none.
 pub(super) fn acks_around(rec: &Recorder, at_s: f64) -> (Option<u64>, Option<u64>) {
-    let at_us = (at_s * 1e6) as u64;
+    acks_around_us(rec, (at_s * 1e6) as u64)
+}
+
+/// [`acks_around`] of a moment in µs since the run started.
+pub(super) fn acks_around_us(rec: &Recorder, at_us: u64) -> (Option<u64>, Option<u64>) {
     let before = rec
         .write_acks
         .iter()
