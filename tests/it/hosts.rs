@@ -276,10 +276,11 @@ fn nodes_on_three_hosts_survive_a_leader_kill_driven_over_ssh() {
     }
 }
 
-/// A host that cannot be reached is named before anything starts anywhere.
+/// A host that cannot be reached is named before anything starts anywhere: by
+/// `cluster up`, and by a coordinated `run` before any load.
 #[test]
 fn an_unreachable_host_is_named_before_anything_starts() {
-    let Some(lab) = Lab::up(3, 3) else { return };
+    let Some(lab) = Lab::up(5, 3) else { return };
     // h2's sshd goes away: its address answers, but nothing listens on port 22.
     let pid = std::fs::read_to_string(lab.dir.join("h2/sshd.pid")).unwrap();
     nix::sys::signal::kill(
@@ -307,6 +308,27 @@ fn an_unreachable_host_is_named_before_anything_starts() {
         let left = lab.processes_on(i);
         assert!(left.is_empty(), "host h{i} runs {left:?}");
     }
+    // The coordinator checks the generator hosts and the node hosts before any load.
+    let wl = lab.dir.join("split.toml");
+    std::fs::write(&wl, SPLIT_FAULTS).unwrap();
+    let o = lab
+        .raftbench()
+        .arg("run")
+        .arg(&wl)
+        .arg("--cluster")
+        .arg(lab.hosts_toml())
+        .arg("--out")
+        .arg(lab.dir.join("never"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("host h2") && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    assert!(!lab.dir.join("h4/runs").exists() && !lab.dir.join("h5/runs").exists());
 }
 
 /// A split run for the coordinator: a one-way partition of the leader and a slow link to a
