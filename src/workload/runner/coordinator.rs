@@ -245,10 +245,7 @@ fn lost_ages(manifest: &mut RunManifest<Workload>, log: &EventLog) {
     let mut newest: Option<u64> = None;
     for pv in &mut manifest.verify_phases {
         let r = &mut pv.report;
-        r.newest_lost_age_ms = log
-            .last_power_cut_between(since, pv.t_ms)
-            .zip(r.newest_lost_acked_ms)
-            .map(|(cut, acked)| cut.saturating_sub(acked));
+        r.newest_lost_age_ms = log.newest_lost_age_ms(since, pv.t_ms, r.newest_lost_acked_ms);
         since = pv.t_ms;
         newest = match (newest, r.newest_lost_age_ms) {
             (Some(x), Some(y)) => Some(x.min(y)),

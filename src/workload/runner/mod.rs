@@ -474,11 +474,7 @@ async fn run_phases(
             r.loss_expected = f.expect_loss && fsync == FsyncPolicy::Never;
             // The cut that took the writes this verify misses: the last since the verify
             // before it.
-            r.newest_lost_age_ms = log
-                .last_power_cut_ms()
-                .filter(|cut| *cut >= since)
-                .zip(r.newest_lost_acked_ms)
-                .map(|(cut, acked)| cut.saturating_sub(acked));
+            r.newest_lost_age_ms = log.newest_lost_age_ms(since, t_ms, r.newest_lost_acked_ms);
             if !shared.quiet {
                 eprintln!(
                     "phase {:>2} {:<20} verified {} keys: {} ok, {} lost, {} stale, {} resolved in-doubt, {} unreadable",

@@ -22,14 +22,21 @@ pub(super) struct EventLog {
 }
 
 impl EventLog {
-    /// When the last power cut so far (`power-loss`, `torn-write`) took effect, in ms since
-    /// the run started.
-    pub fn last_power_cut_ms(&self) -> Option<u64> {
-        self.last_power_cut_between(0, u64::MAX)
+    /// How old the newest write a verify in `[since_ms, at_ms]` found lost
+    /// (`newest_lost_acked_ms`) was when the last power cut of that span took it.
+    pub fn newest_lost_age_ms(
+        &self,
+        since_ms: u64,
+        at_ms: u64,
+        newest_lost_acked_ms: Option<u64>,
+    ) -> Option<u64> {
+        self.last_power_cut_between(since_ms, at_ms)
+            .zip(newest_lost_acked_ms)
+            .map(|(cut, acked)| cut.saturating_sub(acked))
     }
 
     /// The last power cut that took effect in `[from_ms, to_ms]` since the run started.
-    pub fn last_power_cut_between(&self, from_ms: u64, to_ms: u64) -> Option<u64> {
+    fn last_power_cut_between(&self, from_ms: u64, to_ms: u64) -> Option<u64> {
         let cuts = [
             action_name(Action::PowerLoss),
             action_name(Action::TornWrite),
