@@ -5,6 +5,7 @@
 //! GET    /kv/{key}          ?consistency=linearizable (default) | local; 200 + value | 404
 //! DELETE /kv/{key}          204 once applied
 //! GET    /status            JSON
+//! GET    /metrics           OpenMetrics text (Prometheus): see `node::metrics`
 //! POST   /members/{id}      {"peer_addr": "...", "client_addr": "..."}; DELETE /members/{id}
 //! POST   /admin/snapshot    snapshot + compact now; JSON with duration and size
 //! POST   /admin/transfer-leader/{id}
@@ -69,6 +70,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/members/{id}", post(add_member).delete(remove_member))
         .route("/admin/snapshot", post(admin_snapshot))
         .route("/admin/transfer-leader/{id}", post(transfer_leader))
@@ -360,6 +362,18 @@ async fn get_kv(
 
 async fn status(Node(s): Node) -> Json<StatusReport> {
     Json(s.status_report())
+}
+
+/// `GET /metrics`: OpenMetrics text for Prometheus (see `node::metrics`); open like
+/// `/status`, since it reveals no data, only figures.
+async fn metrics(Node(s): Node) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::node::metrics::CONTENT_TYPE,
+        )],
+        s.metrics_text(),
+    )
 }
 
 fn member_id(id: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {

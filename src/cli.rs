@@ -44,6 +44,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Did a change make things worse? Compare two results directories (or two `compare`
+    /// directories, with repeats): per metric the change in percent, a Mann-Whitney U test
+    /// over per-second values, and thresholds; writes diff.md and diff.json. Exits 3 when
+    /// a threshold is crossed with significance.
+    Diff(DiffArgs),
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html; for a
     /// `compare` directory, every run's and the comparison's.
     Plot {
@@ -122,6 +127,16 @@ pub struct RunArgs {
     /// generators so): no events, and the run and each phase start when its stdin says.
     #[arg(long, requires = "client_id", hide = true)]
     pub coordinated: bool,
+    /// Latency objective the run must meet, as in `capacity --slo`, e.g.
+    /// "put.p99<20ms,get.p99<5ms": PASS/FAIL per term at the end, recorded in run.json, and
+    /// a non-zero exit when it is not met. Failed and in-doubt operations count as over
+    /// every bound; operations an open-loop schedule never sent fail it.
+    #[arg(long, value_parser = crate::study::slo::parse, conflicts_with = "coordinated")]
+    pub slo: Option<std::vec::Vec<crate::study::slo::SloTerm>>,
+    /// Load phases --slo judges, comma-separated (default: every load phase; warm-up and
+    /// verify phases are never judged).
+    #[arg(long, value_delimiter = ',', requires = "slo")]
+    pub slo_phases: Option<Vec<String>>,
     #[command(flatten)]
     pub replay: crate::workload::runner::ReplayArgs,
 }
@@ -181,4 +196,24 @@ pub struct CapacityArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub replay: crate::workload::runner::ReplayArgs,
+}
+
+/// `raftbench diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline: a results directory (`run`) or a comparison (`compare`).
+    pub base: PathBuf,
+    /// The candidate, of the same workload.
+    pub new: PathBuf,
+    /// How much worse each metric may get: `[OP.]METRIC=+N%` for latencies (p50, p90,
+    /// p99, p999, max), `ops_per_sec=-N%` for throughput, comma-separated.
+    #[arg(long, default_value = crate::study::diff::threshold::DEFAULT,
+          value_parser = crate::study::diff::threshold::parse)]
+    pub threshold: std::vec::Vec<crate::study::diff::Threshold>,
+    /// Significance level: a change counts only when the test's p-value is below it.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Output directory for diff.md and diff.json (default results/<utc>-diff-<new>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -40,6 +40,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => {
+            if let Some(names) = &args.slo_phases {
+                // Named phases are checked before the run, not after minutes of load.
+                let w = workload::Workload::load(&args.workload)?;
+                study::slo::check_phase_names(&w, names)?;
+            }
             let opts = runner::RunOptions {
                 workload: args.workload.clone(),
                 loaded: None,
@@ -68,6 +73,14 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => eprintln!("warning: charts/report not written: {e}"),
             }
             result.write_table(&mut stdout())?;
+            let slo = match &args.slo {
+                Some(terms) => {
+                    let v = study::slo::judge_run(&result.dir, terms, args.slo_phases.as_deref())?;
+                    study::slo::write_verdict(&v, &mut stdout())?;
+                    Some(v)
+                }
+                None => None,
+            };
             if let Some(v) = &result.verify {
                 if v.unreadable > 0 {
                     eprintln!(
@@ -88,6 +101,9 @@ fn main() -> anyhow::Result<()> {
                         v.loss_summary()
                     );
                 }
+            }
+            if let Some(v) = slo.filter(|v| !v.pass) {
+                bail!("the run did not meet its SLO ({})", v.expression);
             }
         }
         Command::Compare(args) => {
@@ -128,6 +144,30 @@ fn main() -> anyhow::Result<()> {
             rt()?
                 .block_on(study::capacity::capacity(opts))?
                 .write_summary(&mut stdout())?;
+        }
+        Command::Diff(args) => {
+            let name = args
+                .new
+                .file_name()
+                .map_or("new".into(), |n| n.to_string_lossy().to_string());
+            let opts = study::diff::DiffOptions {
+                out: args
+                    .out
+                    .unwrap_or_else(|| study::default_out_dir("diff", &name)),
+                base: args.base,
+                new: args.new,
+                thresholds: args.threshold,
+                alpha: args.alpha,
+            };
+            let r = study::diff::diff(&opts)?;
+            study::diff::write_markdown(&r, &mut stdout())?;
+            println!("\nreport: {}", opts.out.join("diff.md").display());
+            if r.regressions > 0 {
+                use std::io::Write as _;
+                stdout().flush()?;
+                // 1 is any error, 2 a bad command line: 3 is a regression.
+                std::process::exit(3);
+            }
         }
         Command::Merge { dirs, out, force } => {
             let cli = std::env::args().collect();

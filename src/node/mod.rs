@@ -1,7 +1,8 @@
 //! A raft key-value node: one OS process (`raftbench node`).
 //!
 //! - [`raft_loop`]: the dedicated OS thread that owns `RawNode` and the storage backend;
-//! - [`config`]: flags merged with a cluster file; [`status`]: what `/status` reports.
+//! - [`config`]: flags merged with a cluster file; [`status`]: what `/status` reports;
+//!   [`metrics`]: what `/metrics` reports.
 //!
 //! [`start`] opens the storage, starts the raft thread and returns a [`Node`]; its
 //! [`NodeHandle`] is all the HTTP API ([`crate::api`]) and the composition root
@@ -14,6 +15,7 @@
 
 pub mod config;
 mod members;
+pub mod metrics;
 pub mod raft_loop;
 pub mod status;
 
@@ -287,6 +289,8 @@ impl Opened {
             members,
         } = self;
         let (tx, rx) = std::sync::mpsc::channel();
+        let mut registry = metrics::NodeRegistry::new(cfg.id, &backend_cfg);
+        let peer_metrics = crate::transport::PeerMetrics::register(&mut registry.registry);
         let transport = Transport::new(
             Identity {
                 id: cfg.id,
@@ -300,6 +304,7 @@ impl Opened {
                 tx: tx.clone(),
                 members: members.clone(),
             }),
+            peer_metrics,
         );
         let reader = backend.reader();
         let raft_loop = raft_loop::RaftLoop::new(
@@ -309,8 +314,10 @@ impl Opened {
             tx.clone(),
             transport.clone(),
             members.clone(),
+            registry.raft.clone(),
         )?;
         let status = raft_loop.status_cell();
+        registry.collect_status(status.clone());
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
             .name("raft-loop".into())
@@ -333,6 +340,7 @@ impl Opened {
                     tx,
                     reader,
                     status,
+                    metrics: registry.registry,
                     members,
                     transport,
                     backend: backend_cfg,
@@ -392,6 +400,8 @@ struct HandleInner {
     tx: std::sync::mpsc::Sender<Input>,
     reader: KvReader,
     status: StatusCell,
+    /// What `/metrics` encodes.
+    metrics: prometheus_client::registry::Registry,
     members: Members,
     transport: Arc<Transport>,
     backend: BackendConfig,
@@ -543,6 +553,11 @@ impl NodeHandle {
     /// Read `key` from the applied state, without waiting for the raft loop.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.reader.get(key)
+    }
+
+    /// `/metrics`: OpenMetrics text (see [`metrics`]).
+    pub fn metrics_text(&self) -> String {
+        metrics::encode(&self.inner.metrics)
     }
 
     /// Raft positions as of the raft loop's last turn.

@@ -29,6 +29,7 @@ use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
 use slog::Drain;
 use tracing::{debug, error, info, warn};
 
+use super::metrics::RaftMetrics;
 use super::status::{RaftStatus, StatusCell};
 use super::{
     Input, MemberAddrs, Members, NodeConfig, NodeError, NodeStartError, Reply, SnapshotReport,
@@ -147,6 +148,10 @@ pub struct RaftLoop {
     snapshots_built: u64,
     snapshot_failures: u64,
     last_snapshot_ms: f64,
+    /// What `/metrics` reports of the loop's work.
+    metrics: RaftMetrics,
+    /// The leader as of the previous turn (leader changes are counted on the way).
+    last_leader: u64,
 }
 
 /// A snapshot build in progress on its own thread.
@@ -198,6 +203,7 @@ impl RaftLoop {
         inbox: Sender<Input>,
         transport: Arc<Transport>,
         members: Members,
+        metrics: RaftMetrics,
     ) -> Result<Self, NodeStartError> {
         let stats = backend.stats();
         let raft_cfg = raft::Config {
@@ -268,6 +274,8 @@ impl RaftLoop {
             snapshots_built: 0,
             snapshot_failures: 0,
             last_snapshot_ms: 0.0,
+            metrics,
+            last_leader: 0,
         };
         me.publish_status();
         Ok(me)
@@ -346,6 +354,14 @@ impl RaftLoop {
                 self.window_start = Instant::now();
             }
             self.window_longest_us = self.window_longest_us.max(took);
+            let leader = self.raw.raft.leader_id;
+            if leader != self.last_leader {
+                // A change to a known leader; losing one (0) is not a change yet.
+                if leader != 0 {
+                    self.metrics.leader_changes.inc();
+                }
+                self.last_leader = leader;
+            }
             self.publish_status();
         }
         self.stop()
@@ -521,6 +537,7 @@ impl RaftLoop {
                 }
             }
             Err(e) => {
+                self.metrics.proposals_dropped.inc();
                 let _ = reply.send(Err(NodeError::Dropped(e.to_string())));
             }
         }
@@ -530,6 +547,7 @@ impl RaftLoop {
         if !self.raw.has_ready() {
             return Ok(());
         }
+        let began = Instant::now();
         let mut rd = self.raw.ready();
         self.transport.send(rd.take_messages());
         let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
@@ -537,16 +555,35 @@ impl RaftLoop {
         let synced = rd.must_sync();
         self.synced_persists += u64::from(synced);
         self.entries_appended += rd.entries().len() as u64;
+        let entry_bytes: usize = rd
+            .entries()
+            .iter()
+            .map(|e| e.data.len() + e.context.len())
+            .sum();
         let t = Instant::now();
         self.raw
             .mut_store()
             .persist(snapshot.as_ref(), rd.entries(), rd.hs())?;
-        let took = t.elapsed().as_micros() as u64;
+        let elapsed = t.elapsed();
+        let took = elapsed.as_micros() as u64;
         self.turn.persist_us += took;
         if synced {
             self.synced_persist_us += took;
+            self.metrics.persist_seconds.observe(elapsed.as_secs_f64());
+            if !rd.entries().is_empty() {
+                self.metrics
+                    .persist_entries
+                    .observe(rd.entries().len() as f64);
+                self.metrics.persist_bytes.observe(entry_bytes as f64);
+            }
         }
         if let Some(s) = &snapshot {
+            self.metrics
+                .snapshot_install_seconds
+                .observe(elapsed.as_secs_f64());
+            self.metrics
+                .snapshot_install_bytes
+                .observe(s.get_data().len() as f64);
             self.on_snapshot_installed(s.get_metadata().index);
         }
         self.apply(rd.take_committed_entries())?;
@@ -567,6 +604,9 @@ impl RaftLoop {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.serve_reads();
+        self.metrics
+            .ready_seconds
+            .observe(began.elapsed().as_secs_f64());
         let t = Instant::now();
         self.maybe_snapshot()?;
         self.turn.snapshot_us += t.elapsed().as_micros() as u64;
@@ -597,9 +637,16 @@ impl RaftLoop {
 
     /// Apply committed entries as one atomic batch, then answer their proposals.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let n = entries.len() as u64;
         let t = Instant::now();
         let r = self.apply_entries(entries);
-        self.turn.apply_us += t.elapsed().as_micros() as u64;
+        let elapsed = t.elapsed();
+        self.turn.apply_us += elapsed.as_micros() as u64;
+        self.metrics.apply_seconds.observe(elapsed.as_secs_f64());
+        self.metrics.applied_entries.inc_by(n);
         r
     }
 
@@ -661,6 +708,9 @@ impl RaftLoop {
             } else {
                 Err(NodeError::Dropped("log rewritten by a new leader".into()))
             };
+            if matches!(r, Err(NodeError::Dropped(_))) {
+                self.metrics.proposals_dropped.inc();
+            }
             let _ = p.reply.send(r);
         }
         Ok(())
@@ -888,6 +938,10 @@ impl RaftLoop {
             self.snapshot_index = index;
             self.snapshots_built += 1;
             self.last_snapshot_ms = duration_ms;
+            self.metrics
+                .snapshot_build_seconds
+                .observe(duration_ms / 1e3);
+            self.metrics.snapshot_build_bytes.observe(bytes as f64);
             debug!(
                 id = self.id,
                 index,
@@ -930,6 +984,7 @@ impl RaftLoop {
 
     fn snapshot_failed(&mut self, why: &str, replies: Vec<Reply<SnapshotReport>>) {
         self.snapshot_failures += 1;
+        self.metrics.snapshot_build_failures.inc();
         self.snapshot_retry_at = Instant::now() + SNAPSHOT_RETRY;
         warn!(
             id = self.id,

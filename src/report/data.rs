@@ -17,7 +17,7 @@ use crate::metrics::merge_into;
 use crate::wire::{PhaseRecord, RunManifest};
 use crate::workload::Workload;
 use crate::workload::events::{EventRow, RecoveryRow};
-use crate::workload::output::{ResourceRow, SummaryRow, TimelineRow};
+use crate::workload::output::{ResourceRow, ServerMetricsRow, SummaryRow, TimelineRow};
 
 /// Latency kind of a histogram in `latency.hlog`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,6 +47,8 @@ pub struct RunData {
     pub events: Vec<EventRow>,
     pub recovery: Vec<RecoveryRow>,
     pub resources: Vec<ResourceRow>,
+    /// `server-metrics.csv` (empty for results of versions before it).
+    pub server_metrics: Vec<ServerMetricsRow>,
     /// Successful operations' latency per (phase, op, kind), from `latency.hlog`.
     pub histograms: Histograms,
     /// Failed/in-doubt operations and warm-up (absent from results of older versions).
@@ -244,6 +246,11 @@ impl RunData {
             events: read_csv(dir, "events.csv")?,
             recovery: read_csv(dir, "recovery.csv")?,
             resources: read_csv(dir, "resources.csv")?,
+            server_metrics: if dir.join("server-metrics.csv").is_file() {
+                read_csv(dir, "server-metrics.csv")?
+            } else {
+                Vec::new()
+            },
             histograms,
             other_histograms,
             timeline_histograms,

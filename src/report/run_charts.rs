@@ -95,7 +95,87 @@ fn events(run: &RunData) -> (Markers, Vec<(f64, f64)>) {
     (markers, spans)
 }
 
-/// Throughput and p50/p99 per second per op, with event markers and recovery shading.
+/// Leader changes the nodes saw (`server-metrics.csv`): one marker per second in which
+/// any node saw one, naming the node that was leader at its end when one said so.
+fn leader_changes(run: &RunData) -> Markers {
+    let mut seconds: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    for r in &run.server_metrics {
+        if r.leader_changes.unwrap_or(0) > 0 {
+            seconds.entry(r.t_s.floor() as u64).or_default();
+        }
+    }
+    for r in &run.server_metrics {
+        if let Some(l) = seconds.get_mut(&(r.t_s.floor() as u64))
+            && r.is_leader == Some(1)
+        {
+            *l = Some(r.node);
+        }
+    }
+    seconds
+        .into_iter()
+        .map(|(t, l)| {
+            let label = l.map_or("new leader".to_string(), |n| format!("leader n{n}"));
+            (t as f64, label)
+        })
+        .collect()
+}
+
+/// The nodes' own figures per second beside the client's: the slowest node's fsync p99
+/// (into the latency panel) and each node's apply lag (a panel of its own). `None`
+/// when the run has no `server-metrics.csv` or none of these figures.
+fn server_series(run: &RunData, first_color: usize) -> (Option<Series>, Option<XyPanel>) {
+    let mut fsync: BTreeMap<u64, f64> = BTreeMap::new();
+    for r in &run.server_metrics {
+        if let Some(p) = r.fsync_p99_us.filter(|_| r.fsyncs.unwrap_or(0) > 0) {
+            let e = fsync.entry(r.t_s.floor() as u64).or_default();
+            *e = e.max(p);
+        }
+    }
+    let fsync = (!fsync.is_empty()).then(|| Series {
+        label: "server fsync p99 (slowest node)".into(),
+        color: color(first_color),
+        style: Style::LinePoints,
+        points: fsync
+            .into_iter()
+            .map(|(t, us)| (t as f64 + 0.5, us / 1e3))
+            .collect(),
+    });
+    let mut nodes: Vec<u64> = run
+        .server_metrics
+        .iter()
+        .filter(|r| r.apply_lag.is_some())
+        .map(|r| r.node)
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let lag = (!nodes.is_empty()).then(|| {
+        let mut p = XyPanel::new(
+            "time since start (s)",
+            Scale::Linear,
+            "apply lag (entries committed, not applied)",
+            Scale::Linear,
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            p.series.push(Series {
+                label: format!("node {n}"),
+                color: color(first_color + 1 + i),
+                style: Style::Line,
+                points: run
+                    .server_metrics
+                    .iter()
+                    .filter(|r| r.node == *n)
+                    .filter_map(|r| Some((r.t_s, r.apply_lag? as f64)))
+                    .collect(),
+            });
+        }
+        p
+    });
+    (fsync, lag)
+}
+
+/// Throughput and p50/p99 per second per op, with event markers and recovery shading; with
+/// the nodes' own metrics, the slowest node's fsync p99 beside the client's latency, apply
+/// lag per node, and leader changes as markers.
 pub fn timeline(run: &RunData) -> Option<AnyChart> {
     if run.timeline.is_empty() {
         return None;
@@ -169,17 +249,24 @@ pub fn timeline(run: &RunData) -> Option<AnyChart> {
             });
         }
     }
-    for p in [&mut tp, &mut lat] {
+    let (fsync, lag) = server_series(run, ops.len());
+    lat.series.extend(fsync);
+    let mut markers = markers;
+    markers.extend(leader_changes(run));
+    let mut panels = vec![tp, lat];
+    panels.extend(lag);
+    for p in &mut panels {
         p.markers = markers.clone();
         p.spans = spans.clone();
     }
+    let size = (1100, 400 * panels.len() as u32);
     Some(AnyChart::Xy(XyChart {
         title: format!(
             "{} — throughput and corrected latency per second",
             run.title()
         ),
-        panels: vec![tp, lat],
-        size: (1100, 800),
+        panels,
+        size,
     }))
 }
 

@@ -7,6 +7,9 @@
 //!   projection to a target data set.
 //! - [`merge`]: `raftbench merge` — several load generators' results as one, histograms
 //!   added.
+//! - [`diff`]: `raftbench diff` — two results (or comparisons) side by side, with a
+//!   significance test and thresholds: a verdict for CI.
+//! - [`slo`]: SLO expressions and their verdict (`capacity --slo`, `run --slo`).
 //! - [`launch`]: how a study launches each of its runs ([`Launch`]).
 //!
 //! Shared here: the studies' error, where their results go, and the checks of the options
@@ -14,8 +17,10 @@
 
 pub mod capacity;
 pub mod compare;
+pub mod diff;
 pub mod launch;
 pub mod merge;
+pub mod slo;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -13,9 +13,12 @@
 //! out is refused when the workload is validated ([`refusal`]), never skipped at run time.
 //!
 //! - [`raftbench`]: raftbench's own nodes, over their HTTP API;
-//! - [`etcd`]: etcd members, over gRPC (`etcd-client`), and how to launch them locally.
+//! - [`etcd`]: etcd members, over gRPC (`etcd-client`), and how to launch them locally;
+//! - [`server`]: what members measure themselves (WAL fsyncs, `/metrics`), [`prom`]:
+//!   reading their Prometheus text.
 
 pub mod etcd;
+pub mod prom;
 pub mod raftbench;
 pub mod server;
 
@@ -123,6 +126,12 @@ pub trait TargetApi: Send + Sync {
         &'a self,
         member: &'a Member,
     ) -> BoxFuture<'a, Result<server::ServerCounters, ClusterError>>;
+    /// `member`'s `GET /metrics` text (Prometheus or OpenMetrics; 2 s deadline): both
+    /// raftbench nodes and etcd serve it on their client address.
+    fn metrics_text<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> BoxFuture<'a, Result<String, ClusterError>>;
 }
 
 /// The control plane for a cluster of `kind`; `http` carries the cluster secret (raftbench

@@ -181,6 +181,26 @@ pub fn phase_figures(
     })
 }
 
+/// `GET http://{client_addr}/metrics` of `m`, as text (2 s deadline).
+pub async fn fetch_metrics(
+    http: &reqwest::Client,
+    m: &crate::cluster::Member,
+) -> Result<String, crate::cluster::ClusterError> {
+    let err = |e: reqwest::Error| crate::cluster::ClusterError::Node {
+        id: m.id,
+        message: format!("GET /metrics: {e}"),
+    };
+    http.get(format!("http://{}/metrics", m.client_addr))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(err)?
+        .text()
+        .await
+        .map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,27 +171,31 @@ fn decode_message(bytes: &Bytes) -> Result<Message, FrameError> {
 
 /// Read the messages of authenticated peer `peer` from `frames` (a stream of decoded
 /// frames: a `LengthDelimitedCodec` at [`Limits::max_frame`]) until it ends, handing each
-/// to `on_message`. An error is a broken protocol — an oversized or malformed frame, a
-/// message from a node other than `peer` — and the caller closes the connection.
+/// to `on_message` with the bytes of the frames that carried it. An error is a broken
+/// protocol — an oversized or malformed frame, a message from a node other than `peer` —
+/// and the caller closes the connection.
 pub async fn read_messages<S>(
     frames: &mut S,
     limits: &Limits,
     peer: u64,
-    mut on_message: impl FnMut(Message),
+    mut on_message: impl FnMut(Message, u64),
 ) -> Result<(), String>
 where
     S: Stream<Item = std::io::Result<BytesMut>> + Unpin,
 {
     let mut messages = Reassembler::new(limits);
+    // Bytes of the frames of the message being reassembled (its chunks, for a big one).
+    let mut bytes = 0u64;
     while let Some(frame) = frames.next().await {
         let frame = frame.map_err(|e| e.to_string())?;
+        bytes += frame.len() as u64;
         let Some(msg) = messages.push(frame).map_err(|e| e.to_string())? else {
             continue;
         };
         if msg.from != peer {
             return Err(format!("it sent a message from node {}", msg.from));
         }
-        on_message(msg);
+        on_message(msg, std::mem::take(&mut bytes));
     }
     Ok(())
 }

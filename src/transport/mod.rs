@@ -29,6 +29,7 @@ pub mod allow;
 pub mod frames;
 pub mod handshake;
 pub mod links;
+pub mod metrics;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use tracing::{debug, info, warn};
 pub use allow::peer_may_send;
 pub use frames::Limits;
 pub use handshake::{HandshakeError, Hello, Identity};
+pub use metrics::PeerMetrics;
 
 use crate::wire::{ClusterSecret, PeerSecurity};
 
@@ -115,6 +117,8 @@ pub struct Transport {
     peers: Mutex<HashMap<u64, Peer>>,
     links: links::Links,
     dropped: AtomicU64,
+    /// Per-peer traffic for `/metrics`.
+    metrics: PeerMetrics,
     counters: Counters,
     last_refusal: Mutex<Option<String>>,
     /// Authenticated inbound connections by peer, oldest first.
@@ -126,13 +130,14 @@ pub struct Transport {
 
 impl Transport {
     /// The transport of node `me`, proving `secret` (if any) to its peers, spawning tasks
-    /// on `rt`.
+    /// on `rt`, counting its traffic in `metrics`.
     pub fn new(
         me: Identity,
         secret: Option<ClusterSecret>,
         limits: Limits,
         rt: tokio::runtime::Handle,
         inbox: Arc<dyn Inbox>,
+        metrics: PeerMetrics,
     ) -> Arc<Self> {
         if secret.is_none() {
             warn!(
@@ -151,6 +156,7 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             links: links::Links::default(),
             dropped: AtomicU64::new(0),
+            metrics,
             counters: Counters::default(),
             last_refusal: Mutex::new(None),
             inbound: Mutex::new(HashMap::new()),
@@ -350,9 +356,11 @@ impl Transport {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        frames::read_messages(frames, &self.limits, peer, |msg| {
+        frames::read_messages(frames, &self.limits, peer, |msg, bytes| {
+            self.metrics.received(peer, bytes);
             if self.links.drops_from(msg.from) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped(peer, 1);
                 return;
             }
             if let Err(why) = peer_may_send(&msg, self.me.id) {
@@ -381,6 +389,7 @@ impl Transport {
             let at = match self.links.outbound(to) {
                 links::Outbound::Drop => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dropped(to, 1);
                     // raft waits for the outcome of a snapshot it sent: a lost one must be
                     // reported, or the follower stays paused until the leader changes.
                     if snapshot {
@@ -391,12 +400,16 @@ impl Transport {
                 links::Outbound::Now => None,
                 links::Outbound::At(at) => Some(at),
             };
+            let snapshot_bytes = snapshot.then(|| msg.get_snapshot().get_data().len() as u64);
             let queued = peers
                 .get(&to)
                 .is_some_and(|p| p.tx.try_send((at, msg)).is_ok());
             if !queued {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped(to, 1);
                 self.inbox.unreachable(to, snapshot);
+            } else if let Some(bytes) = snapshot_bytes {
+                self.metrics.snapshot_queued(to, bytes);
             }
         }
     }
@@ -579,6 +592,10 @@ async fn outbound(
             while let Ok((_, m)) = rx.try_recv() {
                 snapshot |= m.get_msg_type() == MessageType::MsgSnapshot;
                 t.dropped.fetch_add(1, Ordering::Relaxed);
+                t.metrics.dropped(id, 1);
+            }
+            if snapshot {
+                t.metrics.snapshot_lost(id);
             }
             t.inbox.unreachable(id, snapshot);
             drop(t);
@@ -606,6 +623,7 @@ async fn outbound(
                 .iter()
                 .any(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot);
             let mut sent = true;
+            let mut bytes = 0u64;
             'batch: for (at, m) in &batch {
                 // A delayed link: what was fed goes out first, then this waits its moment
                 // (unless the link was healed or changed since it was queued).
@@ -620,6 +638,7 @@ async fn outbound(
                     tokio::time::sleep_until(at.into()).await;
                 }
                 for frame in frames::encode(m, max_frame) {
+                    bytes += frame.len() as u64;
                     if frames.feed(frame).await.is_err() {
                         sent = false;
                         break 'batch;
@@ -629,10 +648,16 @@ async fn outbound(
             sent = sent && SinkExt::<bytes::Bytes>::flush(&mut frames).await.is_ok();
             let Some(t) = me.upgrade() else { return };
             if !sent {
+                t.metrics.dropped(id, batch.len() as u64);
+                if snapshot {
+                    t.metrics.snapshot_lost(id);
+                }
                 t.inbox.unreachable(id, snapshot);
                 break 'conn;
             }
+            t.metrics.sent(id, batch.len() as u64, bytes);
             if snapshot {
+                t.metrics.snapshot_sent(id);
                 t.inbox.snapshot_sent(id);
             }
         }

@@ -115,6 +115,45 @@ pub struct RunManifest<W> {
     /// used, as checked before the run, with the clock offset its timings are aligned by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostRecord>,
+    /// `run --slo` only: the objective and how the run fared against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloVerdict>,
+}
+
+/// `run --slo EXPR`: the objective, judged over the run's load phases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloVerdict {
+    /// The terms, normalised and joined by commas (`put.p99<20ms,get.p99<5ms`).
+    pub expression: String,
+    /// The load phases judged (`--slo-phases`, by default all of them).
+    pub phases: Vec<String>,
+    pub terms: Vec<SloTermVerdict>,
+    /// Operations of open-loop schedules never sent in those phases: missing from the
+    /// histograms, so any fails the objective.
+    pub unsent: u64,
+    /// Every term passed and nothing was left unsent.
+    pub pass: bool,
+}
+
+/// One term of an [`SloVerdict`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloTermVerdict {
+    /// As written, normalised (`put.p99<20ms`).
+    pub term: String,
+    pub bound_us: f64,
+    /// The percentile over successful operations' corrected latency, µs (`None`: none
+    /// succeeded).
+    pub measured_us: Option<u64>,
+    /// Successful operations.
+    pub ok: u64,
+    /// Failed and in-doubt operations: each counts as over the bound.
+    pub failed: u64,
+    /// Operations over the bound, failed ones included.
+    pub over_bound: u64,
+    /// How many the percentile allows over the bound: ⌊(1 − q) × (ok + failed)⌋.
+    pub allowed: u64,
+    /// `ok > 0` and `over_bound ≤ allowed`.
+    pub pass: bool,
 }
 
 /// A host of a coordinated run, as checked before it started.
@@ -438,6 +477,7 @@ mod tests {
             merged_from: None,
             hosts: Vec::new(),
             generators: None,
+            slo: None,
         }
     }
 

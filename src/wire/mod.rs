@@ -40,7 +40,8 @@ pub use cluster_file::{
 pub use hosts::{GeneratorHost, Host, HostTransport};
 pub use manifest::{
     DiskLayer, Generator, HostRecord, LiveCluster, Machine, ManifestError, PhaseRecord,
-    PhaseVerify, RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, VerifyReport,
+    PhaseVerify, RUN_MANIFEST_SCHEMA, RaftLoopCost, RunManifest, ServerFigures, SloTermVerdict,
+    SloVerdict, VerifyReport,
 };
 pub use secret::{ClusterSecret, SECRET_FILE_NAME, SecretError};
 pub use status::{

@@ -90,6 +90,77 @@ pub struct ResourceRow {
     pub engine_compaction_bytes: Option<u64>,
 }
 
+/// A line of `server-metrics.csv`: what one node measured itself during one second, from
+/// its `GET /metrics` (raftbench's OpenMetrics, or etcd's Prometheus metrics under their
+/// own names). Per-second figures are the growth since the node's previous scrape; a
+/// field is empty when the node does not report it (or, for growth, at its first scrape
+/// and when it did not answer: `up` 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerMetricsRow {
+    /// Seconds since the run started (millisecond precision).
+    pub t_s: f64,
+    pub node: u64,
+    /// 1 when the node answered its scrape, 0 when it did not (down, paused, cut off).
+    pub up: u8,
+    pub term: Option<u64>,
+    pub is_leader: Option<u8>,
+    /// Leader changes the node saw during the second.
+    pub leader_changes: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// Committed entries not yet applied.
+    pub apply_lag: Option<u64>,
+    /// Synced persists (raftbench: log append + fsync) or WAL fsyncs (etcd) in the second,
+    /// their mean and p99 (interpolated in the histogram's buckets), µs.
+    pub fsyncs: Option<u64>,
+    pub fsync_mean_us: Option<f64>,
+    pub fsync_p99_us: Option<f64>,
+    /// Entries per synced persist in the second (the group-commit factor; raftbench).
+    pub entries_per_fsync: Option<f64>,
+    /// p99 of applying one batch of committed entries in the second, µs.
+    pub apply_p99_us: Option<f64>,
+    /// p99 of handling one raft Ready in the second, µs (raftbench).
+    pub ready_p99_us: Option<f64>,
+    /// The raft loop's longest turn in the last one to two seconds, µs (raftbench).
+    pub raft_stall_us: Option<u64>,
+    /// Proposals dropped or failed in the second.
+    pub proposals_dropped: Option<u64>,
+    /// Bytes sent to and received from peers, and peer messages dropped, in the second.
+    pub peer_sent_bytes: Option<u64>,
+    pub peer_received_bytes: Option<u64>,
+    pub peer_dropped_messages: Option<u64>,
+    /// The storage engine's data on disk (raftbench: the data directory; etcd: its bbolt
+    /// file) and the process's resident memory.
+    pub disk_bytes: Option<u64>,
+    pub rss_bytes: Option<u64>,
+}
+
+/// The columns of `server-metrics.csv`, in order.
+pub const SERVER_METRICS_COLUMNS: &[&str] = &[
+    "t_s",
+    "node",
+    "up",
+    "term",
+    "is_leader",
+    "leader_changes",
+    "commit_index",
+    "applied_index",
+    "apply_lag",
+    "fsyncs",
+    "fsync_mean_us",
+    "fsync_p99_us",
+    "entries_per_fsync",
+    "apply_p99_us",
+    "ready_p99_us",
+    "raft_stall_us",
+    "proposals_dropped",
+    "peer_sent_bytes",
+    "peer_received_bytes",
+    "peer_dropped_messages",
+    "disk_bytes",
+    "rss_bytes",
+];
+
 /// A line of `timeline.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelineRow {
@@ -307,6 +378,12 @@ pub fn write_events(dir: &Path, events: &[EventRow], recovery: &[RecoveryRow]) -
     )
 }
 
+/// What was sampled of the nodes once a second: `resources.csv` and `server-metrics.csv`.
+pub struct NodeSamples<'a> {
+    pub resources: &'a [ResourceRow],
+    pub server_metrics: &'a [ServerMetricsRow],
+}
+
 /// Write every results file: the CSVs and histogram logs from what the run measured, and
 /// `run.json` from `manifest`. `started_at` is the run's start to the nanosecond (the
 /// manifest gives it to the second), for the histogram logs. Returns the summary rows (also
@@ -318,8 +395,12 @@ pub fn write_all(
     phases: &[PhaseOutput],
     events: &[EventRow],
     recovery: &[RecoveryRow],
-    resources: &[ResourceRow],
+    nodes: NodeSamples<'_>,
 ) -> io::Result<Vec<SummaryRow>> {
+    let NodeSamples {
+        resources,
+        server_metrics,
+    } = nodes;
     let mut summary = Vec::new();
     let mut timeline = Vec::new();
     for p in phases {
@@ -395,6 +476,12 @@ pub fn write_all(
             "engine_flush_bytes",
             "engine_compaction_bytes",
         ],
+    )?;
+    csv_file(
+        dir,
+        "server-metrics.csv",
+        server_metrics,
+        SERVER_METRICS_COLUMNS,
     )?;
     if let Some(v) = &manifest.verify {
         write_verify_csv(dir, v)?;

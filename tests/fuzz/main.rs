@@ -240,7 +240,7 @@ proptest! {
             let codec = LengthDelimitedCodec::builder().max_frame_length(FUZZ_LIMITS.max_frame).new_codec();
             let mut stream = FramedRead::new(&bytes[..], codec);
             let mut got = Vec::new();
-            let r = frames::read_messages(&mut stream, &FUZZ_LIMITS, 2, |m| {
+            let r = frames::read_messages(&mut stream, &FUZZ_LIMITS, 2, |m, _bytes| {
                 let _ = peer_may_send(&m, 1);
                 got.push(m);
             }).await;

@@ -86,6 +86,35 @@ fn smoke(backend: &str) {
     );
     let hlog = std::fs::read_to_string(out.join("latency.hlog")).unwrap();
     assert!(hlog.contains("Tag=mixed.get,"), "{hlog}");
+    server_metrics_cover_every_node_and_second(&out, 3);
+}
+
+/// `server-metrics.csv`: a row for every node in every second of the run (each node
+/// answered its scrape: none was down), with its own fsyncs and peer traffic moving.
+fn server_metrics_cover_every_node_and_second(out: &std::path::Path, nodes: u64) {
+    let rows = crate::common::csv_named_rows(&out.join("server-metrics.csv"));
+    assert!(!rows.is_empty());
+    let num = |r: &std::collections::HashMap<String, String>, k: &str| -> f64 {
+        r[k].parse().unwrap_or(0.0)
+    };
+    let secs: Vec<u64> = rows.iter().map(|r| num(r, "t_s") as u64).collect();
+    let (first, last) = (*secs.iter().min().unwrap(), *secs.iter().max().unwrap());
+    assert!(last >= first + 3, "a run of 4 s or more: {first}..{last}");
+    for s in first..=last {
+        for n in 1..=nodes {
+            assert!(
+                rows.iter().any(|r| num(r, "t_s") as u64 == s
+                    && num(r, "node") as u64 == n
+                    && r["up"] == "1"),
+                "no row for node {n} in second {s}"
+            );
+        }
+    }
+    let total = |k: &str| rows.iter().map(|r| num(r, k)).sum::<f64>();
+    assert!(total("fsyncs") >= 400.0, "every node persisted the writes");
+    assert!(total("peer_sent_bytes") > 0.0 && total("peer_received_bytes") > 0.0);
+    assert!(rows.iter().any(|r| num(r, "fsync_p99_us") > 0.0));
+    assert!(rows.iter().any(|r| r["is_leader"] == "1"));
 }
 
 #[test]
@@ -466,4 +495,72 @@ verify = true
     assert!(run["generator_peak_rss_bytes"].as_u64().unwrap() > 0);
     let verify = csv_rows(&out.join("verify.csv"));
     assert_eq!(&verify[0][3], "0", "lost writes");
+}
+
+/// `run --slo`: PASS/FAIL per term on stdout, the verdict in run.json, and the exit code.
+#[test]
+fn run_slo_passes_and_fails_by_exit_code() {
+    let t = tempfile::tempdir().unwrap();
+    let wl = manifest("workloads/smoke.toml");
+
+    // A phase that is not a load phase is refused before anything runs.
+    let o = run(
+        &wl,
+        &t.path().join("never"),
+        &["--slo", "put.p99<1s", "--slo-phases", "mixed,nosuch"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("no load phase \"nosuch\"") && stderr.contains("load, mixed"),
+        "{stderr}"
+    );
+    assert!(!t.path().join("never").exists(), "nothing ran");
+
+    let pass = t.path().join("pass");
+    let o = run(&wl, &pass, &["--slo", "put.p99<30s,get.max<30s"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("slo PASS put.p99<30s"), "{stdout}");
+    assert!(stdout.contains("slo PASS get.max<30s"), "{stdout}");
+    let v = crate::common::read_json(&pass.join("run.json"));
+    assert_eq!(v["slo"]["pass"], true, "{}", v["slo"]);
+    assert_eq!(v["slo"]["phases"], serde_json::json!(["load", "mixed"]));
+    let put = &v["slo"]["terms"][0];
+    assert_eq!(put["term"], "put.p99<30s");
+    assert!(put["ok"].as_u64().unwrap() >= 400, "{put}");
+    assert!(put["measured_us"].as_u64().unwrap() > 0, "{put}");
+
+    // No real disk answers every put in under 1 µs: the run fails its SLO, exits
+    // non-zero, and says which term failed; only the mixed phase is judged.
+    let fail = t.path().join("fail");
+    let o = run(
+        &wl,
+        &fail,
+        &["--slo", "put.p50<1us,get.p99<30s", "--slo-phases", "mixed"],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stdout}");
+    assert!(stdout.contains("slo FAIL put.p50<1us"), "{stdout}");
+    assert!(stdout.contains("slo PASS get.p99<30s"), "{stdout}");
+    assert!(stderr.contains("did not meet its SLO"), "{stderr}");
+    let v = crate::common::read_json(&fail.join("run.json"));
+    assert_eq!(v["slo"]["pass"], false);
+    assert_eq!(v["slo"]["phases"], serde_json::json!(["mixed"]));
+    assert_eq!(v["slo"]["terms"][0]["pass"], false);
+    assert_eq!(v["slo"]["terms"][1]["pass"], true);
+
+    // A bad expression is refused by the parser, saying what was expected.
+    let o = run(&wl, &t.path().join("bad"), &["--slo", "put.p99<20"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("expected OP.PERCENTILE<DURATION"),
+        "{stderr}"
+    );
 }

@@ -129,3 +129,85 @@ async fn a_second_node_on_the_same_directory_is_refused() {
     stop.send(()).unwrap();
     node.await.unwrap().unwrap();
 }
+
+/// The value of the sample `name` with `labels` in a `/metrics` scrape (a counter's
+/// `_total`, a histogram's `_count`), summed over the rest of its labels.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(b) => b.iter().map(|b| b.count).fold(0.0, f64::max),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(url: &str) -> (String, prometheus_parse::Scrape) {
+    let r = raftbench::client::http_client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let s = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
+    (ct, s)
+}
+
+/// `GET /metrics` is OpenMetrics text a Prometheus parser reads, labelled with the node,
+/// backend and fsync policy, and its counters and histograms move under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_under_load() {
+    let t = tempfile::tempdir().unwrap();
+    let listeners = bind().await;
+    let cfg = config(t.path(), &listeners);
+    let url = format!("http://{}", cfg.advertise.client_addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(server::run(cfg, listeners, async {
+        let _ = stopped.await;
+    }));
+    let client = Client::new(std::slice::from_ref(&url), Duration::from_secs(10));
+    client.put("warm", Bytes::from_static(b"v")).await.unwrap();
+    let (ct, before) = scrape(&url).await;
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    for i in 0..50 {
+        client
+            .put(&format!("k{i}"), Bytes::from(vec![7u8; 100]))
+            .await
+            .unwrap();
+    }
+    let (_, after) = scrape(&url).await;
+    let grew = |name: &str, by: f64| {
+        let (b, a) = (sample(&before, name), sample(&after, name));
+        assert!(a - b >= by, "{name}: {b} -> {a}, expected at least +{by}");
+    };
+    // Every acknowledged put was persisted (synced: fsync = always) and applied.
+    grew("raftbench_persist_seconds", 50.0);
+    grew("raftbench_persist_entries", 50.0);
+    grew("raftbench_applied_entries_total", 50.0);
+    grew("raftbench_ready_seconds", 50.0);
+    grew("raftbench_commit_index", 50.0);
+    grew("raftbench_persist_bytes_sum", 50.0 * 100.0);
+    assert_eq!(sample(&after, "raftbench_is_leader"), 1.0);
+    assert!(sample(&after, "raftbench_term") >= 1.0);
+    assert!(sample(&after, "raftbench_leader_changes_total") >= 1.0);
+    assert!(sample(&after, "process_resident_memory_bytes") > 0.0);
+    let persist = after
+        .samples
+        .iter()
+        .find(|s| s.metric == "raftbench_persist_seconds")
+        .unwrap();
+    for (k, v) in [("node", "1"), ("backend", "memwal"), ("fsync", "always")] {
+        assert_eq!(persist.labels.get(k), Some(v), "{:?}", persist.labels);
+    }
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), node).await;
+}

@@ -15,7 +15,7 @@
 //!
 //! In files: `options` (parsing and checking them), `workloads` (the probe and growth
 //! workloads generated from the user's), `search` (the next rate, judging a probe),
-//! `growth` (growth metrics and their fits), [`slo`] (SLO expressions), `charts` and
+//! `growth` (growth metrics and their fits), [`slo`] (SLO expressions, shared with `run`), `charts` and
 //! `output` (`capacity.csv`, `report.html`); this module runs the study.
 
 mod charts;
@@ -23,8 +23,10 @@ mod growth;
 mod options;
 mod output;
 mod search;
-pub mod slo;
 mod workloads;
+
+/// The SLO grammar, shared with `run --slo`.
+pub use super::slo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

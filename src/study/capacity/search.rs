@@ -2,11 +2,8 @@
 
 use std::path::PathBuf;
 
-use hdrhistogram::Histogram;
-
 use super::slo::SloTerm;
-use crate::metrics::merge_into;
-use crate::report::data::{Kind, RunData};
+use crate::report::data::RunData;
 use crate::study::StudyError;
 
 /// One probe of the rate search.
@@ -104,10 +101,10 @@ pub fn next_rate(pass: Option<f64>, fail: Option<f64>) -> Option<f64> {
     (r >= 0.1).then_some(r)
 }
 
-/// Judge a probe. A term `op.pQ < bound` holds when at most (1 − Q) of the op's
-/// operations in the measured phases were slower than the bound, counting every failed or
-/// in-doubt operation as slower (an overloaded system must not pass by failing requests);
-/// `max` allows none. Every measured phase must also achieve ≥ 95 % of the offered rate.
+/// Judge a probe. A term `op.pQ < bound` holds ([`SloTerm::judge`]) when at most (1 − Q)
+/// of the op's operations in the measured phases were slower than the bound, counting every
+/// failed or in-doubt operation as slower (an overloaded system must not pass by failing
+/// requests); `max` allows none. Every measured phase must also achieve ≥ 95 % of the offered rate.
 pub fn judge(
     run: &RunData,
     measured: &[String],
@@ -124,60 +121,15 @@ pub fn judge(
         .map(|p| p.achieved_rate)
         .fold(f64::INFINITY, f64::min);
     let achieved = if achieved.is_finite() { achieved } else { 0.0 };
-    // Operations never sent (the target fell behind by more than the drain time) are the
-    // slowest of all and missing from the histograms: such a probe did not meet the SLO.
-    let unsent: u64 = run
-        .manifest
-        .phases
-        .iter()
-        .filter(|p| is_measured(&p.name))
-        .map(|p| p.unsent)
-        .sum();
+    let unsent = super::slo::unsent_ops(run, &is_measured);
     let mut met = achieved >= 0.95 * rate && unsent == 0;
     let mut measured_us = Vec::new();
     let mut failed_counts = Vec::new();
     for t in slo {
-        let mut h: Option<Histogram<u64>> = None;
-        for ((phase, op, kind), x) in &run.histograms {
-            if *kind == Kind::Corrected && op == &t.op && is_measured(phase) {
-                match &mut h {
-                    Some(acc) => merge_into(acc, x).map_err(|source| StudyError::Merge {
-                        what: format!(
-                            "{}: corrected {op} latency of phase {phase} onto the other measured phases",
-                            run.dir.display()
-                        ),
-                        source,
-                    })?,
-                    None => h = Some(x.clone()),
-                }
-            }
-        }
-        let failed: u64 = run
-            .summary
-            .iter()
-            .filter(|r| {
-                is_measured(&r.phase)
-                    && r.op == t.op
-                    && r.outcome != "ok"
-                    && r.latency_kind == "corrected"
-            })
-            .map(|r| r.count)
-            .sum();
-        let ok = h.as_ref().map_or(0, |h| h.len());
-        let within = h.as_ref().map_or(0, |h| {
-            // Recorded values are µs in buckets of 3 significant digits: count only the
-            // buckets wholly below the bound, so a value the histogram cannot tell from
-            // the bound counts as over it.
-            let bound = h.lowest_equivalent(t.bound_us.ceil() as u64);
-            h.count_between(0, bound.saturating_sub(1))
-        });
-        let slow = ok - within.min(ok) + failed;
-        let total = ok + failed;
-        // 1 − 0.9 is 0.09999…: without the epsilon p90 of 10 ops would allow none.
-        let allowed = ((1.0 - t.quantile) * total as f64 + 1e-9).floor() as u64;
-        met &= total > 0 && ok > 0 && slow <= allowed;
-        measured_us.push(h.filter(|h| !h.is_empty()).map(|h| t.measure(&h)));
-        failed_counts.push(failed);
+        let v = t.judge(run, &is_measured)?;
+        met &= v.pass;
+        measured_us.push(v.measured_us);
+        failed_counts.push(v.failed);
     }
     Ok(Probe {
         offered: rate,

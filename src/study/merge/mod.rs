@@ -6,9 +6,9 @@
 //! together. Rates add up (the generators ran at the same time). Per-second timelines are
 //! merged from each generator's `timeline.hlog` (exact); for results without one, per-second
 //! p50/p99/max are the maximum over generators (an upper bound). The cluster-side files —
-//! `events.csv`, `recovery.csv`, `resources.csv` — come from generator 1, the only one that
-//! injects events (a coordinated run, [`merge_in_place`], then writes its own events and
-//! recovery over them: there the coordinator injects).
+//! `events.csv`, `recovery.csv`, `resources.csv`, `server-metrics.csv` — come from
+//! generator 1, the only one that injects events (a coordinated run, [`merge_in_place`],
+//! then writes its own events and recovery over them: there the coordinator injects).
 //!
 //! This module combines the runs; [`output`] writes the combination as a results directory.
 
@@ -346,6 +346,8 @@ fn run_json(
     run.merged_from = Some(o.dirs.clone());
     run.generators = Some(runs.iter().map(generator).collect());
     run.generator = None;
+    // A generator's own verdict judged only its share: `run --slo` judges the merged run.
+    run.slo = None;
     run.cli = o.cli.clone();
     run.verify = verify.clone();
     // Per verify phase: the generators' results of the same phase, added.

@@ -52,8 +52,17 @@ pub(super) fn write(dir: &Path, c: &Combined<'_>) -> Result<(), ReportError> {
     }
     write_csv(&dir.join("timeline.csv"), &c.timeline)?;
 
-    for f in ["events.csv", "recovery.csv", "resources.csv"] {
+    for f in [
+        "events.csv",
+        "recovery.csv",
+        "resources.csv",
+        "server-metrics.csv",
+    ] {
         let from = c.lead.dir.join(f);
+        // Results of versions before server-metrics.csv have none to copy.
+        if f == "server-metrics.csv" && !from.exists() {
+            continue;
+        }
         std::fs::copy(&from, dir.join(f)).map_err(ReportError::io(&from))?;
     }
 

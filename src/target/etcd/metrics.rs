@@ -3,59 +3,17 @@
 
 use std::time::Duration;
 
-use crate::target::server::{Cumulative, ServerCounters};
+use crate::target::prom::{histogram, scalar};
+use crate::target::server::ServerCounters;
 
 /// WAL fsync latency, in seconds.
 pub const WAL_FSYNC: &str = "etcd_disk_wal_fsync_duration_seconds";
 /// bbolt commit latency, in seconds.
 pub const BACKEND_COMMIT: &str = "etcd_disk_backend_commit_duration_seconds";
 
-/// The cumulative histogram `name` in `scrape`, summed over its label sets; `None` when
-/// the scrape has no such histogram.
-fn histogram(scrape: &prometheus_parse::Scrape, name: &str) -> Option<Cumulative> {
-    let mut out: Option<Cumulative> = None;
-    let (sum_name, count_name) = (format!("{name}_sum"), format!("{name}_count"));
-    let mut sum = 0.0;
-    let mut count = 0.0;
-    for s in &scrape.samples {
-        match &s.value {
-            prometheus_parse::Value::Histogram(buckets) if s.metric == name => {
-                let mut b: Vec<(f64, f64)> =
-                    buckets.iter().map(|h| (h.less_than, h.count)).collect();
-                b.sort_by(|x, y| x.0.total_cmp(&y.0));
-                out.get_or_insert_with(Cumulative::default)
-                    .add(&Cumulative {
-                        count: b.last().map_or(0.0, |x| x.1),
-                        buckets: b,
-                        sum: 0.0,
-                    });
-            }
-            v if s.metric == sum_name => sum += scalar(v),
-            v if s.metric == count_name => count += scalar(v),
-            _ => {}
-        }
-    }
-    let mut h = out?;
-    h.sum = sum;
-    if count > 0.0 {
-        h.count = count;
-    }
-    Some(h)
-}
-
-fn scalar(v: &prometheus_parse::Value) -> f64 {
-    match v {
-        prometheus_parse::Value::Counter(x)
-        | prometheus_parse::Value::Gauge(x)
-        | prometheus_parse::Value::Untyped(x) => *x,
-        _ => 0.0,
-    }
-}
-
 /// The WAL fsync and backend commit histograms of one `/metrics` text.
 pub fn parse(text: &str) -> Result<ServerCounters, String> {
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .map_err(|e| format!("parsing /metrics: {e}"))?;
+    let scrape = crate::target::prom::parse(text)?;
     let wal_fsync = histogram(&scrape, WAL_FSYNC)
         .ok_or_else(|| format!("/metrics has no {WAL_FSYNC} histogram"))?;
     Ok(ServerCounters {

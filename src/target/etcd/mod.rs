@@ -418,6 +418,10 @@ impl TargetApi for EtcdApi {
         self.partition(m, &[], Direction::Both)
     }
 
+    fn metrics_text<'a>(&'a self, m: &'a Member) -> BoxFuture<'a, Result<String, ClusterError>> {
+        Box::pin(super::server::fetch_metrics(&self.http, m))
+    }
+
     fn server_counters<'a>(
         &'a self,
         m: &'a Member,

@@ -14,8 +14,8 @@
 //! - `live`: the checks before running against a live cluster ([`check_controls`]);
 //! - `phase`: one load phase — workers, operations; `pacer`: the open-loop schedule and its
 //!   precise sleep; `recovery`: its events and their recovery figures;
-//! - `readback`: the verify phase; `sample`: resource sampling; `progress`: the terminal's
-//!   progress bars.
+//! - `readback`: the verify phase; `sample`: resource sampling; `scrape`: the nodes' own
+//!   metrics (`server-metrics.csv`); `progress`: the terminal's progress bars.
 
 mod coordinator;
 mod live;
@@ -27,6 +27,7 @@ mod readback;
 mod recovery;
 mod replay;
 mod sample;
+mod scrape;
 mod split;
 
 use std::path::{Path, PathBuf};
@@ -285,6 +286,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
     stop_sampling.store(true, Ordering::Relaxed);
     let sample::Samples {
         rows: resources,
+        server: server_metrics,
         generator_peak_rss_bytes,
     } = sampler.await.unwrap_or_default();
     let mut phases = phases;
@@ -327,6 +329,7 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         verify,
         merged_from: None,
         hosts: Vec::new(),
+        slo: None,
         generators: None,
         workload: w,
     };
@@ -337,7 +340,10 @@ pub async fn run(o: RunOptions) -> Result<RunResult, RunError> {
         &phases,
         &log.rows,
         &log.recovery,
-        &resources,
+        output::NodeSamples {
+            resources: &resources,
+            server_metrics: &server_metrics,
+        },
     )
     .map_err(|source| RunError::Output {
         path: dir.clone(),

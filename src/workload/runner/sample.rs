@@ -1,5 +1,6 @@
 //! Resource sampling during a run: every node's memory, disk, I/O and CPU once a second
-//! (`resources.csv`), and the load generator's own CPU time (per phase, in `run.json`).
+//! (`resources.csv`), its own metrics at the same time (`server-metrics.csv`, see
+//! [`super::scrape`]), and the load generator's own CPU time (per phase, in `run.json`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +11,14 @@ use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ProcResources};
 use crate::target::NodeStatus;
-use crate::workload::output::ResourceRow;
+use crate::workload::output::{ResourceRow, ServerMetricsRow};
 
 /// What the sampler collected: every node's samples, and the load generator's (this
 /// process's) largest resident set size seen.
 #[derive(Default)]
 pub(super) struct Samples {
     pub rows: Vec<ResourceRow>,
+    pub server: Vec<ServerMetricsRow>,
     pub generator_peak_rss_bytes: u64,
 }
 
@@ -31,11 +33,18 @@ pub(super) async fn sample_resources(
     let mut rows = Vec::new();
     let mut peak = 0;
     let mut cpu = CpuMeter::default();
+    let mut server = super::scrape::Rows::default();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
         peak = peak.max(generator_rss_bytes());
-        for (id, pid, r, status) in sample_nodes(&cluster).await {
+        // At once: a node that does not answer one query must not delay the other.
+        let (sampled, scraped) = tokio::join!(sample_nodes(&cluster), scrape_nodes(&cluster));
+        let t_s = (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
+        for (id, s) in scraped {
+            server.push(t_s, id, s);
+        }
+        for (id, pid, r, status) in sampled {
             // The raft loop's and engine's figures are raftbench's (etcd has none of them).
             let status = status.as_ref().and_then(|s| s.raftbench.as_ref());
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
@@ -57,8 +66,48 @@ pub(super) async fn sample_resources(
     }
     Samples {
         rows,
+        server: server.rows,
         generator_peak_rss_bytes: peak.max(generator_rss_bytes()),
     }
+}
+
+/// Every node's `/metrics` now, parsed: `None` for a node that is not running or did not
+/// answer (or answered something unreadable, logged once per node). All are asked at
+/// once, outside the cluster lock.
+async fn scrape_nodes(cluster: &Mutex<Cluster>) -> Vec<(u64, Option<super::scrape::Scraped>)> {
+    let (api, nodes) = {
+        let c = cluster.lock().await;
+        let nodes: Vec<(crate::cluster::Member, bool)> = c
+            .nodes()
+            .values()
+            .map(|n| {
+                (
+                    n.clone(),
+                    c.state(n.id) == crate::cluster::NodeState::Running,
+                )
+            })
+            .collect();
+        (c.shared_api(), nodes)
+    };
+    futures::future::join_all(nodes.iter().map(|(m, running)| {
+        let api = api.clone();
+        async move {
+            if !running {
+                return (m.id, None);
+            }
+            let text = api.metrics_text(m).await.ok();
+            let parsed = text.map(|t| super::scrape::parse(&t));
+            match parsed {
+                Some(Ok(s)) => (m.id, Some(s)),
+                Some(Err(e)) => {
+                    tracing::debug!(node = m.id, "unreadable /metrics: {e}");
+                    (m.id, None)
+                }
+                None => (m.id, None),
+            }
+        }
+    }))
+    .await
 }
 
 /// This process's resident set size now.
