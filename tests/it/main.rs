@@ -10,7 +10,8 @@
 //! - `corruption`, `crash`: damaged data directories, and SIGKILL during writes.
 //! - `cluster`: real node processes on 127.0.0.1.
 //! - `server`: a node in-process through `server::run` on port-0 listeners.
-//! - `cli`, `run`, `live`, `report`, `workloads`: the binary, black-box, as a user runs it.
+//! - `cli`, `run`, `live`, `report`, `workloads`, `diff`: the binary, black-box, as a user
+//!   runs it.
 //! - `faultfs`: the FUSE fault file system through real mounts (power loss, torn writes,
 //!   injected faults, stale mounts, the CLI, storage engines on top).
 //! - `power`: power cuts and disk faults through the fault file system, end to end.
@@ -27,6 +28,7 @@ mod cluster;
 mod conformance;
 mod corruption;
 mod crash;
+mod diff;
 mod etcd;
 mod faultfs;
 mod hosts;
