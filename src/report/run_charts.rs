@@ -95,17 +95,23 @@ fn events(run: &RunData) -> (Markers, Vec<(f64, f64)>) {
     (markers, spans)
 }
 
+/// The whole second a `server-metrics.csv` row's growth mostly belongs to: a scrape at
+/// `t_s` reports what happened since the one a second before it.
+fn scraped_second(t_s: f64) -> u64 {
+    (t_s - 0.5).max(0.0).floor() as u64
+}
+
 /// Leader changes the nodes saw (`server-metrics.csv`): one marker per second in which
 /// any node saw one, naming the node that was leader at its end when one said so.
 fn leader_changes(run: &RunData) -> Markers {
     let mut seconds: BTreeMap<u64, Option<u64>> = BTreeMap::new();
     for r in &run.server_metrics {
         if r.leader_changes.unwrap_or(0) > 0 {
-            seconds.entry(r.t_s.floor() as u64).or_default();
+            seconds.entry(scraped_second(r.t_s)).or_default();
         }
     }
     for r in &run.server_metrics {
-        if let Some(l) = seconds.get_mut(&(r.t_s.floor() as u64))
+        if let Some(l) = seconds.get_mut(&scraped_second(r.t_s))
             && r.is_leader == Some(1)
         {
             *l = Some(r.node);
@@ -115,7 +121,7 @@ fn leader_changes(run: &RunData) -> Markers {
         .into_iter()
         .map(|(t, l)| {
             let label = l.map_or("new leader".to_string(), |n| format!("leader n{n}"));
-            (t as f64, label)
+            (t as f64 + 0.5, label)
         })
         .collect()
 }
@@ -127,7 +133,7 @@ fn server_series(run: &RunData, first_color: usize) -> (Option<Series>, Option<X
     let mut fsync: BTreeMap<u64, f64> = BTreeMap::new();
     for r in &run.server_metrics {
         if let Some(p) = r.fsync_p99_us.filter(|_| r.fsyncs.unwrap_or(0) > 0) {
-            let e = fsync.entry(r.t_s.floor() as u64).or_default();
+            let e = fsync.entry(scraped_second(r.t_s)).or_default();
             *e = e.max(p);
         }
     }

@@ -115,6 +115,13 @@ fn server_metrics_cover_every_node_and_second(out: &std::path::Path, nodes: u64)
     assert!(total("peer_sent_bytes") > 0.0 && total("peer_received_bytes") > 0.0);
     assert!(rows.iter().any(|r| num(r, "fsync_p99_us") > 0.0));
     assert!(rows.iter().any(|r| r["is_leader"] == "1"));
+    // The report's timeline shows them beside the client's latency.
+    let svg = std::fs::read_to_string(out.join("charts/timeline.svg")).unwrap();
+    assert!(
+        svg.contains("server fsync p99"),
+        "timeline without the server's fsync p99"
+    );
+    assert!(svg.contains("apply lag"), "timeline without apply lag");
 }
 
 #[test]
@@ -229,6 +236,25 @@ verify = true
         (&verify[0][3], &verify[0][4]),
         ("0", "0"),
         "lost/stale writes"
+    );
+    // The nodes' own metrics saw it: the killed node is down (`up` 0) until its restart,
+    // the survivors count a leader change, and the timeline marks it.
+    let sm = crate::common::csv_named_rows(&out.join("server-metrics.csv"));
+    let killed: u64 = events[0][3].parse().unwrap();
+    assert!(
+        sm.iter()
+            .any(|r| r["node"] == killed.to_string() && r["up"] == "0"),
+        "node {killed} never down in server-metrics.csv"
+    );
+    assert!(
+        sm.iter()
+            .any(|r| r["leader_changes"].parse::<u64>().unwrap_or(0) > 0),
+        "no leader change in server-metrics.csv"
+    );
+    let svg = std::fs::read_to_string(out.join("charts/timeline.svg")).unwrap();
+    assert!(
+        svg.contains("leader n"),
+        "no leader-change marker in the timeline"
     );
 }
 
