@@ -49,6 +49,13 @@ pub enum Command {
     /// over per-second values, and thresholds; writes diff.md and diff.json. Exits 3 when
     /// a threshold is crossed with significance.
     Diff(DiffArgs),
+    /// Write the JSON Schemas of the results files (run.json, compare.json, capacity.json,
+    /// diff.json) into DIR, as generated from the types that write them.
+    Schema {
+        /// Output directory (the repository's copies are in results/schema/).
+        #[arg(default_value = "results/schema")]
+        dir: PathBuf,
+    },
     /// Regenerate a results directory's charts (charts/*.png, *.svg) and report.html; for a
     /// `compare` directory, every run's and the comparison's.
     Plot {

@@ -169,6 +169,11 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(3);
             }
         }
+        Command::Schema { dir } => {
+            for p in study::schema::write(&dir)? {
+                println!("{}", p.display());
+            }
+        }
         Command::Merge { dirs, out, force } => {
             let cli = std::env::args().collect();
             let opts = study::merge::MergeOptions {

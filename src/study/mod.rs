@@ -9,6 +9,7 @@
 //!   added.
 //! - [`diff`]: `raftbench diff` — two results (or comparisons) side by side, with a
 //!   significance test and thresholds: a verdict for CI.
+//! - [`schema`]: JSON Schemas of the results files (`raftbench schema`).
 //! - [`slo`]: SLO expressions and their verdict (`capacity --slo`, `run --slo`).
 //! - [`launch`]: how a study launches each of its runs ([`Launch`]).
 //!
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod diff;
 pub mod launch;
 pub mod merge;
+pub mod schema;
 pub mod slo;
 
 use std::fmt::Display;

@@ -4,10 +4,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::server::{Cumulative, ServerCounters};
+use super::server::ServerCounters;
 use super::{NodeStatus, SnapshotTaken, TargetApi};
 use crate::cluster::{ClusterError, Member, fetch_status};
 use crate::wire::{Direction, LinkRequest, PartitionRequest};
+
+/// A node's histogram of synced persists in `/metrics` (the log append and its fsync timed
+/// together): its "WAL fsync".
+pub const PERSIST_SECONDS: &str = "raftbench_persist_seconds";
 
 /// Admin calls on a node that does not answer must not hang the run.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -222,19 +226,20 @@ impl TargetApi for RaftbenchApi {
         m: &'a Member,
     ) -> BoxFuture<'a, Result<ServerCounters, ClusterError>> {
         Box::pin(async move {
-            let s = fetch_status(&self.http, &Self::url(m, ""), m.id).await?;
+            let text = super::server::fetch_metrics(&self.http, m).await?;
+            let node_err = |message: String| ClusterError::Node { id: m.id, message };
+            let scrape = super::prom::parse(&text).map_err(node_err)?;
+            let wal_fsync = super::prom::histogram(&scrape, PERSIST_SECONDS)
+                .ok_or_else(|| node_err(format!("/metrics has no {PERSIST_SECONDS} histogram")))?;
             Ok(ServerCounters {
-                source: "raftbench /status",
-                wal_fsync: Cumulative {
-                    buckets: Vec::new(),
-                    sum: s.raft.synced_persist_us as f64 / 1e6,
-                    count: s.raft.synced_persists as f64,
-                },
+                source: "raftbench /metrics",
+                wal_fsync,
                 backend_commit: None,
-                started: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()
-                    .map(|now| now.as_secs_f64() - s.uptime_ms as f64 / 1e3),
+                started: scrape
+                    .samples
+                    .iter()
+                    .find(|s| s.metric == "process_start_time_seconds")
+                    .map(|s| super::prom::scalar(&s.value)),
             })
         })
     }

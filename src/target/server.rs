@@ -4,9 +4,9 @@
 //! Each member's counters are read at a phase's start and end ([`ServerCounters`]); the
 //! phase's figures are their growth, summed over the members ([`phase_figures`]). etcd
 //! gives histograms (`etcd_disk_wal_fsync_duration_seconds`,
-//! `etcd_disk_backend_commit_duration_seconds`), so a p99 too; a raftbench node gives the
-//! time its raft loop spent in synced persists (the log append and its fsync) and their
-//! count, so a mean only.
+//! `etcd_disk_backend_commit_duration_seconds`); a raftbench node the histogram of its
+//! synced persists, the log append and its fsync timed together
+//! (`raftbench_persist_seconds`). Both give a mean and a p99 (interpolated in the buckets).
 
 use std::collections::BTreeMap;
 
@@ -113,7 +113,7 @@ impl Cumulative {
 /// One member's counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerCounters {
-    /// Where they come from, for the record (`etcd /metrics`, `raftbench /status`).
+    /// Where they come from, for the record (`etcd /metrics`, `raftbench /metrics`).
     pub source: &'static str,
     /// WAL fsyncs (raftbench: synced persists, the log append included).
     pub wal_fsync: Cumulative,

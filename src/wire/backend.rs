@@ -199,6 +199,19 @@ impl Serialize for BackendKind {
     }
 }
 
+/// A mode name, as [`BackendKind`]'s `FromStr` reads it.
+impl schemars::JsonSchema for BackendKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BackendKind".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A storage mode: memwal, rocksdb, etcd, or LOG+STATE (log: wal, raft-engine, rocksdb; state: memory, redb, rocksdb), e.g. raft-engine+redb"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for BackendKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -228,7 +241,7 @@ impl<'de> Deserialize<'de> for BackendKind {
 ///   every `segment_size`, and snapshots): that difference is what a power-loss run measures.
 ///   Lost votes can break raft's safety under `never`, which is why it is a benchmark setting
 ///   and not a production one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     #[default]
@@ -271,7 +284,7 @@ impl std::str::FromStr for FsyncPolicy {
 }
 
 /// Everything needed to open one replica's storage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// The engine.
@@ -289,6 +302,7 @@ pub struct BackendConfig {
     /// snapshot written at the disk's full speed holds every write of every node on that
     /// disk behind it for as long as it lasts.
     #[serde(default = "default_snapshot_write_rate")]
+    #[schemars(with = "String")]
     pub snapshot_write_rate: ByteSize,
     /// Options of the memwal engine (ignored by others).
     #[serde(default)]
@@ -397,11 +411,12 @@ fn default_snapshot_write_rate() -> ByteSize {
 }
 
 /// memwal engine options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemwalOptions {
     /// A WAL segment is closed and a new one started once it reaches this size. Smaller
     /// segments let compaction free disk sooner; larger ones mean fewer files.
+    #[schemars(with = "String")]
     pub segment_size: ByteSize,
 }
 
@@ -414,7 +429,7 @@ impl Default for MemwalOptions {
 }
 
 /// Block compression of RocksDB SST files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
@@ -423,16 +438,18 @@ pub enum Compression {
 }
 
 /// RocksDB engine options. Defaults suit a 2-core, 24 GiB machine running three replicas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RocksdbOptions {
     /// Shared LRU block cache for all column families.
+    #[schemars(with = "String")]
     pub block_cache_size: ByteSize,
     /// Bloom filter bits per key on the `kv` column family; 0 disables the filter.
     pub bloom_bits_per_key: u32,
     /// Compression of the `kv` column family (the log is never compressed: it is short-lived).
     pub compression: Compression,
     /// Memtable size per column family.
+    #[schemars(with = "String")]
     pub write_buffer_size: ByteSize,
     /// Flush + compaction threads.
     pub max_background_jobs: i32,
@@ -461,15 +478,18 @@ impl Default for RocksdbOptions {
 /// raft-engine options (the log engine of `raft-engine+STATE` modes). Defaults are
 /// raft-engine's own, except the purge threshold, sized for a benchmark machine running
 /// three replicas rather than a TiKV store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftEngineOptions {
     /// A log file is sealed and a new one started at this size.
+    #[schemars(with = "String")]
     pub target_file_size: ByteSize,
     /// Once the log files add up to this, purging starts: files whose entries are all
     /// compacted are deleted, and live entries of the oldest files are rewritten.
+    #[schemars(with = "String")]
     pub purge_threshold: ByteSize,
     /// Write batches larger than this are LZ4-compressed (`0`: never).
+    #[schemars(with = "String")]
     pub batch_compression_threshold: ByteSize,
     /// Reuse purged files instead of deleting them (needs format version 2, which is
     /// used when this is on).
@@ -491,7 +511,7 @@ impl Default for RaftEngineOptions {
 }
 
 /// When a redb write transaction is made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RedbDurability {
     /// Not synced on commit (redb's `Durability::None`); made durable by the next durable
@@ -504,10 +524,11 @@ pub enum RedbDurability {
 }
 
 /// redb options (the state machine of `LOG+redb` modes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedbOptions {
     /// redb's page cache.
+    #[schemars(with = "String")]
     pub cache_size: ByteSize,
     /// Durability of the write transaction that carries each apply.
     pub apply_durability: RedbDurability,
@@ -525,7 +546,7 @@ impl Default for RedbOptions {
 /// Options of etcd members (`kind = "etcd"`), passed as etcd's own flags. Defaults are
 /// etcd 3.4's, except the space quota: a long benchmark must not stop at etcd's 2 GiB
 /// alarm (8 GiB is etcd's suggested maximum).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EtcdOptions {
     /// The etcd executable: a path, or a name looked up on `PATH`.
@@ -539,6 +560,7 @@ pub struct EtcdOptions {
     pub backend_batch_limit: u64,
     /// `--quota-backend-bytes`: the db size at which etcd raises its space alarm and
     /// refuses writes.
+    #[schemars(with = "String")]
     pub quota_backend_bytes: ByteSize,
     /// `--auto-compaction-mode revision --auto-compaction-retention N`: keep the newest N
     /// revisions of the key space, compacting older ones in the background (`0`: keep

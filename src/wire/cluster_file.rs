@@ -144,7 +144,7 @@ impl RaftArgs {
 }
 
 /// A node entry of a cluster file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterNode {
     pub id: u64,
@@ -160,7 +160,7 @@ pub struct ClusterNode {
 }
 
 /// Shell commands that control a node raftbench did not start (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlCommands {
     /// Start the node's process on its data directory (used by `restart`).

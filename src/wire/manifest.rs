@@ -51,7 +51,7 @@ pub enum ManifestError {
 }
 
 /// `run.json`: what ran, where, and what each phase achieved (see the module docs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunManifest<W> {
     /// Absent in manifests older than the field: those are version 1.
     #[serde(default = "legacy_schema")]
@@ -121,7 +121,7 @@ pub struct RunManifest<W> {
 }
 
 /// `run --slo EXPR`: the objective, judged over the run's load phases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SloVerdict {
     /// The terms, normalised and joined by commas (`put.p99<20ms,get.p99<5ms`).
     pub expression: String,
@@ -136,7 +136,7 @@ pub struct SloVerdict {
 }
 
 /// One term of an [`SloVerdict`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SloTermVerdict {
     /// As written, normalised (`put.p99<20ms`).
     pub term: String,
@@ -157,7 +157,7 @@ pub struct SloTermVerdict {
 }
 
 /// A host of a coordinated run, as checked before it started.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostRecord {
     pub host: String,
     /// `node 1`, `generator 2`, ...
@@ -176,7 +176,7 @@ fn legacy_schema() -> u32 {
 }
 
 /// The machine the load generator ran on (not necessarily the nodes': see `live_cluster`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Machine {
     /// Cores available to this process.
     pub cores: usize,
@@ -187,7 +187,7 @@ pub struct Machine {
 }
 
 /// The cluster a `run --cluster` ran against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LiveCluster {
     pub cluster_file: PathBuf,
     /// Its nodes, with their control commands.
@@ -195,14 +195,14 @@ pub struct LiveCluster {
 }
 
 /// Load generator `id` of `of` (`run --client-id ID --clients OF`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generator {
     pub id: u64,
     pub of: u64,
 }
 
 /// What one load phase achieved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PhaseRecord {
     pub name: String,
     /// The load's own span: from the phase's start to its last operation's completion, and
@@ -234,17 +234,18 @@ pub struct PhaseRecord {
 
 /// A phase's server-side figures, summed over the members: what the members measured of
 /// their own disk writes, to set beside the client's latency.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerFigures {
     /// Where they come from: `etcd /metrics` (histograms
     /// `etcd_disk_wal_fsync_duration_seconds` and
-    /// `etcd_disk_backend_commit_duration_seconds`), or `raftbench /status` (the raft
-    /// loop's synced persists: the log append and its fsync, timed together).
+    /// `etcd_disk_backend_commit_duration_seconds`), or `raftbench /metrics` (histogram
+    /// `raftbench_persist_seconds`, the raft loop's synced persists: the log append and
+    /// its fsync, timed together; `raftbench /status` in older results, without a p99).
     pub source: String,
     /// WAL fsyncs (raftbench: synced persists), all members.
     pub wal_fsyncs: u64,
     pub wal_fsync_mean_us: Option<f64>,
-    /// From the histogram's buckets (etcd only): as coarse as they are.
+    /// From the histogram's buckets: as coarse as they are.
     pub wal_fsync_p99_us: Option<f64>,
     /// etcd's bbolt commits (raftbench has no separate backend commit).
     pub backend_commits: Option<u64>,
@@ -254,7 +255,7 @@ pub struct ServerFigures {
 
 /// What the raft loops cost during a phase: the harness's own share of the latency, apart
 /// from the storage engine's.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RaftLoopCost {
     /// The longest raft-loop turn on any node (µs): a stall no write could be
     /// acknowledged through on that node.
@@ -266,7 +267,7 @@ pub struct RaftLoopCost {
 }
 
 /// One verify phase's result.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PhaseVerify {
     pub phase: String,
     /// When it started, in ms since the run started.
@@ -275,7 +276,7 @@ pub struct PhaseVerify {
 }
 
 /// The layer under the nodes' data directories.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct DiskLayer {
     /// `raftbench-faultfs`: raftbench's FUSE fault file system, which keeps unsynced
     /// writes in its own cache and drops them at a power cut.
@@ -286,7 +287,7 @@ pub struct DiskLayer {
 }
 
 /// Result of the verify phase: every key written, read back and classified.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub keys: u64,
     pub acknowledged: u64,

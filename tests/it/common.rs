@@ -111,3 +111,22 @@ pub fn assert_no_nodes_under(dir: &Path) {
         .unwrap();
     assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
 }
+
+/// Assert that the JSON file `doc` validates against the committed schema
+/// `results/schema/<schema>` (e.g. `run.schema.json`), listing every violation otherwise.
+pub fn assert_valid(schema: &str, doc: &Path) {
+    let schema_path = manifest("results/schema").join(schema);
+    let validator = jsonschema::validator_for(&read_json(&schema_path))
+        .unwrap_or_else(|e| panic!("{}: not a usable schema: {e}", schema_path.display()));
+    let value = read_json(doc);
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} does not validate against {schema}:\n{}",
+        doc.display(),
+        errors.join("\n")
+    );
+}

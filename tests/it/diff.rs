@@ -55,6 +55,7 @@ fn diff_finds_no_regression_in_a_copy_and_a_significant_one_when_fsync_comes_bac
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("**Verdict: no regression**"), "{stdout}");
+    crate::common::assert_valid("diff.schema.json", &t.path().join("same/diff.json"));
     let r = read_json(&t.path().join("same/diff.json"));
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["regressions"], 0);
@@ -71,6 +72,7 @@ fn diff_finds_no_regression_in_a_copy_and_a_significant_one_when_fsync_comes_bac
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("**Verdict: REGRESSION**"), "{stdout}");
+    crate::common::assert_valid("diff.schema.json", &t.path().join("slower/diff.json"));
     let r = read_json(&t.path().join("slower/diff.json"));
     let row = |metric: &str| {
         r["rows"]

@@ -18,6 +18,7 @@
 //! - `security`: the network surface under attack: strangers, wrong secrets, forged raft
 //!   messages, oversized frames, connection floods, chunked snapshots, admin tokens.
 //! - `etcd`: etcd as a peer target: real etcd members over gRPC, the runner, compare.
+//! - `schema`: the committed results schemas, and the files they describe.
 //! - `layering`: the two wings meet only at `wire` (checked on the source).
 //! - `common`: helpers shared by the above.
 
@@ -37,6 +38,7 @@ mod live;
 mod power;
 mod report;
 mod run;
+mod schema;
 mod security;
 mod server;
 mod workloads;

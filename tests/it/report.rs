@@ -157,6 +157,7 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
     for f in ["comparison.csv", "comparison.md", "report.html"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    crate::common::assert_valid("compare.schema.json", &out.join("compare.json"));
     for b in ["memwal", "rocksdb"] {
         let run = out.join("runs").join(format!("{b}-1"));
         for f in [
@@ -168,6 +169,7 @@ fn compare_runs_every_backend_and_ratios_match_the_runs() {
         ] {
             assert!(run.join(f).is_file(), "{b}: {f} missing");
         }
+        crate::common::assert_valid("run.schema.json", &run.join("run.json"));
         let j = read_json(&run.join("run.json"));
         assert_eq!(j["seed"], 1, "{b}: same seed");
         assert_eq!(j["fsync"], "always", "{b}: same fsync");
@@ -291,6 +293,7 @@ fn capacity_searches_the_rate_and_fits_growth() {
     ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("projection to 1000 keys"), "{stdout}");
+    crate::common::assert_valid("capacity.schema.json", &out.join("capacity.json"));
     let rows = csv_rows(&out.join("capacity.csv"));
     let count = |section: &str, metric: &str| {
         rows.iter()

@@ -66,6 +66,15 @@ fn smoke(backend: &str) {
         }
         let stall = raft["longest_stall_us"].as_u64().unwrap();
         assert!(stall > 0, "{phase}");
+        // The members' own persist (fsync) figures, from their /metrics histograms.
+        let server = &phase["server"];
+        assert_eq!(server["source"], "raftbench /metrics", "{phase}");
+        assert!(server["wal_fsyncs"].as_u64().unwrap() > 0, "{phase}");
+        let (mean, p99) = (
+            server["wal_fsync_mean_us"].as_f64().unwrap(),
+            server["wal_fsync_p99_us"].as_f64().unwrap(),
+        );
+        assert!(mean > 0.0 && p99 > 0.0, "{phase}");
         assert!(
             phase["generator_cpu_us_per_op"].as_f64().unwrap() > 0.0,
             "{phase}"
@@ -553,6 +562,7 @@ fn run_slo_passes_and_fails_by_exit_code() {
     );
     assert!(stdout.contains("slo PASS put.p99<30s"), "{stdout}");
     assert!(stdout.contains("slo PASS get.max<30s"), "{stdout}");
+    crate::common::assert_valid("run.schema.json", &pass.join("run.json"));
     let v = crate::common::read_json(&pass.join("run.json"));
     assert_eq!(v["slo"]["pass"], true, "{}", v["slo"]);
     assert_eq!(v["slo"]["phases"], serde_json::json!(["load", "mixed"]));
@@ -575,6 +585,7 @@ fn run_slo_passes_and_fails_by_exit_code() {
     assert!(stdout.contains("slo FAIL put.p50<1us"), "{stdout}");
     assert!(stdout.contains("slo PASS get.p99<30s"), "{stdout}");
     assert!(stderr.contains("did not meet its SLO"), "{stderr}");
+    crate::common::assert_valid("run.schema.json", &fail.join("run.json"));
     let v = crate::common::read_json(&fail.join("run.json"));
     assert_eq!(v["slo"]["pass"], false);
     assert_eq!(v["slo"]["phases"], serde_json::json!(["mixed"]));

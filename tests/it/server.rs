@@ -147,7 +147,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         .sum()
 }
 
-async fn scrape(url: &str) -> (String, prometheus_parse::Scrape) {
+async fn scrape(url: &str) -> (String, prometheus_parse::Scrape, String) {
     let r = raftbench::client::http_client()
         .get(format!("{url}/metrics"))
         .send()
@@ -159,7 +159,61 @@ async fn scrape(url: &str) -> (String, prometheus_parse::Scrape) {
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
     let s = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
-    (ct, s)
+    (ct, s, text)
+}
+
+/// Every metric name `scripts/grafana/raftbench-dashboard.json` queries is one a node serves:
+/// a family of `text` (its `# TYPE` lines), or a family's series (`_total`, `_bucket`,
+/// `_sum`, `_count`). Families without samples (peers of a one-node cluster) count.
+fn check_dashboard_against(text: &str) {
+    let families: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let path = crate::common::manifest("scripts/grafana/raftbench-dashboard.json");
+    let dash = crate::common::read_json(&path);
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    assert!(exprs.len() >= 15, "{}: {exprs:?}", path.display());
+    let mut names = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase()) {
+            rest = &rest[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            if word.starts_with("raftbench_") || word.starts_with("process_") {
+                names.insert(word.to_string());
+            }
+            rest = &rest[end..];
+        }
+    }
+    assert!(names.len() >= 20, "{names:?}");
+    for n in &names {
+        let served = families.contains(n.as_str())
+            || ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suf| n.strip_suffix(suf).is_some_and(|f| families.contains(f)));
+        assert!(served, "the dashboard queries {n}, which /metrics does not serve");
+    }
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
 }
 
 /// `GET /metrics` is OpenMetrics text a Prometheus parser reads, labelled with the node,
@@ -176,7 +230,7 @@ async fn metrics_parse_and_move_under_load() {
     }));
     let client = Client::new(std::slice::from_ref(&url), Duration::from_secs(10));
     client.put("warm", Bytes::from_static(b"v")).await.unwrap();
-    let (ct, before) = scrape(&url).await;
+    let (ct, before, _) = scrape(&url).await;
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     for i in 0..50 {
         client
@@ -184,7 +238,8 @@ async fn metrics_parse_and_move_under_load() {
             .await
             .unwrap();
     }
-    let (_, after) = scrape(&url).await;
+    let (_, after, text) = scrape(&url).await;
+    check_dashboard_against(&text);
     let grew = |name: &str, by: f64| {
         let (b, a) = (sample(&before, name), sample(&after, name));
         assert!(a - b >= by, "{name}: {b} -> {a}, expected at least +{by}");

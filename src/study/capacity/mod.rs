@@ -15,11 +15,13 @@
 //!
 //! In files: `options` (parsing and checking them), `workloads` (the probe and growth
 //! workloads generated from the user's), `search` (the next rate, judging a probe),
-//! `growth` (growth metrics and their fits), [`slo`] (SLO expressions, shared with `run`), `charts` and
+//! `growth` (growth metrics and their fits), [`slo`] (SLO expressions, shared with `run`),
+//! [`json`] (`capacity.json`), `charts` and
 //! `output` (`capacity.csv`, `report.html`); this module runs the study.
 
 mod charts;
 mod growth;
+pub mod json;
 mod options;
 mod output;
 mod search;
@@ -163,6 +165,10 @@ pub async fn capacity(o: CapacityOptions) -> Result<CapacityResult, StudyError> 
         });
     }
     output::write_csv(&dir, &o.slo, &results, target_keys)?;
+    json::write(
+        &dir,
+        &json::report(&dir, &w.file.name, &o.slo, &results, target_keys),
+    )?;
     let charts = charts::charts(&dir.join("charts"), &o, &w, &results, target_keys)?;
     let report = dir.join("report.html");
     output::write_report(

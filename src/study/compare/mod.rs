@@ -181,6 +181,7 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, StudyError> {
         }
     }
     let manifest = Manifest {
+        schema_version: COMPARE_SCHEMA,
         workload: w.file.name.clone(),
         backends: o.backends.clone(),
         repeat: o.repeat,
@@ -208,9 +209,15 @@ pub async fn compare(o: CompareOptions) -> Result<Compared, StudyError> {
     })
 }
 
+/// The `schema_version` of `compare.json`.
+pub const COMPARE_SCHEMA: u32 = 1;
+
 /// `compare.json`: what a comparison ran, so that `raftbench plot DIR` can redraw it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
+    /// Absent from comparisons written before the field: those are version 1.
+    #[serde(default = "compare_schema_v1")]
+    pub schema_version: u32,
     pub workload: String,
     pub backends: Vec<BackendKind>,
     pub repeat: usize,
@@ -218,8 +225,30 @@ pub struct Manifest {
     pub runs: Vec<ManifestRun>,
 }
 
+fn compare_schema_v1() -> u32 {
+    1
+}
+
+impl Manifest {
+    /// Read `compare.json`, refusing a `schema_version` this raftbench does not know.
+    pub fn load(path: &Path) -> Result<Manifest, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(ReportError::json(path))?;
+        if m.schema_version != COMPARE_SCHEMA {
+            return Err(ReportError::malformed(
+                path,
+                &format!(
+                    "schema_version {} is not one this raftbench reads (it reads {COMPARE_SCHEMA})",
+                    m.schema_version
+                ),
+            ));
+        }
+        Ok(m)
+    }
+}
+
 /// One run of a comparison; `dir` is relative to the comparison directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ManifestRun {
     pub backend: BackendKind,
     pub repetition: usize,
@@ -235,8 +264,7 @@ pub fn is_comparison(dir: &Path) -> bool {
 /// the table, overlay charts and report (`raftbench plot DIR`).
 pub fn replot(dir: &Path) -> Result<PathBuf, ReportError> {
     let path = dir.join("compare.json");
-    let text = std::fs::read_to_string(&path).map_err(ReportError::io(&path))?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(ReportError::json(&path))?;
+    let manifest = Manifest::load(&path)?;
     let mut metrics: Vec<Vec<Vec<Metric>>> = vec![Vec::new(); manifest.backends.len()];
     let mut data: Vec<Vec<RunData>> = vec![Vec::new(); manifest.backends.len()];
     for r in &manifest.runs {

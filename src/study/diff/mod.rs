@@ -101,10 +101,7 @@ type Side = BTreeMap<String, Vec<RunData>>;
 fn load_side(dir: &Path) -> Result<Side, StudyError> {
     let mut side = Side::new();
     if crate::study::compare::is_comparison(dir) {
-        let path = dir.join("compare.json");
-        let text = std::fs::read_to_string(&path).map_err(ReportError::io(&path))?;
-        let m: crate::study::compare::Manifest =
-            serde_json::from_str(&text).map_err(ReportError::json(&path))?;
+        let m = crate::study::compare::Manifest::load(&dir.join("compare.json"))?;
         for r in &m.runs {
             side.entry(r.backend.to_string())
                 .or_default()
