@@ -218,7 +218,7 @@ pub struct DiffArgs {
           value_parser = crate::study::diff::threshold::parse)]
     pub threshold: std::vec::Vec<crate::study::diff::Threshold>,
     /// Significance level: a change counts only when the test's p-value is below it.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = crate::study::diff::parse_alpha)]
     pub alpha: f64,
     /// Output directory for diff.md and diff.json (default results/<utc>-diff-<new>).
     #[arg(long)]

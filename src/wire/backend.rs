@@ -241,7 +241,9 @@ impl<'de> Deserialize<'de> for BackendKind {
 ///   every `segment_size`, and snapshots): that difference is what a power-loss run measures.
 ///   Lost votes can break raft's safety under `never`, which is why it is a benchmark setting
 ///   and not a production one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     #[default]
@@ -511,7 +513,9 @@ impl Default for RaftEngineOptions {
 }
 
 /// When a redb write transaction is made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedbDurability {
     /// Not synced on commit (redb's `Durability::None`); made durable by the next durable

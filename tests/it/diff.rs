@@ -142,6 +142,16 @@ fn bad_thresholds_and_directories_are_refused_saying_what_was_expected() {
             "{threshold}: {stderr}"
         );
     }
+    for alpha in ["0", "1.5", "often"] {
+        let o = diff(&sample, &sample, &t.path().join("x"), &["--alpha", alpha]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{alpha}: {stderr}");
+        assert!(stderr.contains("between 0 and 1"), "{alpha}: {stderr}");
+    }
+    assert!(
+        !t.path().join("x").exists(),
+        "nothing written for bad flags"
+    );
     let o = diff(&sample, t.path(), &t.path().join("y"), &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());

@@ -581,7 +581,7 @@ fn run_slo_passes_and_fails_by_exit_code() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stdout}");
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("slo FAIL put.p50<1us"), "{stdout}");
     assert!(stdout.contains("slo PASS get.p99<30s"), "{stdout}");
     assert!(stderr.contains("did not meet its SLO"), "{stderr}");

@@ -147,7 +147,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         .sum()
 }
 
-async fn scrape(url: &str) -> (String, prometheus_parse::Scrape, String) {
+pub async fn scrape(url: &str) -> (String, prometheus_parse::Scrape, String) {
     let r = raftbench::client::http_client()
         .get(format!("{url}/metrics"))
         .send()
@@ -162,15 +162,32 @@ async fn scrape(url: &str) -> (String, prometheus_parse::Scrape, String) {
     (ct, s, text)
 }
 
-/// Every metric name `scripts/grafana/raftbench-dashboard.json` queries is one a node serves:
-/// a family of `text` (its `# TYPE` lines), or a family's series (`_total`, `_bucket`,
-/// `_sum`, `_count`). Families without samples (peers of a one-node cluster) count.
-fn check_dashboard_against(text: &str) {
-    let families: std::collections::HashSet<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+/// Every metric name `scripts/grafana/raftbench-dashboard.json` queries is a series a node
+/// serves, exactly as Prometheus stores it: from each `# TYPE` line of `text`, a counter's
+/// `_total`, a histogram's `_bucket`, `_sum` and `_count`, a gauge's own name. `text`
+/// must come from a node with peers (a family without series has no `# TYPE` line).
+pub fn check_dashboard_against(text: &str) {
+    let mut series = std::collections::HashSet::new();
+    for l in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut w = l.split_whitespace();
+        let (Some(name), Some(kind)) = (w.next(), w.next()) else {
+            panic!("a # TYPE line without a name and type: {l}");
+        };
+        match kind {
+            "counter" => {
+                series.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suf in ["_bucket", "_sum", "_count"] {
+                    series.insert(format!("{name}{suf}"));
+                }
+            }
+            "gauge" => {
+                series.insert(name.to_string());
+            }
+            other => panic!("{name}: unexpected metric type {other}"),
+        }
+    }
     let path = crate::common::manifest("scripts/grafana/raftbench-dashboard.json");
     let dash = crate::common::read_json(&path);
     let mut exprs = Vec::new();
@@ -193,11 +210,10 @@ fn check_dashboard_against(text: &str) {
     }
     assert!(names.len() >= 20, "{names:?}");
     for n in &names {
-        let served = families.contains(n.as_str())
-            || ["_total", "_bucket", "_sum", "_count"]
-                .iter()
-                .any(|suf| n.strip_suffix(suf).is_some_and(|f| families.contains(f)));
-        assert!(served, "the dashboard queries {n}, which /metrics does not serve");
+        assert!(
+            series.contains(n),
+            "the dashboard queries {n}, which /metrics does not serve (it serves {series:?})"
+        );
     }
 }
 
@@ -238,8 +254,7 @@ async fn metrics_parse_and_move_under_load() {
             .await
             .unwrap();
     }
-    let (_, after, text) = scrape(&url).await;
-    check_dashboard_against(&text);
+    let (_, after, _) = scrape(&url).await;
     let grew = |name: &str, by: f64| {
         let (b, a) = (sample(&before, name), sample(&after, name));
         assert!(a - b >= by, "{name}: {b} -> {a}, expected at least +{by}");

@@ -237,7 +237,7 @@ impl Manifest {
         if m.schema_version != COMPARE_SCHEMA {
             return Err(ReportError::malformed(
                 path,
-                &format!(
+                format!(
                     "schema_version {} is not one this raftbench reads (it reads {COMPARE_SCHEMA})",
                     m.schema_version
                 ),

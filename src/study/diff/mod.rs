@@ -16,8 +16,10 @@
 //!   run; repeats (`compare --repeat`) make it about the change;
 //! - **the verdict**: `regression` when the change crosses its threshold in the worse
 //!   direction *and* p < α; `worse`/`improvement` for a significant change short of the
-//!   threshold (or without one) / in the better direction; `not significant`; `no test`
-//!   when a side has no per-second values.
+//!   threshold (or without one) / in the better direction; `inconsistent` when the
+//!   per-second values moved significantly the other way from the whole-window figure (one
+//!   long stall can raise a run's p99 while most of its seconds got faster); `not
+//!   significant`; `no test` when a side has no per-second values.
 //!
 //! `diff.md` and `diff.json` (with `schema_version`) are written to the output directory;
 //! the caller exits non-zero when there is a regression.
@@ -73,7 +75,7 @@ pub struct DiffRow {
     pub new_samples: usize,
     /// The threshold that applies, as written (`p99=+10%`).
     pub threshold: Option<String>,
-    /// `regression`, `worse`, `improvement`, `not significant` or `no test`.
+    /// `regression`, `worse`, `improvement`, `inconsistent`, `not significant` or `no test`.
     pub verdict: String,
 }
 
@@ -171,7 +173,7 @@ fn measured_seconds(run: &RunData, phase: &str) -> Vec<u64> {
         .and_then(|p| p.warmup_s)
         .unwrap_or(0.0)
         .ceil() as u64;
-    (first + 1 + warm..last).collect()
+    (first.saturating_add(1).saturating_add(warm)..last).collect()
 }
 
 /// The per-second values of (phase, op, metric) in one run.
@@ -251,18 +253,29 @@ fn phase_ops(base: &[RunData], new: &[RunData]) -> Vec<(String, String)> {
     out
 }
 
+/// The verdict for one row. `test` is the p-value and the direction the per-second values
+/// moved (`shift` > 0: new tends higher than base, < 0: lower); `change_pct` compares the
+/// whole-window figures. The two can disagree (one long stall raises a run's p99 while
+/// most of its seconds got faster): such a row is `inconsistent`, never a regression, as
+/// the test does not support the direction the figure claims.
 fn verdict(
     change_pct: Option<f64>,
-    p: Option<f64>,
+    test: Option<(f64, f64)>,
     worse: threshold::Worse,
     t: Option<&Threshold>,
     alpha: f64,
 ) -> &'static str {
-    let (Some(c), Some(p)) = (change_pct, p) else {
+    let (Some(c), Some((p, shift))) = (change_pct, test) else {
         return "no test";
     };
     if p >= alpha {
         return "not significant";
+    }
+    if c == 0.0 {
+        return "not significant";
+    }
+    if shift == 0.0 || (shift > 0.0) != (c > 0.0) {
+        return "inconsistent";
     }
     let is_worse = match worse {
         threshold::Worse::Higher => c > 0.0,
@@ -271,9 +284,17 @@ fn verdict(
     match t {
         Some(t) if is_worse && t.crossed(c) => "regression",
         _ if is_worse => "worse",
-        _ if c == 0.0 => "not significant",
         _ => "improvement",
     }
+}
+
+/// `--alpha`: a significance level strictly between 0 and 1.
+pub fn parse_alpha(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|a| *a > 0.0 && *a < 1.0)
+        .ok_or_else(|| format!("{s:?}: expected a significance level between 0 and 1, e.g. 0.05"))
 }
 
 /// Compare BASE with NEW (see the module docs); write `diff.md` and `diff.json` to `out`.
@@ -305,10 +326,14 @@ pub fn diff(o: &DiffOptions) -> Result<DiffReport, StudyError> {
                 };
                 let ((bv, bs), (nv, ns)) = (side(b), side(n));
                 let change_pct = (bv > 0.0).then(|| (nv - bv) / bv * 100.0);
-                let p_value = mwu::mann_whitney(&bs, &ns).map(|r| r.p).or_else(|| {
-                    // Every second the same on both sides: no difference at all.
-                    (!bs.is_empty() && !ns.is_empty()).then_some(1.0)
-                });
+                let test = mwu::mann_whitney(&bs, &ns)
+                    // U counts the pairs where base is larger: below its mean, new tends higher.
+                    .map(|r| (r.p, (bs.len() * ns.len()) as f64 / 2.0 - r.u))
+                    .or_else(|| {
+                        // Every second the same on both sides: no difference at all.
+                        (!bs.is_empty() && !ns.is_empty()).then_some((1.0, 0.0))
+                    });
+                let p_value = test.map(|t| t.0);
                 let t = threshold::find(&o.thresholds, &op, metric);
                 rows.push(DiffRow {
                     backend: label.clone(),
@@ -322,7 +347,7 @@ pub fn diff(o: &DiffOptions) -> Result<DiffReport, StudyError> {
                     base_samples: bs.len(),
                     new_samples: ns.len(),
                     threshold: t.map(|t| t.to_string()),
-                    verdict: verdict(change_pct, p_value, *worse, t, o.alpha).to_string(),
+                    verdict: verdict(change_pct, test, *worse, t, o.alpha).to_string(),
                 });
             }
         }
@@ -453,32 +478,47 @@ mod tests {
         let up = threshold::find(&t, "put", "ops_per_sec");
         use threshold::Worse::{Higher, Lower};
         assert_eq!(
-            verdict(Some(30.0), Some(0.001), Higher, p99, 0.05),
+            verdict(Some(30.0), Some((0.001, 30.0)), Higher, p99, 0.05),
             "regression"
         );
         assert_eq!(
-            verdict(Some(30.0), Some(0.2), Higher, p99, 0.05),
+            verdict(Some(30.0), Some((0.2, 30.0)), Higher, p99, 0.05),
             "not significant"
         );
-        assert_eq!(verdict(Some(5.0), Some(0.001), Higher, p99, 0.05), "worse");
         assert_eq!(
-            verdict(Some(-30.0), Some(0.001), Higher, p99, 0.05),
+            verdict(Some(5.0), Some((0.001, 5.0)), Higher, p99, 0.05),
+            "worse"
+        );
+        assert_eq!(
+            verdict(Some(-30.0), Some((0.001, -30.0)), Higher, p99, 0.05),
             "improvement"
         );
         assert_eq!(
-            verdict(Some(-6.0), Some(0.01), Lower, up, 0.05),
+            verdict(Some(-6.0), Some((0.01, -6.0)), Lower, up, 0.05),
             "regression"
         );
         assert_eq!(
-            verdict(Some(6.0), Some(0.01), Lower, up, 0.05),
+            verdict(Some(6.0), Some((0.01, 6.0)), Lower, up, 0.05),
             "improvement"
         );
         assert_eq!(
-            verdict(Some(50.0), Some(0.001), Higher, None, 0.05),
+            verdict(Some(50.0), Some((0.001, 50.0)), Higher, None, 0.05),
             "worse"
         );
-        assert_eq!(verdict(None, Some(0.001), Higher, p99, 0.05), "no test");
+        assert_eq!(
+            verdict(None, Some((0.001, 1.0)), Higher, p99, 0.05),
+            "no test"
+        );
         assert_eq!(verdict(Some(1.0), None, Higher, p99, 0.05), "no test");
+        // The whole-window p99 rose, but the seconds got significantly faster.
+        assert_eq!(
+            verdict(Some(30.0), Some((0.001, -40.0)), Higher, p99, 0.05),
+            "inconsistent"
+        );
+        assert_eq!(
+            verdict(Some(-6.0), Some((0.01, 3.0)), Lower, up, 0.05),
+            "inconsistent"
+        );
     }
 
     #[test]

@@ -65,12 +65,13 @@ impl Threshold {
         self.metric == metric && self.op.as_deref().is_none_or(|o| o == op)
     }
 
-    /// Whether a change of `change_pct` crosses it.
+    /// Whether a change of `change_pct` crosses it, in the metric's worse direction (so
+    /// `ops_per_sec=-0%` means any drop at all).
     pub fn crossed(&self, change_pct: f64) -> bool {
-        if self.change_pct >= 0.0 {
-            change_pct > self.change_pct
-        } else {
-            change_pct < self.change_pct
+        let allowed = self.change_pct.abs();
+        match worse(&self.metric) {
+            Some(Worse::Lower) => change_pct < -allowed,
+            _ => change_pct > allowed,
         }
     }
 }
@@ -121,15 +122,16 @@ pub fn parse(expr: &str) -> Result<Vec<Threshold>, ThresholdError> {
             .filter(|v: &f64| v.is_finite())
             .ok_or_else(|| bad(format!("{number:?} is not a number")))?;
         match w {
-            Worse::Higher if pct < 0.0 => {
+            Worse::Higher if number.starts_with('-') => {
                 return Err(bad(format!(
                     "{metric} gets worse as it rises: write {metric}=+{}%",
-                    -pct
+                    pct.abs()
                 )));
             }
-            Worse::Lower if pct > 0.0 => {
+            Worse::Lower if number.starts_with('+') => {
                 return Err(bad(format!(
-                    "{metric} gets worse as it falls: write {metric}=-{pct}%"
+                    "{metric} gets worse as it falls: write {metric}=-{}%",
+                    pct.abs()
                 )));
             }
             _ => {}
@@ -172,6 +174,10 @@ mod tests {
         assert!(t[0].crossed(10.5) && !t[0].crossed(10.0) && !t[0].crossed(-50.0));
         assert_eq!(t[2].to_string(), "put.p99=+20.5%");
         assert!(parse(DEFAULT).is_ok());
+        // Zero thresholds: any change in the worse direction crosses them.
+        let z = parse("ops_per_sec=-0%,p99=+0%").unwrap();
+        assert!(z[0].crossed(-0.1) && !z[0].crossed(0.0) && !z[0].crossed(5.0));
+        assert!(z[1].crossed(0.1) && !z[1].crossed(0.0) && !z[1].crossed(-5.0));
     }
 
     #[test]
@@ -186,6 +192,8 @@ mod tests {
             ("p99=+ten%", "not a number"),
             ("p99=-10%", "gets worse as it rises"),
             ("ops_per_sec=+5%", "gets worse as it falls"),
+            ("ops_per_sec=+0%", "gets worse as it falls"),
+            ("p99=-0%", "gets worse as it rises"),
             ("p99=+1%,p99=+2%", "given twice"),
         ] {
             let e = parse(bad).unwrap_err();

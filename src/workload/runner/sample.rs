@@ -35,12 +35,17 @@ pub(super) async fn sample_resources(
     let mut cpu = CpuMeter::default();
     let mut server = super::scrape::Rows::default();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
+    // After a slow round (a node taking its whole timeout), wait a full second again rather
+    // than firing the missed ticks back to back: per-second growth needs second-long gaps.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::Relaxed) {
         interval.tick().await;
+        // When the round's queries go out, for every node alike: a node that answers late
+        // must not move the others' rows.
+        let t_s = (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
         peak = peak.max(generator_rss_bytes());
         // At once: a node that does not answer one query must not delay the other.
         let (sampled, scraped) = tokio::join!(sample_nodes(&cluster), scrape_nodes(&cluster));
-        let t_s = (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
         for (id, s) in scraped {
             server.push(t_s, id, s);
         }
@@ -49,7 +54,7 @@ pub(super) async fn sample_resources(
             let status = status.as_ref().and_then(|s| s.raftbench.as_ref());
             let cpu_pct = pid.and_then(|pid| cpu.percent(id, pid));
             rows.push(ResourceRow {
-                t_s: (run_start.elapsed().as_secs_f64() * 1e3).round() / 1e3,
+                t_s,
                 node: id,
                 rss_bytes: r.rss_bytes,
                 disk_bytes: r.disk_bytes,
