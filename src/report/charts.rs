@@ -305,6 +305,11 @@ impl XyPanel {
         }
         let pad = |lo: f64, hi: f64, scale: Scale, frac: f64| {
             if (hi - lo).abs() < 1e-12 {
+                if lo == 0.0 && scale == Scale::Linear {
+                    // All zero (no apply lag, no errors): 0 at the bottom, not mid-axis
+                    // between made-up negative and fractional ticks.
+                    return (0.0, 1.0);
+                }
                 let d = if scale == Scale::Linear {
                     lo.abs().max(1.0) * 0.1
                 } else {
@@ -683,6 +688,17 @@ mod tests {
         assert_eq!(s.label(3.0), "99.9%");
         assert_eq!(s.label(2f64.log10()), "50%");
         assert_eq!(s.to_axis(1.0), None);
+    }
+
+    #[test]
+    fn an_all_zero_series_sits_on_the_bottom_of_a_zero_to_one_axis() {
+        let p = XyPanel::new("t", Scale::Linear, "lag", Scale::Linear);
+        let (x, y) = p.ranges(&[vec![(0.0, 0.0), (5.0, 0.0)]]);
+        assert_eq!(y, (0.0, 1.0));
+        assert!(x.0 <= 0.0 && x.1 >= 5.0, "{x:?}");
+        // A flat non-zero series still gets room on both sides.
+        let (_, y) = p.ranges(&[vec![(0.0, 4.0), (5.0, 4.0)]]);
+        assert!(y.0 < 4.0 && y.1 > 4.0, "{y:?}");
     }
 
     #[test]
