@@ -1,7 +1,30 @@
 //! Reading Prometheus and OpenMetrics text (`GET /metrics` of etcd and of raftbench
 //! nodes), parsed with `prometheus-parse`.
 
-use super::server::Cumulative;
+use super::server::{Cumulative, ServerCounters};
+
+/// A member's [`ServerCounters`] from its `/metrics` text: the WAL fsync histogram named
+/// `wal_fsync` (required), the backend commit histogram `backend_commit` when named and
+/// there, and `process_start_time_seconds`.
+pub fn server_counters(
+    text: &str,
+    source: &'static str,
+    wal_fsync: &str,
+    backend_commit: Option<&str>,
+) -> Result<ServerCounters, String> {
+    let scrape = parse(text)?;
+    Ok(ServerCounters {
+        source,
+        wal_fsync: histogram(&scrape, wal_fsync)
+            .ok_or_else(|| format!("/metrics has no {wal_fsync} histogram"))?,
+        backend_commit: backend_commit.and_then(|name| histogram(&scrape, name)),
+        started: scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "process_start_time_seconds")
+            .map(|s| scalar(&s.value)),
+    })
+}
 
 /// Parse a `/metrics` text.
 pub fn parse(text: &str) -> Result<prometheus_parse::Scrape, String> {

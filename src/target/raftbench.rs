@@ -227,20 +227,8 @@ impl TargetApi for RaftbenchApi {
     ) -> BoxFuture<'a, Result<ServerCounters, ClusterError>> {
         Box::pin(async move {
             let text = super::server::fetch_metrics(&self.http, m).await?;
-            let node_err = |message: String| ClusterError::Node { id: m.id, message };
-            let scrape = super::prom::parse(&text).map_err(node_err)?;
-            let wal_fsync = super::prom::histogram(&scrape, PERSIST_SECONDS)
-                .ok_or_else(|| node_err(format!("/metrics has no {PERSIST_SECONDS} histogram")))?;
-            Ok(ServerCounters {
-                source: "raftbench /metrics",
-                wal_fsync,
-                backend_commit: None,
-                started: scrape
-                    .samples
-                    .iter()
-                    .find(|s| s.metric == "process_start_time_seconds")
-                    .map(|s| super::prom::scalar(&s.value)),
-            })
+            super::prom::server_counters(&text, "raftbench /metrics", PERSIST_SECONDS, None)
+                .map_err(|message| ClusterError::Node { id: m.id, message })
         })
     }
 

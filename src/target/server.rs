@@ -119,14 +119,14 @@ pub struct ServerCounters {
     pub wal_fsync: Cumulative,
     /// Backend commits (etcd's bbolt transactions); raftbench has none of its own.
     pub backend_commit: Option<Cumulative>,
-    /// When the member's process started (seconds since the epoch: etcd's
-    /// `process_start_time_seconds`, a raftbench node's clock less its uptime), so that a
-    /// member restarted between two readings has its counters counted anew.
+    /// When the member's process started (seconds since the epoch, its
+    /// `process_start_time_seconds`), so that a member restarted between two readings has
+    /// its counters counted anew.
     pub started: Option<f64>,
 }
 
-/// Two start times further apart than this are two processes (a raftbench node's start
-/// time is computed from its uptime, so two readings of one process differ a little).
+/// Two start times further apart than this are two processes (a margin for a start time
+/// reported rounded; a restart takes longer than this anyway).
 const SAME_PROCESS: f64 = 0.5;
 
 impl ServerCounters {

@@ -112,12 +112,17 @@ pub fn assert_no_nodes_under(dir: &Path) {
     assert_eq!(pids.status.code(), Some(1), "nodes still running: {pids:?}");
 }
 
+/// A validator for the committed schema `results/schema/<schema>`.
+pub fn validator(schema: &str) -> jsonschema::Validator {
+    let path = manifest("results/schema").join(schema);
+    jsonschema::validator_for(&read_json(&path))
+        .unwrap_or_else(|e| panic!("{}: not a usable schema: {e}", path.display()))
+}
+
 /// Assert that the JSON file `doc` validates against the committed schema
 /// `results/schema/<schema>` (e.g. `run.schema.json`), listing every violation otherwise.
 pub fn assert_valid(schema: &str, doc: &Path) {
-    let schema_path = manifest("results/schema").join(schema);
-    let validator = jsonschema::validator_for(&read_json(&schema_path))
-        .unwrap_or_else(|e| panic!("{}: not a usable schema: {e}", schema_path.display()));
+    let validator = validator(schema);
     let value = read_json(doc);
     let errors: Vec<String> = validator
         .iter_errors(&value)

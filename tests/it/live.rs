@@ -130,11 +130,13 @@ fn failover_against_a_cluster_started_elsewhere() {
             .contains("kill -KILL")
     );
     // Every series the Grafana dashboard queries is one this cluster's nodes serve.
-    let cluster: toml::Value = toml::from_str(&text).unwrap();
-    let addr = cluster["node"][0]["client_addr"].as_str().unwrap();
+    let cluster = raftbench::wire::ClusterFile::load(&file).unwrap();
     let (_, _, metrics) = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(crate::server::scrape(&format!("http://{addr}")));
+        .block_on(crate::server::scrape(&format!(
+            "http://{}",
+            cluster.nodes[0].client_addr
+        )));
     crate::server::check_dashboard_against(&metrics);
     // Resources come from the nodes' /status: RSS and data-directory size per node.
     let res = csv_rows(&out.join("resources.csv"));

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::BackendCapacity;
 use super::slo::SloTerm;
+use super::{BackendCapacity, Probe};
 use crate::report::ReportError;
 
 /// The `schema_version` of `capacity.json`.
@@ -36,25 +36,10 @@ pub struct CapacityBackend {
     /// Whether a higher rate was probed and missed (otherwise `max_rate` is only a lower
     /// bound: add `--steps`).
     pub max_rate_bounded: bool,
-    pub probes: Vec<CapacityProbe>,
+    pub probes: Vec<Probe>,
     pub growth: Vec<CapacityGrowth>,
     /// Per growth metric: its fitted model and the value it projects at `target_keys`.
     pub projections: BTreeMap<String, CapacityProjection>,
-}
-
-/// One probe of the rate search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct CapacityProbe {
-    /// Offered and achieved (lowest over the measured phases) rates, ops/s.
-    pub offered: f64,
-    pub achieved: f64,
-    /// Per SLO term, in order: the measured percentile in µs (`null`: no successful
-    /// operation), and the failed or in-doubt operations (counted as over the bound).
-    pub measured_us: Vec<Option<u64>>,
-    pub failed: Vec<u64>,
-    pub met: bool,
-    /// The probe's results directory, relative to the study's.
-    pub dir: PathBuf,
 }
 
 /// One growth run.
@@ -107,13 +92,9 @@ pub fn report(
                 probes: b
                     .probes
                     .iter()
-                    .map(|p| CapacityProbe {
-                        offered: p.offered,
-                        achieved: p.achieved,
-                        measured_us: p.measured_us.clone(),
-                        failed: p.failed.clone(),
-                        met: p.met,
+                    .map(|p| Probe {
                         dir: rel(&p.dir),
+                        ..p.clone()
                     })
                     .collect(),
                 growth: b

@@ -2,15 +2,18 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use super::slo::SloTerm;
 use crate::report::data::RunData;
 use crate::study::StudyError;
 
-/// One probe of the rate search.
-#[derive(Debug, Clone)]
+/// One probe of the rate search (also as `capacity.json` records it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Probe {
+    /// The offered rate, ops/s.
     pub offered: f64,
-    /// The lowest achieved rate among the measured phases.
+    /// The lowest achieved rate among the measured phases, ops/s.
     pub achieved: f64,
     /// Per SLO term: the measured value in µs over successful operations (`None`: no
     /// successful operation).
@@ -18,6 +21,7 @@ pub struct Probe {
     /// Per SLO term: the op's failed or in-doubt operations (counted as over the bound).
     pub failed: Vec<u64>,
     pub met: bool,
+    /// The probe's results directory (in `capacity.json`, relative to the study's).
     pub dir: PathBuf,
 }
 

@@ -288,20 +288,27 @@ fn verdict(
     }
 }
 
+/// Why an `--alpha` is refused.
+const ALPHA_EXPECTED: &str = "expected a significance level between 0 and 1, e.g. 0.05";
+
+fn alpha_ok(a: f64) -> bool {
+    a > 0.0 && a < 1.0
+}
+
 /// `--alpha`: a significance level strictly between 0 and 1.
 pub fn parse_alpha(s: &str) -> Result<f64, String> {
     s.trim()
         .parse::<f64>()
         .ok()
-        .filter(|a| *a > 0.0 && *a < 1.0)
-        .ok_or_else(|| format!("{s:?}: expected a significance level between 0 and 1, e.g. 0.05"))
+        .filter(|a| alpha_ok(*a))
+        .ok_or_else(|| format!("{s:?}: {ALPHA_EXPECTED}"))
 }
 
 /// Compare BASE with NEW (see the module docs); write `diff.md` and `diff.json` to `out`.
 pub fn diff(o: &DiffOptions) -> Result<DiffReport, StudyError> {
-    if !(o.alpha > 0.0 && o.alpha < 1.0) {
+    if !alpha_ok(o.alpha) {
         return Err(StudyError::Invalid(format!(
-            "--alpha {}: expected a significance level between 0 and 1, e.g. 0.05",
+            "--alpha {}: {ALPHA_EXPECTED}",
             o.alpha
         )));
     }

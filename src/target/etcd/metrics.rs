@@ -1,9 +1,6 @@
 //! etcd's server-side figures from its `/metrics` (Prometheus text, served on the client
 //! URL), parsed with `prometheus-parse`.
 
-use std::time::Duration;
-
-use crate::target::prom::{histogram, scalar};
 use crate::target::server::ServerCounters;
 
 /// WAL fsync latency, in seconds.
@@ -13,34 +10,7 @@ pub const BACKEND_COMMIT: &str = "etcd_disk_backend_commit_duration_seconds";
 
 /// The WAL fsync and backend commit histograms of one `/metrics` text.
 pub fn parse(text: &str) -> Result<ServerCounters, String> {
-    let scrape = crate::target::prom::parse(text)?;
-    let wal_fsync = histogram(&scrape, WAL_FSYNC)
-        .ok_or_else(|| format!("/metrics has no {WAL_FSYNC} histogram"))?;
-    Ok(ServerCounters {
-        source: "etcd /metrics",
-        wal_fsync,
-        backend_commit: histogram(&scrape, BACKEND_COMMIT),
-        started: scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == "process_start_time_seconds")
-            .map(|s| scalar(&s.value)),
-    })
-}
-
-/// `GET http://{addr}/metrics` and [`parse`] it (2 s deadline).
-pub async fn scrape(http: &reqwest::Client, addr: &str) -> Result<ServerCounters, String> {
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("GET /metrics: {e}"))?
-        .text()
-        .await
-        .map_err(|e| format!("GET /metrics: {e}"))?;
-    parse(&text)
+    crate::target::prom::server_counters(text, "etcd /metrics", WAL_FSYNC, Some(BACKEND_COMMIT))
 }
 
 #[cfg(test)]

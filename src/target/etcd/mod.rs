@@ -427,9 +427,8 @@ impl TargetApi for EtcdApi {
         m: &'a Member,
     ) -> BoxFuture<'a, Result<ServerCounters, ClusterError>> {
         Box::pin(async move {
-            metrics::scrape(&self.http, &m.client_addr)
-                .await
-                .map_err(|message| ClusterError::Node { id: m.id, message })
+            let text = super::server::fetch_metrics(&self.http, m).await?;
+            metrics::parse(&text).map_err(|message| ClusterError::Node { id: m.id, message })
         })
     }
 }
